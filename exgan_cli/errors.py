@@ -1,0 +1,53 @@
+"""Errors a user can cause, each with its documented exit code.
+
+Library functions raise these with a message that names the file; the CLI prints the
+message on one line and exits with ``exit_code``. Programming errors are not caught.
+"""
+
+from __future__ import annotations
+
+# Exit codes (documented in README.md). 2 is Typer's own code for bad command-line usage.
+EXIT_OK = 0
+EXIT_FAILURE = 1          # unexpected error (a bug): traceback shown
+EXIT_USAGE = 2            # bad flags or arguments (Typer/Click)
+EXIT_BAD_INPUT = 3        # unreadable, corrupt, truncated, empty or unsupported image
+EXIT_NO_FACE = 4          # no face found in the photo
+EXIT_NO_REFERENCE = 5     # no usable reference (none given, no face, eyes closed, other person)
+EXIT_BAD_WEIGHTS = 6      # weights missing, invalid, or not matching their config/checksum
+EXIT_OUTPUT = 7           # output exists (without --overwrite) or cannot be written
+EXIT_NOT_BUILT = 8        # command not implemented yet
+EXIT_BAD_DATA = 9         # a dataset folder is missing or has no usable faces
+
+
+class ExganError(Exception):
+    """Base class: an error caused by the user's input, reported as one line."""
+
+    exit_code = EXIT_FAILURE
+
+
+class BadInputError(ExganError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class NoFaceError(ExganError):
+    exit_code = EXIT_NO_FACE
+
+
+class NoReferenceError(ExganError):
+    exit_code = EXIT_NO_REFERENCE
+
+
+class WeightsError(ExganError):
+    exit_code = EXIT_BAD_WEIGHTS
+
+
+class OutputError(ExganError):
+    exit_code = EXIT_OUTPUT
+
+
+class NotBuiltError(ExganError):
+    exit_code = EXIT_NOT_BUILT
+
+
+class DataError(ExganError):
+    exit_code = EXIT_BAD_DATA
