@@ -1,0 +1,127 @@
+"""Paste generated eyes back into the full photo without a visible box.
+
+The generator works on a small aligned crop. Only the eye boxes are taken from it: a
+feathered alpha (a box blurred at its border) is built in crop space, the crop and the
+alpha are warped back with the inverse alignment into a region of interest of the photo,
+and blended there. Before that, the generated pixels are shifted in colour so that the
+generator's rendering of a ring of skin around the eyes matches the real skin, which
+removes the brightness/colour step that would otherwise outline the box. Every photo pixel
+where the alpha is exactly zero keeps its decoded value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .geometry import Box, boxes_to_mask, invert, transform_points
+
+
+@dataclass(frozen=True)
+class BlendConfig:
+    feather: float = 0.18  # Gaussian sigma of the alpha border, in box heights
+    inset: float = 0.10  # alpha reaches 0.5 this far inside the box edge, in box heights
+    ring: float = 0.35  # width of the skin ring used for colour matching, in box heights
+    colour_match: bool = True  # shift generated colours to match the surrounding skin
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _box_height(boxes: Sequence[Box]) -> float:
+    return float(np.mean([b[3] - b[1] for b in boxes]))
+
+
+def feather_alpha(boxes: Sequence[Box], resolution: int, cfg: BlendConfig = BlendConfig()) -> np.ndarray:
+    """Soft alpha (res, res) float32 in [0, 1]: ~1 inside the eye boxes, 0 well outside.
+
+    The support ends about three sigmas outside the shrunken boxes; beyond it the alpha
+    is exactly zero so those pixels are never touched.
+    """
+    import cv2
+
+    h = _box_height(boxes)
+    inset = cfg.inset * h
+    shrunk = [(x0 + inset, y0 + inset, x1 - inset, y1 - inset) for x0, y0, x1, y1 in boxes]
+    # Work at 4x so the border of a small crop is smooth, then reduce.
+    up = 4
+    hard = boxes_to_mask([tuple(v * up for v in b) for b in shrunk], resolution * up)
+    sigma = max(cfg.feather * h * up, 0.5)
+    soft = cv2.GaussianBlur(hard, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_CONSTANT)
+    alpha = cv2.resize(soft, (resolution, resolution), interpolation=cv2.INTER_AREA)
+    alpha[alpha < 1e-3] = 0.0  # a hard zero so untouched pixels stay bit-exact
+    return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+
+
+def match_colour(
+    generated: np.ndarray, original: np.ndarray, boxes: Sequence[Box], cfg: BlendConfig = BlendConfig()
+) -> np.ndarray:
+    """Shift generated colours by the mean difference on a skin ring around the eye boxes.
+
+    ``generated`` is the generator's raw (not composited) output, so on the ring it shows
+    how G renders real skin; the per-channel offset that makes it equal to the real ring
+    is applied to the whole crop. Returns float32 (res, res, 3).
+    """
+    gen = generated.astype(np.float32)
+    if not cfg.colour_match:
+        return gen
+    res = gen.shape[0]
+    r = cfg.ring * _box_height(boxes)
+    grown = [(x0 - r, y0 - r, x1 + r, y1 + r) for x0, y0, x1, y1 in boxes]
+    ring = (boxes_to_mask(grown, res) > 0) & (boxes_to_mask(boxes, res) == 0)
+    if ring.sum() < 10:
+        return gen
+    offset = original.astype(np.float32)[ring].mean(0) - gen[ring].mean(0)
+    return gen + offset
+
+
+def paste_back(
+    photo: np.ndarray, crop: np.ndarray, alpha: np.ndarray, matrix: np.ndarray
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """Blend ``crop`` (res, res, 3) into a copy of ``photo`` with ``alpha`` (res, res).
+
+    ``matrix`` maps photo coordinates to crop coordinates (the alignment). Returns the new
+    photo and the photo box that was touched (None if nothing was).
+    """
+    import cv2
+
+    ys, xs = np.nonzero(alpha > 0)
+    out = photo.copy()
+    if len(xs) == 0:
+        return out, None
+    res = alpha.shape[0]
+    # Region of the photo covered by the alpha's support, with a pixel of slack.
+    corners = np.array(
+        [[xs.min() - 1, ys.min() - 1], [xs.max() + 2, ys.min() - 1], [xs.min() - 1, ys.max() + 2], [xs.max() + 2, ys.max() + 2]],
+        dtype=np.float64,
+    )
+    pc = transform_points(corners, invert(matrix))
+    h, w = photo.shape[:2]
+    x0, y0 = max(0, int(np.floor(pc[:, 0].min()))), max(0, int(np.floor(pc[:, 1].min())))
+    x1, y1 = min(w, int(np.ceil(pc[:, 0].max())) + 1), min(h, int(np.ceil(pc[:, 1].max())) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return out, None
+    # crop -> ROI matrix: inverse alignment, then shift by the ROI origin.
+    to_roi = invert(matrix)
+    to_roi[:, 2] -= (x0, y0)
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpAffine(crop.astype(np.float32), to_roi, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    a = cv2.warpAffine(alpha.astype(np.float32), to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    a = np.clip(a, 0.0, 1.0)[..., None]
+    roi = out[y0:y1, x0:x1].astype(np.float32)
+    blended = np.clip(np.rint(a * warped + (1.0 - a) * roi), 0, 255).astype(np.uint8)
+    touched = a[..., 0] > 0
+    out[y0:y1, x0:x1][touched] = blended[touched]
+    return out, (x0, y0, x1, y1)
+
+
+def photo_boxes(boxes: Sequence[Box], matrix: np.ndarray) -> list[Box]:
+    """Crop-space boxes as axis-aligned boxes in photo coordinates (for reports)."""
+    inv = invert(matrix)
+    result = []
+    for x0, y0, x1, y1 in boxes:
+        p = transform_points(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]), inv)
+        result.append((float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max())))
+    return result

@@ -1,0 +1,32 @@
+"""The `exgan` command: a Typer app with one module per command in exgan_cli/commands/.
+
+Command modules import only typer/rich at module level; torch, dlib and OpenCV are
+imported inside the command bodies, so `exgan --help` starts instantly.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .commands import batch, evaluate, export, open_eyes, train
+
+app = typer.Typer(
+    name="exgan",
+    help="Open closed eyes in photos of people with Exemplar GANs (reference photos of the same person).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("open-eyes")(open_eyes.open_eyes)
+app.command("batch")(batch.batch)
+app.command("train")(train.train)
+app.command("export")(export.export)
+app.command("evaluate")(evaluate.evaluate)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

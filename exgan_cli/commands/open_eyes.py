@@ -1,0 +1,82 @@
+"""`exgan open-eyes PHOTO --ref REF ...`: retouch one photo."""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, guarded
+
+
+class Detector(str, Enum):
+    hog = "hog"
+    cnn = "cnn"
+
+
+class Faces(str, Enum):
+    closed = "closed"
+    all = "all"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def default_output(photo: Path) -> Path:
+    """`<stem>_open<ext>` beside the input."""
+    return photo.with_name(f"{photo.stem}_open{photo.suffix}")
+
+
+@guarded
+def open_eyes(
+    photo: Path = typer.Argument(..., help="Photo to retouch (JPEG, PNG or WebP)."),
+    ref: list[Path] = typer.Option([], "--ref", "-r", help="Reference photo of the same person (repeatable)."),
+    ref_dir: Optional[Path] = typer.Option(None, "--ref-dir", help="Folder of reference photos."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file [default: <stem>_open<ext> beside the input]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Model folder or Hub id OWNER/NAME[@REVISION] [default: bundled reference model]."),
+    device: Device = typer.Option(Device.auto, "--device", help="Where the generator runs."),
+    detector: Detector = typer.Option(Detector.hog, "--detector", help="Face detector: dlib HOG (fast) or CNN (MMOD)."),
+    faces: Faces = typer.Option(Faces.closed, "--faces", help="Which faces to in-paint: closed-eyed ones, or all."),
+    face: Optional[int] = typer.Option(None, "--face", help="Only this face (index, faces numbered left to right)."),
+    any_identity: bool = typer.Option(False, "--any-identity", help="Accept references that look like another person."),
+    identity_threshold: Optional[float] = typer.Option(None, "--identity-threshold", help="Max descriptor distance for a same-person reference [default: 0.6]."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report per face."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="Write a before | after | reference image."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
+) -> None:
+    """Open the closed eyes of the people in PHOTO, using reference photos of the same people."""
+    from ..errors import NoReferenceError, OutputError
+    from ..retouch_file import RetouchRequest, retouch_file
+
+    out = output or default_output(photo)
+    request = RetouchRequest(
+        photo=photo,
+        refs=list(ref),
+        ref_dir=ref_dir,
+        output=out,
+        overwrite=overwrite,
+        weights=weights,
+        device=device.value,
+        detector=detector.value,
+        faces=faces.value,
+        face_index=face,
+        any_identity=any_identity,
+        identity_threshold=identity_threshold,
+        report=report,
+        compare=compare,
+    )
+    t0 = time.perf_counter()
+    outcome = retouch_file(request, log=None if quiet else console.print)
+    if quiet:
+        return
+    from ..summary import print_summary
+
+    print_summary(console, outcome, time.perf_counter() - t0)

@@ -1,0 +1,183 @@
+"""retouch_file(): files in, files out, for one photo (what `exgan open-eyes` does).
+
+Checks every path before any work, never writes over the input, writes nothing when there
+is nothing to do or anything fails, and writes each output atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .errors import BadInputError, NoFaceError, NoReferenceError, OutputError
+
+
+@dataclass
+class RetouchRequest:
+    photo: Path
+    output: Path
+    refs: list[Path] = field(default_factory=list)
+    ref_dir: Optional[Path] = None
+    overwrite: bool = False
+    weights: Optional[str] = None  # folder or Hub id; None = bundled default
+    device: str = "auto"
+    detector: str = "hog"
+    faces: str = "closed"
+    face_index: Optional[int] = None
+    any_identity: bool = False
+    identity_threshold: Optional[float] = None
+    report: Optional[Path] = None
+    compare: Optional[Path] = None
+
+
+@dataclass
+class Outcome:
+    photo: Path
+    output: Optional[Path]  # None when nothing was written
+    status: str  # "written" | "nothing to do"
+    faces: list  # FaceReport
+    weights: str = ""
+    rejected: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "photo": str(self.photo),
+            "output": str(self.output) if self.output else None,
+            "status": self.status,
+            "weights": self.weights,
+            "faces": [f.to_dict() for f in self.faces],
+            "rejected_references": self.rejected,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def check_outputs(request: RetouchRequest) -> None:
+    """Refuse outputs that would overwrite the input or an existing file (before any work)."""
+    if not request.photo.is_file():
+        raise BadInputError(f"{request.photo}: no such file")
+    for path in (request.output, request.report, request.compare):
+        if path is None:
+            continue
+        if _same_file(path, request.photo):
+            raise OutputError(f"{path}: refusing to overwrite the input photo")
+        if path.exists() and not request.overwrite:
+            raise OutputError(f"{path}: already exists (use --overwrite to replace it)")
+        if not path.parent.is_dir():
+            raise OutputError(f"{path}: folder {path.parent} does not exist")
+
+
+def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] = None) -> Outcome:
+    from . import eyes, faces as facelib
+    from .images import atomic_write_bytes, load_image, save_image
+    from .pipeline import RetouchOptions, retouch, select_faces
+    from .references import collect_reference_paths, load_candidates
+    from .weights import load_pretrained, resolve_default, resolve_device
+
+    say = log or (lambda s: None)
+    timings: dict[str, float] = {}
+    check_outputs(request)
+
+    t = time.perf_counter()
+    image = load_image(request.photo)
+    timings["load"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    found = facelib.detect_faces(image.pixels, detector=request.detector)
+    timings["detect"] = time.perf_counter() - t
+    if not found:
+        raise NoFaceError(f"{request.photo}: no face found")
+    options = RetouchOptions(
+        faces=request.faces,
+        face_index=request.face_index,
+        any_identity=request.any_identity,
+        identity_threshold=request.identity_threshold,
+        detector=request.detector,
+    )
+    states = [eyes.eye_state(f.landmarks) for f in found]
+    if not select_faces(found, states, options):
+        say(f"{request.photo}: {len(found)} face(s), none with closed eyes: nothing to do, nothing written")
+        from .pipeline import FaceReport, _eyes_dict
+
+        reports = [
+            FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=_eyes_dict(s), status="eyes open")
+            for i, (f, s) in enumerate(zip(found, states))
+        ]
+        return Outcome(photo=request.photo, output=None, status="nothing to do", faces=reports, timings=timings)
+
+    t = time.perf_counter()
+    paths = collect_reference_paths(request.refs, request.ref_dir)
+    if not paths:
+        raise NoReferenceError(f"{request.photo}: no reference photo given (use --ref or --ref-dir)")
+    candidates, rejections = load_candidates(paths, detector=request.detector)
+    rejected = [{"path": str(r.path), "face": r.face_index, "reason": r.reason} for r in rejections]
+    timings["references"] = time.perf_counter() - t
+    if not candidates:
+        why = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rejected) or "none found"
+        raise NoReferenceError(f"{request.photo}: no usable reference: {why}")
+
+    t = time.perf_counter()
+    spec = request.weights if request.weights else resolve_default()
+    model = load_pretrained(spec, device=resolve_device(request.device))
+    timings["model"] = time.perf_counter() - t
+    say(f"weights: {model.source}")
+
+    try:
+        result = retouch(image.pixels, candidates, model, options, faces=found)
+    except NoReferenceError as e:
+        raise NoReferenceError(f"{request.photo}: {e}") from None
+    for k, v in result.timings.items():
+        timings[k] = timings.get(k, 0.0) + v
+
+    outcome = Outcome(
+        photo=request.photo, output=request.output, status="written", faces=result.faces,
+        weights=model.source, rejected=rejected, timings=timings,
+    )
+    t = time.perf_counter()
+    if request.compare is not None:
+        save_image(compare_image(image.pixels, result, candidates), request.compare, overwrite=request.overwrite)
+    if request.report is not None:
+        atomic_write_bytes(request.report, (json.dumps(outcome.to_dict(), indent=2) + "\n").encode())
+    save_image(result.pixels, request.output, like=image, overwrite=request.overwrite)
+    timings["write"] = time.perf_counter() - t
+    return outcome
+
+
+def compare_image(before: np.ndarray, result, candidates, height: int = 768) -> np.ndarray:
+    """before | after | the reference faces used, side by side at a common height."""
+    import cv2
+
+    def fit(img: np.ndarray, h: int) -> np.ndarray:
+        w = max(1, round(img.shape[1] * h / img.shape[0]))
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if h < img.shape[0] else cv2.INTER_CUBIC)
+
+    h = min(height, before.shape[0])
+    panels = [fit(before, h), np.full((h, 8, 3), 255, np.uint8), fit(result.pixels, h)]
+    used = [f.reference["path"] for f in result.retouched if f.reference]
+    refs = []
+    for c in candidates:
+        if str(c.path) in used and not any(r is c.pixels for r in refs):
+            x0, y0, x1, y1 = c.face.box
+            m = (x1 - x0) // 2
+            crop = c.pixels[max(0, y0 - m): y1 + m, max(0, x0 - m): x1 + m]
+            refs.append(crop)
+    if refs:
+        each = h // len(refs)
+        tiles = [fit(r, each) for r in refs]
+        width = max(t.shape[1] for t in tiles)
+        column = np.vstack([np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0)), constant_values=255) for t in tiles])
+        column = np.pad(column, ((0, h - column.shape[0]), (0, 0), (0, 0)), constant_values=255)
+        panels += [np.full((h, 8, 3), 255, np.uint8), column]
+    return np.hstack(panels)
