@@ -1,0 +1,302 @@
+"""Reading and writing photos: EXIF orientation, colour profiles, alpha and safe writes.
+
+``load_image`` gives every supported photo as the library's common form, an (H, W, 3) uint8
+RGB array upright as the camera meant it, and keeps what ``save_image`` needs to write the
+result back like the input (EXIF, ICC profile, alpha). Any file a user can hand us that is
+not a readable JPEG, PNG or WebP raises ``BadInputError`` with one line naming the file.
+
+Writes are atomic: a temporary file in the destination folder, fsync, then ``os.replace``,
+so a crash or a full disk never leaves a half-written photo under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import BadInputError, OutputError
+
+# Decompression-bomb guard: a photo above this many pixels is refused before it is decoded
+# (250 MP = a 20,000 x 12,500 panorama; decoded it alone takes 750 MB as RGB). Pillow's own
+# guard is set to the same limit so that it does not refuse smaller photos first (its default
+# of ~89 MP would reject some real panoramas).
+MAX_PIXELS = 250_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+# Pillow format name for each output suffix we write.
+SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP")
+IMAGE_SUFFIXES = tuple(SUFFIX_FORMATS)
+
+_ORIENTATION = 0x0112  # EXIF tag
+
+
+@dataclass
+class LoadedImage:
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation already applied
+    path: Path  # the file it was read from
+    format: str  # "JPEG" | "PNG" | "WEBP"
+    exif: bytes | None  # raw EXIF (Orientation reset to 1), written back on save
+    icc: bytes | None  # RGB ICC profile, written back on save (None: sRGB assumed)
+    alpha: np.ndarray | None  # (H, W) uint8 alpha of an RGBA/LA/transparent source, else None
+    source_mode: str  # the file's Pillow mode: "RGB", "L", "CMYK", "I;16", "RGBA", "P", ...
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels, after orientation."""
+        return int(self.pixels.shape[1]), int(self.pixels.shape[0])
+
+
+def _bad(path: Path, reason: str) -> BadInputError:
+    return BadInputError(f"{path}: {reason}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
+
+
+def _icc_colour_space(icc: bytes) -> str | None:
+    """The ICC profile's data colour space ("RGB", "GRAY", "CMYK", ...), None if unreadable."""
+    try:
+        from PIL import ImageCms
+
+        return ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
+    except Exception:  # a broken profile is dropped, not fatal: the pixels are still fine
+        return None
+
+
+def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """CMYK to sRGB through the embedded profile when there is one (naive formula otherwise)."""
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.createProfile("sRGB")
+            return ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+        except Exception:  # unusable profile: fall back to Pillow's plain conversion
+            pass
+    return im.convert("RGB")
+
+
+def _to_rgb_and_alpha(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, np.ndarray | None]:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit grayscale (PNG): map 0..65535 onto 0..255 with rounding; Pillow's own
+        # convert("L") would clip everything above 255 to white.
+        v = np.asarray(im, dtype=np.int64)
+        g = ((np.clip(v, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2)), None
+    if mode == "CMYK":
+        return np.asarray(_cmyk_to_rgb(im, icc), dtype=np.uint8).copy(), None
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "RGB") and "transparency" in im.info
+    )
+    if has_alpha:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+        return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy(), None
+
+
+def _source_mode(im: Image.Image) -> str:
+    """Pillow mode, marking 16-bit RGB(A) PNGs (which Pillow decodes to 8 bits itself)."""
+    try:
+        rawmode = im.tile[0][3] if im.tile else ""
+        rawmode = rawmode[0] if isinstance(rawmode, tuple) else rawmode
+        if im.mode in ("RGB", "RGBA") and isinstance(rawmode, str) and rawmode.endswith(";16B"):
+            return im.mode + ";16"
+    except Exception:
+        pass
+    return im.mode
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    """Read a JPEG, PNG or WebP photo as upright RGB; BadInputError (one line) if it can't."""
+    path = Path(path)
+    if not path.exists():
+        raise _bad(path, "no such file")
+    if not path.is_file():
+        raise _bad(path, "not a file")
+    if path.stat().st_size == 0:
+        raise _bad(path, "empty file (0 bytes)")
+    # A truncated photo must fail, not come back with a grey bottom half.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except UnidentifiedImageError:
+        raise _bad(path, "not an image Pillow can identify (corrupt, or not a photo)") from None
+    except Image.DecompressionBombError as e:
+        raise _bad(path, f"image too large ({_one_line(e)})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise _bad(path, f"cannot read image ({_one_line(e)})") from None
+    with im:
+        fmt = im.format or "unknown"
+        if fmt not in SUPPORTED_FORMATS:
+            raise _bad(path, f"unsupported format {fmt} (use JPEG, PNG or WebP)")
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise _bad(path, f"image too large ({w}x{h} = {w * h / 1e6:.0f} MP > {MAX_PIXELS / 1e6:.0f} MP limit)")
+        if w == 0 or h == 0:
+            raise _bad(path, "image has no pixels")
+        source_mode = _source_mode(im)
+        try:
+            im.load()  # decode everything now: truncation and corruption surface here
+            exif = im.getexif()
+            orientation = exif.get(_ORIENTATION, 1)
+            icc = im.info.get("icc_profile") or None
+            upright = ImageOps.exif_transpose(im) if orientation not in (1, None) else im
+            pixels, alpha = _to_rgb_and_alpha(upright, icc)
+        except Image.DecompressionBombError as e:
+            raise _bad(path, f"image too large ({_one_line(e)})") from None
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as e:
+            raise _bad(path, f"truncated or corrupt image ({_one_line(e)})") from None
+        exif_bytes: bytes | None = None
+        if len(exif):
+            if _ORIENTATION in exif:
+                exif[_ORIENTATION] = 1  # the pixels are upright now
+            try:
+                exif_bytes = exif.tobytes()
+            except Exception:  # malformed EXIF: keep the photo, drop the metadata
+                exif_bytes = None
+        if icc is not None and (source_mode == "CMYK" or _icc_colour_space(icc) != "RGB"):
+            # A CMYK profile was applied above; a grey (or broken) one cannot describe the
+            # RGB pixels we hand back. Without a profile viewers assume sRGB.
+            icc = None
+    return LoadedImage(
+        pixels=pixels, path=path, format=fmt, exif=exif_bytes, icc=icc, alpha=alpha, source_mode=source_mode
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _umask_mode() -> int:
+    """Permissions a normally created file gets (mkstemp's temp files are 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = True) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success fsync it and move it onto ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was. With
+    ``overwrite=False`` an existing ``path`` is an OutputError. ``mode`` is "wb" or "w".
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_writer mode must be 'wb' or 'w', not {mode!r}")
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: output already exists (use --overwrite to replace it)")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, not a file name")
+    parent = path.parent
+    if not parent.is_dir():
+        raise OutputError(f"{path}: output folder {parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({_one_line(e)})") from None
+    try:
+        os.fchmod(fd, _umask_mode())
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise OutputError(f"{path}: cannot write ({_one_line(e)})") from None
+        raise
+    # Make the rename itself durable (POSIX; not possible on every platform).
+    with contextlib.suppress(OSError, AttributeError):
+        dfd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (see ``atomic_writer``); returns the path."""
+    with atomic_writer(path, "wb", overwrite=overwrite) as f:
+        f.write(data)
+    return Path(path)
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """Pillow format for an output path from its suffix; OutputError for anything else."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIX_FORMATS:
+        shown = suffix or "(no suffix)"
+        raise OutputError(f"{path}: cannot write {shown} files (use .jpg, .jpeg, .png or .webp)")
+    return SUFFIX_FORMATS[suffix]
+
+
+def save_image(
+    pixels: np.ndarray,
+    path: str | os.PathLike,
+    like: LoadedImage | None = None,
+    *,
+    overwrite: bool = False,
+    quality: int = 95,
+) -> Path:
+    """Write an (H, W, 3) uint8 RGB array to ``path``; format from the suffix.
+
+    With ``like`` (the loaded input) the EXIF (orientation 1) and ICC profile are written
+    back, and its alpha too when the output is PNG or WebP and the size is unchanged.
+    JPEG and WebP use ``quality``; JPEG keeps full chroma resolution (4:4:4). Refuses to
+    write over the input photo, and over an existing file unless ``overwrite``.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"save_image needs (H, W, 3) uint8 RGB, got {pixels.dtype} {pixels.shape}")
+    path = Path(path)
+    fmt = output_format(path)
+    if like is not None and (_same_file(path, like.path) or path.resolve() == Path(like.path).resolve()):
+        raise OutputError(f"{path}: refusing to write over the input photo")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: output already exists (use --overwrite to replace it)")
+
+    im = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+    params: dict = {}
+    if like is not None:
+        if like.alpha is not None and fmt in ("PNG", "WEBP") and like.alpha.shape == pixels.shape[:2]:
+            im.putalpha(Image.fromarray(np.ascontiguousarray(like.alpha), "L"))
+        if like.icc:
+            params["icc_profile"] = like.icc
+        if like.exif:
+            # A JPEG APP1 segment holds at most 65,533 bytes; a longer EXIF (huge maker notes)
+            # is dropped rather than failing the whole write.
+            if fmt != "JPEG" or len(like.exif) <= 65533:
+                params["exif"] = like.exif
+    if fmt == "JPEG":
+        params.update(quality=int(quality), subsampling=0, optimize=True)
+    elif fmt == "WEBP":
+        params.update(quality=int(quality), method=4)
+    with atomic_writer(path, "wb", overwrite=overwrite) as f:
+        im.save(f, format=fmt, **params)
+    return path

@@ -1,0 +1,77 @@
+"""The model's hyper-parameters, saved in config.json next to the weights.
+
+No torch here, so the CLI can read a config without paying for the torch import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+# The paper's three variants: an aligned reference photo of the same person ("reference"),
+# a code computed from that photo's eyes ("code"), or no exemplar at all ("none", the
+# baseline in-painter: the same network without the exemplar inputs).
+MODES = ("reference", "code", "none")
+ADVERSARIAL = ("hinge", "nsgan")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    mode: str = "reference"  # "reference" | "code" | "none": which exemplar G and D receive
+    resolution: int = 128  # side of the aligned face crop; must equal AlignConfig.resolution
+    base_channels: int = 32  # G width at full resolution; x2 and x4 after each downsampling.
+    # 32 keeps G near 2M parameters: a G+D step at batch 16 stays near 8 img/s on 2 CPU cores
+    n_blocks: int = 6  # dilated residual blocks at 1/4 resolution; dilations cycle 1, 2, 4, 8
+    code_dim: int = 256  # length of the eye code (code mode): the EyeEncoder's output
+    code_at_input: bool = True  # code mode: also condition G's first layer, not only the bottleneck
+    d_channels: int = 32  # D width of its first layer (both branches), doubling per downsampling
+    adversarial: str = "hinge"  # GAN loss: "hinge" or "nsgan" (non-saturating logistic)
+    l1_weight: float = 1.0  # masked L1 between G's output and the real eyes (0 disables)
+    adversarial_weight: float = 0.05  # G's adversarial loss; small, since L1 carries identity (0 disables)
+    code_weight: float = 0.5  # code mode: ||C(G(z, c)) - c|| keeps the eyes' identity (0 disables)
+
+    def __post_init__(self) -> None:
+        # Checked here so that a bad config fails when it is made, not deep inside a forward pass.
+        if self.mode not in MODES:
+            raise ValueError(f"model mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.adversarial not in ADVERSARIAL:
+            raise ValueError(f"adversarial loss must be one of {', '.join(ADVERSARIAL)}, not {self.adversarial!r}")
+        if self.resolution < 32 or self.resolution % 32:
+            # G downsamples by 4 and the eye encoder's band (R/4 x R/2) by 8
+            raise ValueError(f"resolution must be a positive multiple of 32, not {self.resolution}")
+        for name in ("base_channels", "code_dim", "d_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.n_blocks < 0:
+            raise ValueError(f"n_blocks must be >= 0, not {self.n_blocks}")
+        for name in ("l1_weight", "adversarial_weight", "code_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        """Build from a dict; unknown keys are an error (a typo must not be silently ignored),
+        missing keys take their defaults."""
+        if not isinstance(d, dict):
+            raise ValueError(f"model config must be a JSON object, not {type(d).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        kwargs = {}
+        for k, v in d.items():
+            kind = known[k].type  # a string under `from __future__ import annotations`
+            if kind == "bool" and not isinstance(v, bool):
+                raise ValueError(f"model config key {k} must be true or false, not {v!r}")
+            if kind in ("int", "float"):
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ValueError(f"model config key {k} must be a number, not {v!r}")
+                if kind == "int" and v != int(v):
+                    raise ValueError(f"model config key {k} must be an integer, not {v!r}")
+                v = int(v) if kind == "int" else float(v)
+            if kind == "str" and not isinstance(v, str):
+                raise ValueError(f"model config key {k} must be a string, not {v!r}")
+            kwargs[k] = v
+        return cls(**kwargs)

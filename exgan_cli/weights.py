@@ -1,0 +1,308 @@
+"""Saving and loading trained ExGAN weights: a folder, or a Hugging Face Hub repository.
+
+A weights folder holds three files:
+
+    model.safetensors  the (EMA) generator's tensors under "generator.", and in code mode the
+                       eye encoder's under "encoder." (safetensors: no pickle, nothing executes)
+    config.json        {"format": "exgan-1", "model": ModelConfig, "align": AlignConfig,
+                        "mask": MaskConfig, "training": free-form provenance}
+    README.md          the model card (YAML front matter, then text), as the Hub shows it
+
+The alignment and mask configs travel with the weights because a generator only works on
+faces aligned and masked the way it was trained. The same folder uploaded to the Hub loads
+as "owner/name" or "owner/name@revision", through huggingface_hub's cache (HF_HOME,
+HF_HUB_CACHE and HF_HUB_OFFLINE are honoured). Every failure is a WeightsError whose one-line
+message names the weights and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ExganError, WeightsError
+from .geometry import AlignConfig, MaskConfig
+from .model.config import ModelConfig
+
+if TYPE_CHECKING:  # torch is imported only when weights are actually saved or loaded
+    import torch
+
+    from .model.encoder import EyeEncoder
+    from .model.generator import Generator
+
+FORMAT = "exgan-1"
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+DEFAULT_MODEL = "exgan-reference-128"  # the folder under weights/ that open-eyes uses by default
+
+# "owner/name" or "owner/name@revision", as the Hub spells repository ids
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+
+
+@dataclass
+class Pretrained:
+    model_cfg: ModelConfig
+    align_cfg: AlignConfig
+    mask_cfg: MaskConfig
+    generator: "Generator"  # eval mode, gradients off (call requires_grad_() to fine-tune), on the device
+    encoder: "EyeEncoder | None"  # code mode only
+    source: str  # for people: the local path, or "hub:owner/name@commit"
+    folder: Path  # where the files are (a snapshot folder in the Hub cache for Hub weights)
+    sha256: str  # of model.safetensors
+    training: dict = field(default_factory=dict)  # provenance written by the trainer
+
+
+def bundled_weights_dir() -> Path:
+    """The repository's top-level weights/ folder, or $EXGAN_WEIGHTS_DIR when set."""
+    env = os.environ.get("EXGAN_WEIGHTS_DIR")
+    return Path(env).expanduser() if env else Path(__file__).resolve().parent.parent / "weights"
+
+
+def resolve_default() -> Path:
+    """The folder of the default model, or a WeightsError naming where it should be."""
+    folder = bundled_weights_dir() / DEFAULT_MODEL
+    if not (folder / CONFIG_FILE).is_file() or not (folder / MODEL_FILE).is_file():
+        raise WeightsError(f"default weights not found: {folder} (set EXGAN_WEIGHTS_DIR or pass --weights)")
+    return folder
+
+
+def resolve_device(name: str = "auto") -> "torch.device":
+    """"auto" (CUDA when there is a GPU, else CPU), "cpu", "cuda" or "cuda:N"."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or re.fullmatch(r"cuda:\d+", name):
+        if not torch.cuda.is_available():
+            raise ExganError(f"device {name} requested but no CUDA GPU is available (use --device cpu or auto)")
+        return torch.device(name)
+    raise ExganError(f"unknown device {name!r} (use auto, cpu or cuda)")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_pretrained(
+    folder: str | Path,
+    generator: "Generator",
+    encoder: "EyeEncoder | None",
+    model_cfg: ModelConfig,
+    align_cfg: AlignConfig,
+    mask_cfg: MaskConfig,
+    card: str,
+    training: dict | None = None,
+) -> Path:
+    """Write model.safetensors, config.json and README.md into `folder`; returns the folder.
+
+    The files are written to a temporary folder beside it first. A new folder is then renamed
+    into place in one step; in an existing folder each file is replaced by os.replace, so a
+    reader never sees a half-written file.
+    """
+    from safetensors.torch import save_file
+
+    if model_cfg.mode == "code" and encoder is None:
+        raise ValueError("a code-mode model needs its eye encoder saved with it")
+    if model_cfg.resolution != align_cfg.resolution:
+        raise ValueError(f"model resolution {model_cfg.resolution} != alignment resolution {align_cfg.resolution}")
+    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    if encoder is not None:
+        tensors.update({f"encoder.{k}": v for k, v in encoder.state_dict().items()})
+    # safetensors wants plain contiguous CPU tensors, each with its own storage
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    config = {
+        "format": FORMAT,
+        "model": model_cfg.to_dict(),
+        "align": align_cfg.to_dict(),
+        "mask": mask_cfg.to_dict(),
+        "training": training or {},
+    }
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / CARD_FILE).write_text(card if card.endswith("\n") else card + "\n", encoding="utf-8")
+        if not folder.exists():
+            os.rename(tmp, folder)
+        else:
+            for name in (MODEL_FILE, CONFIG_FILE, CARD_FILE):
+                os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _hub_cache_dir() -> str | None:
+    """The Hub cache from the environment as it is now. huggingface_hub reads HF_HUB_CACHE and
+    HF_HOME once, at import; reading them here honours values set later in this process."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None  # huggingface_hub's own default
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+    return env or constants.is_offline_mode()
+
+
+def _fetch_from_hub(spec: str, revision: str | None) -> tuple[Path, str]:
+    """Download (or find in the cache) config.json and model.safetensors of a Hub repo; returns
+    the snapshot folder holding both and a 'hub:owner/name@commit' source string."""
+    from huggingface_hub import hf_hub_download
+
+    repo_id, _, at = spec.partition("@")
+    if at and revision and at != revision:
+        raise WeightsError(f"weights {spec}: revision given twice ({at} and {revision})")
+    revision = at or revision
+    offline = _hub_offline()
+    paths = {}
+    for name in (CONFIG_FILE, MODEL_FILE):
+        try:
+            paths[name] = Path(
+                hf_hub_download(
+                    repo_id,
+                    name,
+                    revision=revision,
+                    cache_dir=_hub_cache_dir(),
+                    local_files_only=offline,
+                    library_name="exgan",
+                )
+            )
+        except Exception as e:  # anything from the Hub client: not found, offline, network, auth
+            where = "in the local Hub cache (offline)" if offline else "on the Hub"
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise WeightsError(
+                f"weights {spec}: cannot get {name} {where}: {type(e).__name__}: {detail}"
+            ) from None
+    folder = paths[CONFIG_FILE].parent
+    if paths[MODEL_FILE].parent != folder:  # both files of one commit live in one snapshot folder
+        raise WeightsError(f"weights {spec}: {CONFIG_FILE} and {MODEL_FILE} come from different revisions")
+    return folder, f"hub:{repo_id}@{folder.name}"
+
+
+def _read_config(path: Path, name: str) -> tuple[ModelConfig, AlignConfig, MaskConfig, dict]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"weights {name}: cannot read {path}: {e}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        got = config.get("format") if isinstance(config, dict) else None
+        raise WeightsError(f"weights {name}: {path} is not an {FORMAT} config (format: {got!r})")
+    unknown = sorted(set(config) - {"format", "model", "align", "mask", "training"})
+    if unknown:
+        raise WeightsError(f"weights {name}: {path} has unknown keys: {', '.join(unknown)}")
+    try:
+        model_cfg = ModelConfig.from_dict(config.get("model", {}))
+        align_cfg = AlignConfig.from_dict(config["align"]) if "align" in config else AlignConfig()
+        mask_cfg = MaskConfig.from_dict(config["mask"]) if "mask" in config else MaskConfig()
+    except (ValueError, TypeError, KeyError) as e:
+        raise WeightsError(f"weights {name}: bad config in {path}: {e}") from None
+    if model_cfg.resolution != align_cfg.resolution:
+        raise WeightsError(
+            f"weights {name}: {path} model resolution {model_cfg.resolution} != align resolution {align_cfg.resolution}"
+        )
+    training = config.get("training") or {}
+    return model_cfg, align_cfg, mask_cfg, training if isinstance(training, dict) else {"value": training}
+
+
+def _load_strict(module: "torch.nn.Module", tensors: dict, prefix: str, name: str, path: Path) -> None:
+    """load_state_dict(strict=True), with mismatches reported on one line rather than a dump."""
+    expected = module.state_dict()
+    got = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    shapes = [f"{prefix}{k} {tuple(got[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in got and got[k].shape != v.shape]
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    if missing:
+        raise WeightsError(f"weights {name}: {path} lacks {len(missing)} tensors: {some([prefix + k for k in missing])}")
+    if unexpected:
+        raise WeightsError(f"weights {name}: {path} has {len(unexpected)} unexpected tensors: {some([prefix + k for k in unexpected])}")
+    if shapes:
+        raise WeightsError(f"weights {name}: {path} has tensors of the wrong shape (file vs model): {some(shapes)}")
+    module.load_state_dict(got, strict=True)
+
+
+def load_pretrained(
+    spec: str | Path, device: "str | torch.device" = "cpu", revision: str | None = None, sha256: str | None = None
+) -> Pretrained:
+    """Load weights from a local folder or a Hub repo ("owner/name", "owner/name@revision").
+
+    A string is a local folder when that folder exists or it looks like a path (starts with
+    '.', '/' or '~'); otherwise a Hub repository id. `sha256`, when given, must match the hash
+    of model.safetensors (pin the exact weights, wherever they come from).
+    """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .model.encoder import EyeEncoder
+    from .model.generator import Generator
+
+    name = str(spec)
+    local = isinstance(spec, Path) or Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
+    if not local and not _HUB_ID.match(name):
+        raise WeightsError(f"weights {name}: no such folder, and not a Hub repo id (owner/name[@revision])")
+    if local:
+        if revision:
+            raise WeightsError(f"weights {name}: a revision only applies to Hub repos, not local folders")
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            raise WeightsError(f"weights folder not found: {folder}")
+        for f in (CONFIG_FILE, MODEL_FILE):
+            if not (folder / f).is_file():
+                raise WeightsError(f"weights {name}: missing {folder / f}")
+        source = str(folder)
+    else:
+        folder, source = _fetch_from_hub(name, revision)
+
+    model_cfg, align_cfg, mask_cfg, training = _read_config(folder / CONFIG_FILE, name)
+    model_path = folder / MODEL_FILE
+    digest = file_sha256(model_path)
+    if sha256 is not None and digest != sha256.strip().lower():
+        raise WeightsError(f"weights {name}: {model_path} has sha256 {digest}, expected {sha256}")
+    try:
+        tensors = load_file(str(model_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"weights {name}: cannot read {model_path}: {e}") from None
+    strays = sorted(k for k in tensors if not k.startswith(("generator.", "encoder.")))
+    if strays:
+        raise WeightsError(f"weights {name}: {model_path} has unexpected tensors: {', '.join(strays[:3])}")
+
+    generator = Generator(model_cfg)
+    _load_strict(generator, tensors, "generator.", name, model_path)
+    encoder = None
+    if model_cfg.mode == "code":
+        encoder = EyeEncoder(model_cfg)
+        _load_strict(encoder, tensors, "encoder.", name, model_path)
+    elif any(k.startswith("encoder.") for k in tensors):
+        raise WeightsError(f"weights {name}: {model_path} has encoder tensors but the model mode is {model_cfg.mode}")
+
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    generator = generator.to(dev).eval().requires_grad_(False)
+    if encoder is not None:
+        encoder = encoder.to(dev).eval().requires_grad_(False)
+    return Pretrained(model_cfg, align_cfg, mask_cfg, generator, encoder, source, folder, digest, training)
