@@ -26,7 +26,7 @@ from .geometry import LEFT_EYE, RIGHT_EYE
 # 1,500 LFW faces (seed 0) by benchmarks/eye_state.py: the threshold that flags at most
 # 10% of LFW faces (most of which are open; some LFW faces really are closed or squinting),
 # which catches ~70% of the detected closed-eye faces. See docs/eye_state.md.
-CLOSED_EAR_THRESHOLD = 0.19
+CLOSED_EAR_THRESHOLD = 0.21
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,14 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def model_card(model_cfg: ModelConfig, text: str, license: str = "mit", tags: list[str] | None = None) -> str:
+    """A README.md for save_pretrained: the YAML front matter the Hub reads, then `text`."""
+    tags = ["exgan", "eye-inpainting", "gan", f"exgan-{model_cfg.mode}", *(tags or [])]
+    front = ["---", "library_name: exgan", f"license: {license}", "pipeline_tag: image-to-image", "tags:"]
+    front += [f"- {t}" for t in tags] + ["---", ""]
+    return "\n".join(front) + text.strip() + "\n"
+
+
 def save_pretrained(
     folder: str | Path,
     generator: "Generator",
@@ -135,6 +143,7 @@ def save_pretrained(
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would otherwise become the folder's mode
     try:
         save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
@@ -169,7 +178,7 @@ def _hub_offline() -> bool:
 def _fetch_from_hub(spec: str, revision: str | None) -> tuple[Path, str]:
     """Download (or find in the cache) config.json and model.safetensors of a Hub repo; returns
     the snapshot folder holding both and a 'hub:owner/name@commit' source string."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
 
     repo_id, _, at = spec.partition("@")
     if at and revision and at != revision:
@@ -190,11 +199,14 @@ def _fetch_from_hub(spec: str, revision: str | None) -> tuple[Path, str]:
                 )
             )
         except Exception as e:  # anything from the Hub client: not found, offline, network, auth
-            where = "in the local Hub cache (offline)" if offline else "on the Hub"
-            detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise WeightsError(
-                f"weights {spec}: cannot get {name} {where}: {type(e).__name__}: {detail}"
-            ) from None
+            if offline:
+                cache = _hub_cache_dir() or constants.HF_HUB_CACHE
+                raise WeightsError(
+                    f"weights {spec}: {name} (revision {revision or 'main'}) is not in the Hub cache {cache}"
+                    " and HF_HUB_OFFLINE is set"
+                ) from None
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise WeightsError(f"weights {spec}: cannot download {name} from the Hub: {type(e).__name__}: {detail}") from None
     folder = paths[CONFIG_FILE].parent
     if paths[MODEL_FILE].parent != folder:  # both files of one commit live in one snapshot folder
         raise WeightsError(f"weights {spec}: {CONFIG_FILE} and {MODEL_FILE} come from different revisions")
