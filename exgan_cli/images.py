@@ -136,7 +136,7 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(path)
     except UnidentifiedImageError:
-        raise _bad(path, "not an image Pillow can identify (corrupt, or not a photo)") from None
+        raise _bad(path, "not an image, or a corrupt one (format not recognised)") from None
     except Image.DecompressionBombError as e:
         raise _bad(path, f"image too large ({_one_line(e)})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import inspect
 import json
 import os
 import platform
@@ -55,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 
 from .dataset import FaceDataset, default_cache_path, load_dataset, prepare_dataset, split_persons
-from .errors import DataError, ExganError, OutputError
+from .errors import DataError, ExganError, OutputError, WeightsError
 from .geometry import AlignConfig, MaskConfig, boxes_to_mask, eye_boxes
 from .model.config import ModelConfig
 
@@ -92,7 +93,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas of both optimizers (beta1 0.5 as usual for GANs)
     ema_decay: float = 0.999  # EMA G: ema <- d*ema + (1-d)*G after each step; d ramps up as (1+s)/(10+s)
     ae_weight: float = 1.0  # code mode: weight of the eye auto-encoder's L1 (what makes C's code meaningful)
-    min_ear: float = 0.21  # usable faces: both eye aspect ratios at least this (open, not squinting)
+    min_ear: float = 0.2  # usable faces: both eye aspect ratios at least this (open, not squinting)
     flip: bool = True  # mirror half of the pairs (pixels, landmarks, left/right eyes swapped)
     val_fraction: float = 0.05  # persons held out whole for validation (of those with 2+ usable faces)
     val_max: int = 256  # at most this many validation pairs are scored (a fixed, seeded subset)
@@ -553,18 +554,18 @@ def read_checkpoint(run_dir: Path) -> tuple[dict, dict]:
     run_dir = Path(run_dir)
     meta_path, tensor_path = run_dir / CHECKPOINT_META, run_dir / CHECKPOINT_TENSORS
     if not meta_path.is_file() or not tensor_path.is_file():
-        raise DataError(f"{run_dir}: no checkpoint ({CHECKPOINT_META} and {CHECKPOINT_TENSORS})")
+        raise WeightsError(f"{run_dir}: no checkpoint ({CHECKPOINT_META} and {CHECKPOINT_TENSORS})")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         with safe_open(str(tensor_path), "pt") as f:
             step = (f.metadata() or {}).get("step")
         tensors = load_file(str(tensor_path))
     except (OSError, ValueError, SafetensorError) as e:
-        raise DataError(f"{run_dir}: unreadable checkpoint: {e}") from None
+        raise WeightsError(f"{run_dir}: unreadable checkpoint: {e}") from None
     if meta.get("format") != RUN_FORMAT:
-        raise DataError(f"{meta_path}: not an {RUN_FORMAT} checkpoint")
+        raise WeightsError(f"{meta_path}: not an {RUN_FORMAT} checkpoint")
     if str(meta.get("step")) != step:
-        raise DataError(f"{run_dir}: {CHECKPOINT_META} (step {meta.get('step')}) and {CHECKPOINT_TENSORS} (step {step}) differ")
+        raise WeightsError(f"{run_dir}: {CHECKPOINT_META} (step {meta.get('step')}) and {CHECKPOINT_TENSORS} (step {step}) differ")
     return meta, tensors
 
 
@@ -740,6 +741,8 @@ def train(
     if ds.align != cfg.align:
         raise DataError(f"{cache}: faces aligned at {ds.align.resolution} px, the model wants {cfg.align.resolution}")
     train_idx, val_idx = split_faces(ds, cfg.min_ear, cfg.val_fraction, cfg.seed)
+    if len(train_idx) == 0:
+        raise DataError(f"{cache}: no training person has two usable (open-eyed, min EAR {cfg.min_ear}) faces")
     summary = data_summary(ds, cfg)
     val_pairs = validation_pairs(ds, val_idx, cfg.val_max, cfg.seed)
     # the sample grid shows validation pairs (train pairs when no person is held out)
@@ -828,7 +831,8 @@ def train(
             # D's spectral-norm vectors are buffers updated by every forward, identically on every
             # rank (same weights): no need to broadcast them, which would also clash with the
             # second, un-synchronised forward in G's step
-            d_step = DDP(d, device_ids=ids, broadcast_buffers=False)
+            no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters else {"broadcast_buffers": False}
+            d_step = DDP(d, device_ids=ids, **no_sync)
 
         kind = mcfg.adversarial
         use_d = mcfg.adversarial_weight > 0
@@ -978,8 +982,7 @@ def train(
             say(f"{run_dir} is already at step {step} (of {cfg.steps}): nothing to do")
         result = TrainResult(run_dir, step, images_seen, wall, val_l1, stopped)
         if cfg.export and rank == 0 and stopped == "done":
-            result.export_dir = export_run(run_dir, Path(cfg.export), command=command)
-            say(f"exported {result.export_dir}")
+            result.export_dir = export_run(run_dir, Path(cfg.export))  # the command is in the checkpoint
         return result
     finally:
         if world > 1 and dist.is_initialized():
@@ -1070,12 +1073,14 @@ def export_run(
     from .weights import save_pretrained
 
     run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise WeightsError(f"{run_dir}: not a training run folder (no {CONFIG_FILE})")
     if not overwrite and out.exists() and any(out.iterdir()):
         raise OutputError(f"{out}: exists and is not empty (use --overwrite)")
     try:
         cfg = TrainConfig.from_dict(read_config_file(run_dir / CONFIG_FILE))
     except ValueError as e:
-        raise DataError(f"{run_dir / CONFIG_FILE}: {e}") from None
+        raise WeightsError(f"{run_dir / CONFIG_FILE}: {e}") from None
     meta, tensors = read_checkpoint(run_dir)
     g = Generator(cfg.model)
     _load_module(g, tensors, "ema_g")
@@ -1106,10 +1111,12 @@ def export_run(
 
 def command_line() -> str:
     """This process's command line as a user would type it (exgan ..., or torchrun ...)."""
-    args = sys.argv[1:]
-    rank, world, _ = _dist_env()
-    prog = "exgan" if Path(sys.argv[0]).name in ("exgan", "__main__.py", "cli.py") else Path(sys.argv[0]).name
-    head = f"torchrun --nproc_per_node {world} " if world > 1 and "TORCHELASTIC_RUN_ID" in os.environ else ""
-    if head and prog != "exgan":
-        prog = "-m exgan_cli"
-    return head + shlex.join([prog, *args])
+    _, world, _ = _dist_env()
+    torchrun = world > 1 and "TORCHELASTIC_RUN_ID" in os.environ
+    name = Path(sys.argv[0]).name
+    if name == "__main__.py":  # python -m exgan_cli
+        prog = ["-m", "exgan_cli"] if torchrun else ["python", "-m", "exgan_cli"]
+    else:
+        prog = ["exgan"] if name == "exgan" or not torchrun else [sys.argv[0]]
+    head = ["torchrun", "--nproc_per_node", str(world)] if torchrun else []
+    return shlex.join([*head, *prog, *sys.argv[1:]])

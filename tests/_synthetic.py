@@ -70,7 +70,7 @@ def write_synthetic_cache(path: Path, persons: int = 4, per_person: int = 5, res
         iris = rng.uniform(0, 160, size=3)
         kinds = ["open"] * per_person + (["closed", "squint"] if p == 0 else [])
         for k, kind in enumerate(kinds):
-            ear = {"open": 0.3, "closed": 0.08, "squint": 0.2}[kind]
+            ear = {"open": 0.3, "closed": 0.08, "squint": 0.17}[kind]
             lm = synthetic_landmarks(resolution, *rng.uniform(-0.03, 0.03, size=2) * resolution, ear=ear)
             jpegs.append(encode_crop(synthetic_face(rng, resolution, skin, iris, lm)))
             lms.append(lm)

@@ -39,6 +39,17 @@ def save(folder: Path, mode: str = "reference", seed: int = 0) -> tuple[Generato
     return g, enc
 
 
+def same_model(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Bit-identical tensors. (Outputs are compared with a tolerance: load_pretrained returns
+    channels_last models, whose convolutions round differently in the last bit.)"""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def same_output(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.allclose(a, b, rtol=0, atol=1e-5)
+
+
 def run(g: Generator, enc: EyeEncoder | None = None) -> torch.Tensor:
     gen = torch.Generator().manual_seed(1)
     face = torch.rand(2, 3, R, R, generator=gen) * 2 - 1
@@ -61,7 +72,8 @@ def test_round_trip(tmp_path, mode):
     assert p.sha256 == hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
     assert not p.generator.training
     assert (p.encoder is not None) == (mode == "code")
-    assert torch.equal(run(p.generator, p.encoder), run(g, enc))
+    assert same_model(p.generator, g) and (enc is None or same_model(p.encoder, enc))
+    assert same_output(run(p.generator, p.encoder), run(g, enc))
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["format"] == "exgan-1" and set(config) == {"format", "model", "align", "mask", "training"}
     card = (tmp_path / "m" / "README.md").read_text()
@@ -73,7 +85,7 @@ def test_round_trip(tmp_path, mode):
 def test_save_replaces_existing_folder(tmp_path):
     save(tmp_path / "m", seed=0)
     g, _ = save(tmp_path / "m", seed=1)
-    assert torch.equal(run(weights.load_pretrained(str(tmp_path / "m")).generator), run(g))
+    assert same_model(weights.load_pretrained(str(tmp_path / "m")).generator, g)
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
 
@@ -233,14 +245,16 @@ def test_hub_offline_main(hub_cache):
     p = weights.load_pretrained("owner/name")
     assert p.source == f"hub:owner/name@{COMMIT_MAIN}"
     assert p.folder.name == COMMIT_MAIN
-    assert torch.equal(run(p.generator), run(hub_cache["main"]))
+    assert same_model(p.generator, hub_cache["main"])
+    assert same_output(run(p.generator), run(hub_cache["main"]))
 
 
 @pytest.mark.parametrize("rev", ["v1", COMMIT_V1])
 def test_hub_offline_revision(hub_cache, rev):
     p = weights.load_pretrained(f"owner/name@{rev}")
     assert p.source == f"hub:owner/name@{COMMIT_V1}"
-    assert torch.equal(run(p.generator), run(hub_cache["v1"]))
+    assert same_model(p.generator, hub_cache["v1"]) and not same_model(p.generator, hub_cache["main"])
+    assert same_output(run(p.generator), run(hub_cache["v1"]))
     assert weights.load_pretrained("owner/name", revision=rev).sha256 == p.sha256
     assert weights.load_pretrained("owner/name", sha256=p.sha256, revision=rev).source == p.source
 

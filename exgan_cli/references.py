@@ -1,0 +1,282 @@
+"""Reference photos: every face in them becomes a candidate; the best one is chosen.
+
+The exemplar GAN copies the eyes' appearance from a reference photo of the same person
+with open eyes. ``load_candidates`` measures every face of every reference photo (a photo
+may show several people); ``choose_reference`` rejects faces with closed eyes and faces of
+someone else, and ranks the rest by identity, pose, openness, resolution and sharpness.
+In a group photo, the face that matches the target's identity wins through the distance.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import BadInputError, ExganError, NoReferenceError
+from .eyes import CLOSED_EAR_THRESHOLD, EyeState, eye_state
+from .faces import (
+    SAME_PERSON_THRESHOLD,
+    Face,
+    descriptor_distance,
+    detect_faces,
+    face_descriptor,
+    face_width,
+    head_pose,
+    sharpness,
+)
+from .images import IMAGE_SUFFIXES, load_image
+
+Pose = tuple[float, float, float]
+
+# Score = sum of weight * term, every term in [0, 1], so the score is in [0, 1].
+WEIGHTS = {
+    "identity": 0.35,  # 1 - distance / threshold: the closer the identity, the better
+    "pose": 0.30,  # exp(-(dyaw^2 + dpitch^2) / (2 * POSE_SIGMA^2)); roll is ignored (alignment removes it)
+    "openness": 0.15,  # (min EAR - closed threshold) / OPEN_MARGIN: both eyes clearly open
+    "resolution": 0.10,  # face width / FULL_WIDTH: enough pixels for the aligned crop
+    "sharpness": 0.10,  # Laplacian variance / FULL_SHARPNESS: in focus, not motion-blurred
+}
+POSE_SIGMA = 20.0  # degrees: a 20 deg difference in yaw scores 0.61, 40 deg scores 0.14
+OPEN_MARGIN = 0.10  # EAR above the closed threshold at which openness is full (0.31 by default)
+FULL_WIDTH = 200.0  # px (jaw width): LFW's ~100 px faces score 0.5; phone photos score 1
+FULL_SHARPNESS = 150.0  # faces.sharpness(): sharp LFW faces ~100, sharp high-res faces > 300
+MAX_LISTED = 6  # rejections spelled out in the NoReferenceError line before "and N more"
+
+
+@dataclass
+class Candidate:
+    path: Path  # the reference photo
+    index: int  # which face of that photo (0-based, left to right)
+    faces_in_photo: int  # how many faces the photo has (for messages)
+    face: Face  # detection and landmarks, in the reference photo's coordinates
+    descriptor: np.ndarray  # (128,) float32 identity descriptor
+    eye: EyeState  # eye aspect ratios and open/closed
+    pose: Pose  # (yaw, pitch, roll) degrees, see faces.head_pose
+    sharpness: float  # faces.sharpness: variance of the Laplacian at a fixed face size
+    width: float  # face width in pixels (faces.face_width)
+    pixels: np.ndarray  # the reference photo's RGB (shared by the photo's candidates)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """Identifies the candidate across runs (photo path, face index): for ``exclude``."""
+        return (str(self.path), self.index)
+
+    @property
+    def label(self) -> str:
+        """Short name for messages: "ref.jpg" or "group.jpg (face 2 of 4)"."""
+        if self.faces_in_photo > 1:
+            return f"{self.path.name} (face {self.index + 1} of {self.faces_in_photo})"
+        return self.path.name
+
+
+@dataclass
+class Rejection:
+    path: Path  # the reference photo
+    face_index: int | None  # None: the whole photo (unreadable, no face)
+    reason: str  # short text: "no face found", "eyes closed (EAR 0.12/0.10 < 0.21)", ...
+
+    def __str__(self) -> str:
+        where = self.path.name if self.face_index is None else f"{self.path.name} (face {self.face_index + 1})"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class Choice:
+    candidate: Candidate  # the winner
+    distance: float  # its identity distance to the target
+    score: float  # its score in [0, 1] (see WEIGHTS)
+    reasons: str  # why it won, one line: identity, pose, openness, size, sharpness
+    # Every candidate, best first, usable ones then rejected ones:
+    # (candidate, score or None if rejected, distance, reasons or the rejection reason).
+    ranking: list[tuple[Candidate, float | None, float, str]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------
+# Collecting and measuring
+
+
+def collect_reference_paths(refs: Sequence[Path], ref_dir: Path | None) -> list[Path]:
+    """Reference photo paths from explicit files and/or a folder; sorted, no duplicates.
+
+    Explicit files are kept whatever their suffix (``load_image`` judges the content);
+    from ``ref_dir`` (not recursive) only visible .jpg/.jpeg/.png/.webp files are taken.
+    A missing file or folder is a BadInputError naming it.
+    """
+    found: dict[str, Path] = {}
+    for ref in refs:
+        ref = Path(ref)
+        if not ref.exists():
+            raise BadInputError(f"{ref}: reference photo not found")
+        if ref.is_dir():
+            raise BadInputError(f"{ref}: is a folder (give folders of references with --ref-dir)")
+        found.setdefault(os.path.normcase(str(ref.resolve())), ref)
+    if ref_dir is not None:
+        ref_dir = Path(ref_dir)
+        if not ref_dir.exists():
+            raise BadInputError(f"{ref_dir}: reference folder not found")
+        if not ref_dir.is_dir():
+            raise BadInputError(f"{ref_dir}: not a folder")
+        images = [
+            p
+            for p in ref_dir.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if not images and not found:
+            raise NoReferenceError(f"{ref_dir}: no .jpg, .jpeg, .png or .webp photos in this folder")
+        for p in images:
+            found.setdefault(os.path.normcase(str(p.resolve())), p)
+    return sorted(found.values(), key=lambda p: str(p))
+
+
+def _reason_of(err: ExganError, path: Path) -> str:
+    """The error's text without the leading "path: " (Rejection prints the name itself)."""
+    text = str(err)
+    prefix = f"{path}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def load_candidates(paths: Sequence[Path], detector: str = "hog") -> tuple[list[Candidate], list[Rejection]]:
+    """Every face of every reference photo as a measured Candidate.
+
+    Photos that cannot be read or have no face become Rejections (never an exception), so
+    one bad file among several references does not stop the run.
+    """
+    candidates: list[Candidate] = []
+    rejections: list[Rejection] = []
+    for path in paths:
+        path = Path(path)
+        try:
+            img = load_image(path)
+        except ExganError as e:
+            rejections.append(Rejection(path, None, _reason_of(e, path)))
+            continue
+        faces = detect_faces(img.pixels, detector=detector)
+        if not faces:
+            rejections.append(Rejection(path, None, "no face found"))
+            continue
+        for i, face in enumerate(faces):
+            candidates.append(
+                Candidate(
+                    path=path,
+                    index=i,
+                    faces_in_photo=len(faces),
+                    face=face,
+                    descriptor=face_descriptor(img.pixels, face),
+                    eye=eye_state(face.landmarks),
+                    pose=head_pose(face.landmarks, img.size),
+                    sharpness=sharpness(img.pixels, face),
+                    width=face_width(face),
+                    pixels=img.pixels,
+                )
+            )
+    return candidates, rejections
+
+
+# ---------------------------------------------------------------------------------------
+# Choosing
+
+
+def _terms(cand: Candidate, distance: float, target_pose: Pose | None, threshold: float) -> dict[str, float]:
+    identity = 0.0 if math.isnan(distance) else float(np.clip(1.0 - distance / threshold, 0.0, 1.0))
+    if target_pose is None:
+        pose = 1.0
+    else:
+        dy, dp = cand.pose[0] - target_pose[0], cand.pose[1] - target_pose[1]
+        pose = math.exp(-(dy * dy + dp * dp) / (2 * POSE_SIGMA**2))
+    openness = float(np.clip((min(cand.eye.left, cand.eye.right) - CLOSED_EAR_THRESHOLD) / OPEN_MARGIN, 0.0, 1.0))
+    return {
+        "identity": identity,
+        "pose": pose,
+        "openness": openness,
+        "resolution": float(min(1.0, cand.width / FULL_WIDTH)),
+        "sharpness": float(min(1.0, cand.sharpness / FULL_SHARPNESS)),
+    }
+
+
+def _describe(cand: Candidate, distance: float, target_pose: Pose | None) -> str:
+    parts = ["any identity" if math.isnan(distance) else f"identity distance {distance:.2f}"]
+    if target_pose is not None:
+        parts.append(f"pose diff yaw {abs(cand.pose[0] - target_pose[0]):.0f} deg, pitch {abs(cand.pose[1] - target_pose[1]):.0f} deg")
+    parts.append(f"eyes open (EAR {cand.eye.left:.2f}/{cand.eye.right:.2f})")
+    parts.append(f"face {cand.width:.0f} px")
+    parts.append(f"sharpness {cand.sharpness:.0f}")
+    return ", ".join(parts)
+
+
+def _exclude_keys(exclude: Iterable) -> set[tuple[str, int]]:
+    keys = set()
+    for item in exclude:
+        if isinstance(item, Candidate):
+            keys.add(item.key)
+        else:
+            path, index = item
+            keys.add((str(path), int(index)))
+    return keys
+
+
+def _summary(rejected: list[str]) -> str:
+    if not rejected:
+        return "no reference photos given"
+    shown = rejected[:MAX_LISTED]
+    rest = len(rejected) - len(shown)
+    return "; ".join(shown) + (f"; and {rest} more" if rest else "")
+
+
+def choose_reference(
+    target_descriptor: np.ndarray | None,
+    target_pose: Pose | None,
+    candidates: Sequence[Candidate],
+    *,
+    identity_threshold: float = SAME_PERSON_THRESHOLD,
+    any_identity: bool = False,
+    exclude: Iterable = (),
+    rejections: Sequence[Rejection] = (),
+) -> Choice:
+    """The best open-eyed reference face of the target's person; NoReferenceError if none.
+
+    Rejects faces whose eyes are closed and, unless ``any_identity``, faces farther than
+    ``identity_threshold`` from the target's descriptor (another person). Scores the rest
+    (WEIGHTS; deterministic: ties go to the smaller distance, then path and face index).
+    ``exclude``: candidates (or (path, face index) keys) already tried, e.g. by a self-check
+    retrying with the next best reference. ``rejections`` from ``load_candidates`` are only
+    used to explain a NoReferenceError. ``target_pose`` None: pose is not scored.
+    """
+    if target_descriptor is None and not any_identity:
+        raise ValueError("choose_reference needs the target's descriptor unless any_identity")
+    excluded = _exclude_keys(exclude)
+    usable: list[tuple[Candidate, float, float, str]] = []
+    rejected: list[tuple[Candidate, float, str]] = []
+    for cand in candidates:
+        distance = float("nan") if target_descriptor is None else descriptor_distance(target_descriptor, cand.descriptor)
+        why: list[str] = []
+        if cand.key in excluded:
+            why.append("already tried")
+        if not any_identity and not distance <= identity_threshold:
+            why.append(f"another person (distance {distance:.2f} > {identity_threshold:.2f})")
+        if cand.eye.closed:
+            why.append(f"eyes closed (EAR {cand.eye.left:.2f}/{cand.eye.right:.2f} < {CLOSED_EAR_THRESHOLD:.2f})")
+        if why:
+            rejected.append((cand, distance, ", ".join(why)))
+            continue
+        terms = _terms(cand, distance, target_pose, identity_threshold)
+        score = float(sum(WEIGHTS[k] * v for k, v in terms.items()))
+        usable.append((cand, score, distance, _describe(cand, distance, target_pose)))
+
+    def order(u: tuple[Candidate, float, float, str]) -> tuple:
+        cand, score, distance, _ = u
+        return (-round(score, 9), 0.0 if math.isnan(distance) else distance, str(cand.path), cand.index)
+
+    usable.sort(key=order)
+    ranking: list[tuple[Candidate, float | None, float, str]] = [(c, s, d, t) for c, s, d, t in usable]
+    ranking += [(c, None, d, t) for c, d, t in rejected]
+    if not usable:
+        lines = [f"{c.label}: {t}" for c, _, t in rejected] + [str(r) for r in rejections]
+        raise NoReferenceError(f"no usable reference: {_summary(lines)}")
+    best, score, distance, text = usable[0]
+    reasons = f"best of {len(usable)} usable: {text}"
+    return Choice(candidate=best, distance=distance, score=score, reasons=reasons, ranking=ranking)

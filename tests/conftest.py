@@ -1,0 +1,77 @@
+"""Shared test fixtures: paths of the real photos in tests/data (see tests/data/SOURCES.md).
+
+Paths are module-level constants too, so helpers outside fixtures can use them. dlib's
+models are cached per process by exgan_cli.faces, so every test file pays their loading
+(about a second) once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parent / "data"
+LFW = DATA / "lfw"  # Celeb-ID layout: lfw/<Person>/<Person>_NNNN.jpg, 250 x 250
+
+# Hugo Chavez: one photo with both eyes clearly closed (laughing) and three open-eyed ones.
+CHAVEZ_CLOSED = LFW / "Hugo_Chavez" / "Hugo_Chavez_0017.jpg"
+CHAVEZ_OPEN = [LFW / "Hugo_Chavez" / f"Hugo_Chavez_{n}.jpg" for n in ("0036", "0031", "0020")]
+POWELL = sorted((LFW / "Colin_Powell").glob("*.jpg"))  # 3 open-eyed photos, glasses
+SERENA = sorted((LFW / "Serena_Williams").glob("*.jpg"))  # 3 open-eyed photos
+CLOSED_CROPS = sorted((DATA / "closed_eyes").glob("*.jpg"))  # 4 CEW crops, 63 to 368 px
+GROUP = DATA / "photos" / "selfie-many-people.jpg"  # 600 x 604; 4 faces dlib's HOG finds
+GROUP_FACES = 4
+GROUP_ANGELINA = 1  # index (left to right) of Angelina Jolie's face in the group photo
+HIGHRES = DATA / "photos" / "img4.jpg"  # 2500 x 1728 portrait of Angelina Jolie
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def lfw_dir() -> Path:
+    return LFW
+
+
+@pytest.fixture(scope="session")
+def chavez_closed() -> Path:
+    return CHAVEZ_CLOSED
+
+
+@pytest.fixture(scope="session")
+def chavez_open() -> list[Path]:
+    return list(CHAVEZ_OPEN)
+
+
+@pytest.fixture(scope="session")
+def powell() -> list[Path]:
+    return list(POWELL)
+
+
+@pytest.fixture(scope="session")
+def serena() -> list[Path]:
+    return list(SERENA)
+
+
+@pytest.fixture(scope="session")
+def open_lfw() -> list[Path]:
+    """All open-eyed LFW test photos (one face each)."""
+    return list(CHAVEZ_OPEN) + list(POWELL) + list(SERENA)
+
+
+@pytest.fixture(scope="session")
+def closed_crops() -> list[Path]:
+    return list(CLOSED_CROPS)
+
+
+@pytest.fixture(scope="session")
+def group_photo() -> Path:
+    return GROUP
+
+
+@pytest.fixture(scope="session")
+def highres_photo() -> Path:
+    return HIGHRES
