@@ -98,9 +98,16 @@ def prepare_dataset(
     workers: int = 0,
     progress: Optional[Callable[[int, int], None]] = None,
     limit_per_person: int | None = None,
+    photos: Optional[Iterable[Path]] = None,
 ) -> Path:
-    """Detect, align and cache every photo of data_dir into out_file (.npz)."""
+    """Detect, align and cache every photo of data_dir into out_file (.npz); with ``photos``,
+    only those of them (evaluate caches the subset it needs)."""
     items = list_person_photos(data_dir)
+    if photos is not None:
+        wanted = {Path(p).resolve() for p in photos}
+        items = [(person, photo) for person, photo in items if photo.resolve() in wanted]
+        if not items:
+            raise DataError(f"{data_dir}: none of the requested photos is in its per-person sub-folders")
     if limit_per_person:
         counts: dict[str, int] = {}
         kept = []

@@ -129,7 +129,7 @@ def _reference_dict(choice) -> dict[str, Any]:
     c = choice.candidate
     return {
         "path": str(c.path),
-        "face": int(getattr(c, "face_index", 0)),
+        "face": int(c.index),
         "distance": round(float(choice.distance), 4),
         "score": round(float(choice.score), 4),
         "why": choice.reasons,
