@@ -2,8 +2,9 @@
 
 Preparation runs the same detect -> landmarks -> eye state -> align code as open-eyes, once,
 and stores everything in one compact .npz (no pickle): JPEG-encoded aligned crops, their
-landmarks in crop coordinates, eye scores, and the person index. All of LFW (7,713 photos)
-at 128 px takes about 40 MB, small enough to travel to a GPU machine.
+landmarks in crop coordinates, eye scores, and the person index. All of LFW (7,713 photos,
+7,677 faces found) at 128 px takes 56 MB and 3 minutes with 2 workers, small enough to travel
+to a GPU machine.
 """
 
 from __future__ import annotations
@@ -202,25 +203,28 @@ def load_dataset(cache_file: Path) -> FaceDataset:
 
     cache_file = Path(cache_file)
     try:
-        z = np.load(cache_file, allow_pickle=False)
-        meta = json.loads(str(z["meta"]))
-    except (OSError, ValueError, KeyError) as e:
+        with np.load(cache_file, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays["meta"]))
+        jpeg, off = arrays["jpeg"], arrays["offsets"]
+    except (OSError, ValueError, KeyError, EOFError) as e:
         raise DataError(f"{cache_file}: not a readable exgan data cache ({e})") from None
     if meta.get("format") != CACHE_FORMAT:
         raise DataError(f"{cache_file}: unknown cache format {meta.get('format')!r}")
-    jpeg, off = z["jpeg"], z["offsets"]
-    crops = np.stack([
-        cv2.cvtColor(cv2.imdecode(jpeg[off[i]: off[i + 1]], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        for i in range(len(off) - 1)
-    ])
+    crops = []
+    for i in range(len(off) - 1):
+        bgr = cv2.imdecode(jpeg[off[i] : off[i + 1]], cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DataError(f"{cache_file}: face {i} does not decode (a damaged cache: delete it to prepare it again)")
+        crops.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     return FaceDataset(
-        crops=crops,
-        landmarks=z["landmarks"],
-        ear=z["ear"],
-        closed=z["closed"],
-        person=z["person"],
-        persons=[str(p) for p in z["persons"]],
-        paths=[str(p) for p in z["paths"]],
+        crops=np.stack(crops),
+        landmarks=arrays["landmarks"],
+        ear=arrays["ear"],
+        closed=arrays["closed"],
+        person=arrays["person"],
+        persons=[str(p) for p in arrays["persons"]],
+        paths=[str(p) for p in arrays["paths"]],
         align=AlignConfig.from_dict(meta["align"]),
         meta=meta,
     )

@@ -32,7 +32,7 @@ SAME_PERSON_THRESHOLD = 0.6
 DETECTOR_WINDOW = 80  # px: smallest face the detectors find without upsampling
 MIN_FACE = 40  # px in the original photo: the smallest face we aim to find
 PAD_FRACTION = 0.10  # border added around the detection copy (replicated edge pixels)
-HOG_UPSAMPLED_LIMIT = 3200  # px: longest side of the HOG image after upsampling (~0.6 s)
+HOG_UPSAMPLED_LIMIT = 3200  # px: longest side of the photo after upsampling (~1 s of HOG)
 CNN_MAX_SIDE = 1024  # px: the CNN detector costs ~2.5 s per megapixel on 2 CPU cores
 DEDUPE_IOU = 0.4  # overlapping detections above this IoU are one face (keep the best)
 
@@ -166,12 +166,13 @@ def _detect_boxes(rgb: np.ndarray, detector: str, max_side: int) -> list[tuple[t
         sx, sy = work.shape[1] / w, work.shape[0] / h
     else:
         work, sx, sy = rgb, 1.0, 1.0
+    # The upsampling cap counts the photo, not the border added next.
+    up = _upsample_count(max(work.shape[:2]), scale, limit)
     # A replicated border lets the detector's window cover faces that fill a tight crop or
     # are cut by the photo's edge (on CEW's face crops: 548 found instead of 504 of 600).
     pad = int(round(PAD_FRACTION * max(work.shape[:2])))
     if pad:
         work = cv2.copyMakeBorder(work, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    up = _upsample_count(max(work.shape[:2]), scale, limit)
     work = np.ascontiguousarray(work)
     found: list[tuple[tuple[float, ...], float]] = []
     if detector == "hog":

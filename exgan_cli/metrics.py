@@ -179,11 +179,22 @@ def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.nd
 
 
 def frechet_from_samples(x: np.ndarray, y: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to the rows of x and y (unbiased covariances)."""
+    """Fréchet distance between Gaussians fitted to the rows of x and y (unbiased covariances).
+
+    With centred data A (n x d) and B (m x d), tr (S1 S2)^1/2 is the sum of the singular values
+    of A B^T over sqrt((n-1)(m-1)) (the non-zero eigenvalues of A^T A B^T B are those of
+    (A B^T)(A B^T)^T), so small sets cost an n x m SVD instead of d x d square roots.
+    """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(x) < 2 or len(y) < 2:
+    n, m = len(x), len(y)
+    if n < 2 or m < 2:
         return float("nan")
-    return frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+    if min(n, m) > x.shape[1]:
+        return frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+    a, b = x - x.mean(0), y - y.mean(0)
+    cross = np.linalg.svd(a @ b.T, compute_uv=False).sum() / math.sqrt((n - 1) * (m - 1))
+    value = ((x.mean(0) - y.mean(0)) ** 2).sum() + (a * a).sum() / (n - 1) + (b * b).sum() / (m - 1) - 2.0 * cross
+    return max(float(value), 0.0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -262,17 +273,42 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Interval:
     return Interval(m, m - h, m + h, n)
 
 
+def bootstrap_cis(
+    statistic: Callable[[np.ndarray], Sequence[float]], n: int, resamples: int = 200, seed: int = 0, confidence: float = 0.95
+) -> list[Interval]:
+    """Percentile bootstrap of several statistics of n paired items, from the same resamples:
+    ``statistic(indices)`` returns one value per statistic; each gets its value on all items
+    and its interval (seeded)."""
+    values = np.atleast_1d(np.asarray(statistic(np.arange(n)), dtype=np.float64))
+    if n < 2 or resamples < 1:
+        return [Interval(float(v), float("nan"), float("nan"), n) for v in values]
+    rng = np.random.default_rng(seed)
+    stats = np.array([np.atleast_1d(statistic(rng.integers(0, n, n))) for _ in range(resamples)], dtype=np.float64)
+    alpha = (1 - confidence) / 2
+    out = []
+    for k, v in enumerate(values):
+        col = stats[:, k][np.isfinite(stats[:, k])]
+        if len(col) == 0:
+            out.append(Interval(float(v), float("nan"), float("nan"), n))
+        else:
+            out.append(Interval(float(v), float(np.quantile(col, alpha)), float(np.quantile(col, 1 - alpha)), n))
+    return out
+
+
 def bootstrap_ci(
     statistic: Callable[[np.ndarray], float], n: int, resamples: int = 200, seed: int = 0, confidence: float = 0.95
 ) -> Interval:
     """Percentile bootstrap of ``statistic(indices)`` over n paired items (seeded)."""
-    value = float(statistic(np.arange(n)))
-    if n < 2:
-        return Interval(value, float("nan"), float("nan"), n)
-    rng = np.random.default_rng(seed)
-    stats = np.array([statistic(rng.integers(0, n, n)) for _ in range(resamples)], dtype=np.float64)
-    stats = stats[np.isfinite(stats)]
-    if len(stats) == 0:
-        return Interval(value, float("nan"), float("nan"), n)
-    alpha = (1 - confidence) / 2
-    return Interval(value, float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)), n)
+    return bootstrap_cis(lambda i: [statistic(i)], n, resamples, seed, confidence)[0]
+
+
+def proportion_ci(successes: int, n: int, confidence: float = 0.95) -> Interval:
+    """A share with its Wilson score interval (sound near 0 and 1, unlike mean +- t se)."""
+    if n == 0:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    z = {0.95: 1.959963984540054, 0.99: 2.5758293035489}[round(confidence, 6)]
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), n)

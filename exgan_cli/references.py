@@ -48,7 +48,7 @@ FULL_SHARPNESS = 150.0  # faces.sharpness(): sharp LFW faces ~100, sharp high-re
 MAX_LISTED = 6  # rejections spelled out in the NoReferenceError line before "and N more"
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (``key`` names it); fields hold numpy arrays
 class Candidate:
     path: Path  # the reference photo
     index: int  # which face of that photo (0-based, left to right)
@@ -85,7 +85,7 @@ class Rejection:
         return f"{where}: {self.reason}"
 
 
-@dataclass
+@dataclass(eq=False)
 class Choice:
     candidate: Candidate  # the winner
     distance: float  # its identity distance to the target

@@ -185,18 +185,18 @@ def _fetch_from_hub(spec: str, revision: str | None) -> tuple[Path, str]:
         raise WeightsError(f"weights {spec}: revision given twice ({at} and {revision})")
     revision = at or revision
     offline = _hub_offline()
-    paths = {}
+    folder = None
     for name in (CONFIG_FILE, MODEL_FILE):
         try:
-            paths[name] = Path(
-                hf_hub_download(
-                    repo_id,
-                    name,
-                    revision=revision,
-                    cache_dir=_hub_cache_dir(),
-                    local_files_only=offline,
-                    library_name="exgan",
-                )
+            path = hf_hub_download(
+                repo_id,
+                name,
+                # the model file is fetched at the commit the config came from, so a branch that
+                # moves between the two downloads cannot pair one commit's config with another's weights
+                revision=folder.name if folder else revision,
+                cache_dir=_hub_cache_dir(),
+                local_files_only=offline,
+                library_name="exgan",
             )
         except Exception as e:  # anything from the Hub client: not found, offline, network, auth
             if offline:
@@ -206,10 +206,10 @@ def _fetch_from_hub(spec: str, revision: str | None) -> tuple[Path, str]:
                     " and HF_HUB_OFFLINE is set"
                 ) from None
             detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise WeightsError(f"weights {spec}: cannot download {name} from the Hub: {type(e).__name__}: {detail}") from None
-    folder = paths[CONFIG_FILE].parent
-    if paths[MODEL_FILE].parent != folder:  # both files of one commit live in one snapshot folder
-        raise WeightsError(f"weights {spec}: {CONFIG_FILE} and {MODEL_FILE} come from different revisions")
+            raise WeightsError(
+                f"weights {spec}: cannot download {name} from the Hub: {type(e).__name__}: {detail}"
+            ) from None
+        folder = folder or Path(path).parent  # the snapshot folder, named by the commit hash
     return folder, f"hub:{repo_id}@{folder.name}"
 
 
@@ -235,7 +235,9 @@ def _read_config(path: Path, name: str) -> tuple[ModelConfig, AlignConfig, MaskC
             f"weights {name}: {path} model resolution {model_cfg.resolution} != align resolution {align_cfg.resolution}"
         )
     training = config.get("training") or {}
-    return model_cfg, align_cfg, mask_cfg, training if isinstance(training, dict) else {"value": training}
+    if not isinstance(training, dict):
+        raise WeightsError(f"weights {name}: {path} \"training\" must be a JSON object")
+    return model_cfg, align_cfg, mask_cfg, training
 
 
 def _load_strict(module: "torch.nn.Module", tensors: dict, prefix: str, name: str, path: Path) -> None:
@@ -244,17 +246,22 @@ def _load_strict(module: "torch.nn.Module", tensors: dict, prefix: str, name: st
     got = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
-    shapes = [f"{prefix}{k} {tuple(got[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in got and got[k].shape != v.shape]
+    shapes = [
+        f"{prefix}{k} {tuple(got[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in got and got[k].shape != v.shape
+    ]
 
     def some(keys: list[str]) -> str:
         return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
+    where = f"weights {name}: {path}"
     if missing:
-        raise WeightsError(f"weights {name}: {path} lacks {len(missing)} tensors: {some([prefix + k for k in missing])}")
+        raise WeightsError(f"{where} lacks {len(missing)} tensors: {some([prefix + k for k in missing])}")
     if unexpected:
-        raise WeightsError(f"weights {name}: {path} has {len(unexpected)} unexpected tensors: {some([prefix + k for k in unexpected])}")
+        raise WeightsError(f"{where} has {len(unexpected)} unexpected tensors: {some([prefix + k for k in unexpected])}")
     if shapes:
-        raise WeightsError(f"weights {name}: {path} has tensors of the wrong shape (file vs model): {some(shapes)}")
+        raise WeightsError(f"{where} has tensors of the wrong shape (file vs model): {some(shapes)}")
     module.load_state_dict(got, strict=True)
 
 

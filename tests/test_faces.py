@@ -133,6 +133,19 @@ def test_upsample_rule():
     assert F._upsample_count(3000, 0.5, F.HOG_UPSAMPLED_LIMIT) == 0
 
 
+def test_small_face_in_big_photo_found():
+    """A ~70 px face in a 2400 px photo: ~47 px on the 1600 px copy, so it needs upsampling."""
+    rgb = load_image(SERENA[0]).pixels
+    small = cv2.resize(rgb, (170, 170), interpolation=cv2.INTER_AREA)
+    canvas = np.full((1800, 2400, 3), 90, np.uint8)
+    canvas[1000:1170, 1500:1670] = small
+    faces = detect_faces(canvas)
+    assert len(faces) == 1
+    assert 50 < F.face_width(faces[0]) < 90
+    cx, cy = faces[0].landmarks.mean(axis=0)
+    assert 1500 < cx < 1670 and 1000 < cy < 1170
+
+
 def test_small_crops_found(closed_crops):
     for p in closed_crops:  # 63 to 368 px face crops: the face fills the frame
         rgb = load_image(p).pixels

@@ -142,8 +142,12 @@ def test_eye_band_encoder_decoder(resolution):
     band = crop_eye_band(faces)
     assert band.shape == (B, 3, *band_size(resolution))
     assert band_size(128) == (32, 64)
-    code = EyeEncoder(cfg)(faces)
+    enc = EyeEncoder(cfg)
+    code = enc(faces)
     assert code.shape == (B, 16)
+    assert torch.equal(enc.encode_band(band), code)
+    with pytest.raises(ValueError, match="encode_band"):
+        enc(band)  # a band is not a face: refuse rather than crop it again
     assert EyeDecoder(cfg)(code).shape == band.shape
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -268,3 +269,7 @@ def test_hub_offline_failures(hub_cache):
         weights.load_pretrained("owner/name@v1", revision="main")
     with pytest.raises(WeightsError, match="sha256"):
         weights.load_pretrained("owner/name", sha256="0" * 64)
+    snapshot = Path(os.environ["HF_HUB_CACHE"], "models--owner--name", "snapshots", COMMIT_V1)
+    (snapshot / "model.safetensors").unlink()
+    with pytest.raises(WeightsError, match=r"owner/name@v1: model\.safetensors \(revision v1\) is not in the Hub cache"):
+        weights.load_pretrained("owner/name@v1")

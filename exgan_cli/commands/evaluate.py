@@ -1,11 +1,226 @@
-"""`exgan evaluate` (not built yet)."""
+"""`exgan evaluate --data DIR` / `exgan evaluate --closed DIR`: measure eye in-painting.
+
+--data: the paper's protocol on open-eyed faces (mask both eyes, in-paint with a reference of the
+same person, compare with the real photo), plus the same faces with a reference of another
+person (does the model use its exemplar?), for every --weights and the baselines.
+--closed: the full open-eyes pipeline on real closed-eyed photos: are the eyes open afterwards,
+is it still the same person? See exgan_cli/evaluation.py for the details.
+"""
 
 from __future__ import annotations
 
-from .common import guarded, not_built
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, guarded
+
+
+def _check_output(path: Optional[Path], overwrite: bool, image: bool = False) -> None:
+    from ..errors import OutputError
+    from ..images import output_format
+
+    if path is None or str(path) == "-":
+        return
+    if image:
+        output_format(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists (use --overwrite to replace it)")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: folder {path.parent} does not exist")
+
+
+def _fmt(v: Optional[float], digits: int) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+DIGITS = {"l1_face": 4, "l1_eyes": 4, "psnr_eyes": 2, "ssim_eyes": 4, "ms_ssim_eyes": 4, "identity": 4, "frechet_descriptor": 4}
+
+
+def _cell(stat: dict, key: str) -> str:
+    d = DIGITS.get(key, 4)
+    lo, hi = stat["ci95"]
+    if lo is None or hi is None:
+        return _fmt(stat["mean"], d)
+    return f"{_fmt(stat['mean'], d)} ± {_fmt((hi - lo) / 2, d)}"
+
+
+def _gain_cell(stat: dict, key: str) -> str:
+    d = DIGITS.get(key, 4)
+    lo, hi = stat["ci95"]
+    text = f"{stat['mean']:+.{d}f}" if stat["mean"] is not None else "-"
+    if lo is None or hi is None:
+        return text
+    colour = "green" if lo > 0 else "red" if hi < 0 else ""
+    body = f"{text} [{lo:+.{d}f}, {hi:+.{d}f}]"
+    return f"[{colour}]{body}[/]" if colour else body
+
+
+def print_report(result) -> None:
+    """The method x metric table and the identity-test table (stderr, like every summary)."""
+    from rich.table import Table
+
+    from ..evaluation import METRICS, SET_METRIC
+
+    keys = [*METRICS, SET_METRIC]
+    table = Table(title=f"Eye in-painting, {len(result.protocol)} faces of {len(set(result.protocol.persons))} persons (mean ± 95% CI)")
+    table.add_column("method")
+    table.add_column("reference")
+    for _, label, hib in keys:
+        table.add_column(f"{label} {'↑' if hib else '↓'}", justify="right")
+    for m in result.methods:
+        entry = result.summary[m.name]
+        for which in ("right", "wrong"):
+            name = m.name if which == "right" else ""
+            ref = "same person" if which == "right" else "other person"
+            if not m.uses_reference:
+                ref += " (ignored)"
+            table.add_row(name, ref, *[_cell(entry[which][k], k) for k, _, _ in keys], end_section=which == "wrong")
+    console.print(table)
+
+    gain = Table(title="Identity test: exemplar gain = score with the right reference vs a wrong one (positive: the right one is better; [95% CI])")
+    gain.add_column("method")
+    shown = [k for k in keys if k[0] in ("l1_eyes", "psnr_eyes", "ms_ssim_eyes", "identity", "frechet_descriptor")]
+    for _, label, _ in shown:
+        gain.add_column(label, justify="right")
+    gain.add_column("uses its exemplar?")
+    for m in result.methods:
+        g = result.summary[m.name]["exemplar_gain"]
+        if not m.uses_reference:
+            verdict = "no (ignores the reference)"
+        else:
+            sig = [k for k, _, _ in shown if g[k]["ci95"][0] is not None and g[k]["ci95"][0] > 0]
+            verdict = "[green]yes[/] (" + ", ".join(sig) + ")" if sig else "[yellow]not measurably[/]"
+        gain.add_row(m.name, *[_gain_cell(g[k], k) for k, _, _ in shown], verdict)
+    console.print(gain)
+    scales = ", ".join(f"{s} at {r} px" for r, s in result.ms_ssim_scales.items())
+    console.print(
+        f"MS-SSIM scales: {scales}. ID dist: dlib descriptor distance to the real face (< 0.6: same person). "
+        "FD desc: Fréchet distance of dlib descriptors (not FID: no Inception weights offline; Inception score not computed either).",
+        soft_wrap=True,
+    )
+
+
+def print_closed_report(result) -> None:
+    from rich.table import Table
+
+    table = Table(title="Real closed eyes: the open-eyes pipeline (mean ± 95% CI)")
+    for col, just in (("model", "left"), ("faces", "right"), ("retouched", "right"), ("eyes open after", "right"),
+                      ("ID dist before", "right"), ("ID dist after", "right"), ("change", "right"),
+                      ("to chosen ref: before", "right"), ("after", "right")):
+        table.add_column(col, justify=just)
+    for m in result.methods:
+        s = result.summary[m.name]
+        o = s["opened"]
+        share = "-" if o["mean"] is None else f"{100 * o['mean']:.0f}% [{100 * (o['ci95'][0] or 0):.0f}, {100 * (o['ci95'][1] or 0):.0f}]"
+        table.add_row(
+            m.name, str(s["faces"]), str(s["retouched"]), share,
+            _cell(s["identity_before"], "identity"), _cell(s["identity_after"], "identity"),
+            _gain_cell({**s["identity_change"]}, "identity"),
+            _cell(s["identity_before_chosen"], "identity"), _cell(s["identity_after_chosen"], "identity"),
+        )
+    console.print(table)
+    console.print("ID dist: mean dlib descriptor distance to the person's other photos (< 0.6: same person); change: after - before.", soft_wrap=True)
+
+
+def _progress(quiet: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False, disable=quiet,
+    )
 
 
 @guarded
-def evaluate() -> None:
-    """Not built yet: says so and exits with code 8."""
-    not_built("evaluate")
+def evaluate(
+    data: Optional[Path] = typer.Option(None, "--data", help="Open-eyed faces, one sub-folder per person (e.g. LFW): the paper's protocol."),
+    closed: Optional[Path] = typer.Option(None, "--closed", help="Per-person folders with real closed-eyed photos and open-eyed references: run open-eyes on them."),
+    weights: list[str] = typer.Option([], "--weights", help="Model folder or Hub id (repeatable) (default: the bundled model, if any)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Aligned-face cache (.npz) at the first model's resolution (default: under $EXGAN_CACHE/datasets)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write means, 95% CIs and per-image rows as JSON ('-': stdout)."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="Write an image: masked | reference | each method | truth, a few faces."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many faces (a seeded subset of persons)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset, the person order (wrong references) and the bootstrap."),
+    per_person: int = typer.Option(10, "--per-person", help="Photos per person considered, first by name (0: all)."),
+    min_ear: float = typer.Option(0.2, "--min-ear", help="Open-eyed faces: both eye aspect ratios at least this."),
+    baselines: str = typer.Option("telea,navier-stokes,poisson-copy", "--baselines", help="Comma-separated baselines, or 'none'."),
+    device: str = typer.Option("auto", "--device", help="Where the generators run: auto, cpu, cuda or cuda:N."),
+    detector: str = typer.Option("hog", "--detector", help="--closed: face detector, hog or cnn."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Faces per generator call."),
+    workers: int = typer.Option(0, "--workers", help="Processes preparing the face cache (0: all cores)."),
+    grid_rows: int = typer.Option(6, "--grid-rows", help="Faces in the grid."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --json/--grid files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or tables; only errors (and --json -)."),
+) -> None:
+    """Measure how well models in-paint eyes, against OpenCV and copy-paste baselines, on the same faces."""
+    from .. import evaluation
+    from ..errors import DataError
+    from ..images import atomic_write_bytes, save_image
+
+    if (data is None and cache is None) == (closed is None) or (closed is not None and (data is not None or cache is not None)):
+        raise typer.BadParameter("give either --data DIR (or --cache FILE) or --closed DIR")
+    _check_output(json_out, overwrite)
+    _check_output(grid, overwrite, image=True)
+    chosen = [] if baselines.strip().lower() == "none" else [b.strip() for b in baselines.split(",") if b.strip()]
+    bad = [b for b in chosen if b not in evaluation.BASELINES]
+    if bad:
+        raise typer.BadParameter(f"unknown baseline {bad[0]!r} (use {', '.join(evaluation.BASELINES)} or none)")
+    if detector not in ("hog", "cnn"):
+        raise typer.BadParameter(f"--detector must be hog or cnn, not {detector!r}")
+    specs = list(weights) or evaluation.default_weights()
+    log = (lambda msg: None) if quiet else (lambda msg: console.print(msg, soft_wrap=True))
+    if not weights and not quiet:
+        log(f"weights: {specs[0]} (default)" if specs else "no --weights and no bundled default model: baselines only")
+
+    t0 = time.perf_counter()
+    with _progress(quiet) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        if closed is not None:
+            if not specs:
+                from ..errors import WeightsError
+
+                raise WeightsError("evaluate --closed needs a model: pass --weights (no bundled default weights found)")
+            result = evaluation.evaluate_closed(
+                evaluation.ClosedConfig(
+                    data=closed, weights=specs, limit=limit, seed=seed, per_person=per_person, device=device,
+                    detector=detector, grid_rows=grid_rows,
+                ),
+                progress, log,
+            )
+        else:
+            result = evaluation.evaluate(
+                evaluation.EvalConfig(
+                    data=data, weights=specs, cache=cache, limit=limit, seed=seed, per_person=per_person, min_ear=min_ear,
+                    baselines=tuple(chosen), device=device, batch_size=batch_size, workers=workers, grid_rows=grid_rows,
+                ),
+                progress, log,
+            )
+    seconds = time.perf_counter() - t0
+    if not quiet:
+        (print_closed_report if closed is not None else print_report)(result)
+    if json_out is not None:
+        text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
+        if str(json_out) == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            atomic_write_bytes(json_out, text.encode("utf-8"), overwrite=overwrite)
+            log(f"wrote {json_out}")
+    if grid is not None:
+        if result.grid is None:
+            raise DataError("no face to show in the grid")
+        save_image(result.grid, grid, overwrite=overwrite)
+        log(f"wrote {grid}")
+    log(f"done in {seconds:.1f} s")

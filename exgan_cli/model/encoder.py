@@ -57,10 +57,17 @@ class EyeEncoder(nn.Module):
         self.fc = nn.Linear(4 * c * gh * gw, cfg.code_dim)
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        r = self.cfg.resolution
+        if tuple(faces.shape[-2:]) != (r, r):  # a band passed here would be cropped again, silently
+            raise ValueError(f"EyeEncoder expects aligned faces (B, 3, {r}, {r}), got {tuple(faces.shape)}; "
+                             "use encode_band for a cropped eye band")
         return self.encode_band(crop_eye_band(faces))
 
     def encode_band(self, band: torch.Tensor) -> torch.Tensor:
         """The code of an already cropped band (B, 3, *band_size(R))."""
+        if tuple(band.shape[-2:]) != band_size(self.cfg.resolution):
+            raise ValueError(f"EyeEncoder.encode_band expects (B, 3, *{band_size(self.cfg.resolution)}), "
+                             f"got {tuple(band.shape)}")
         return self.fc(self.convs(band).flatten(1))
 
 
@@ -75,7 +82,8 @@ class EyeDecoder(nn.Module):
         layers = []
         for c_in, c_out in ((4 * c, 2 * c), (2 * c, c), (c, c)):
             # nearest upsampling + conv instead of transposed conv: no checkerboard
-            layers += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.2)]
+            up = nn.Upsample(scale_factor=2.0, mode="nearest")
+            layers += [up, nn.Conv2d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.2)]
         self.convs = nn.Sequential(*layers, nn.Conv2d(c, 3, 3, padding=1), nn.Tanh())
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
