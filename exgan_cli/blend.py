@@ -7,16 +7,26 @@ and blended there. Before that, the generated pixels are shifted in colour so th
 generator's rendering of a ring of skin around the eyes matches the real skin, which
 removes the brightness/colour step that would otherwise outline the box. Every photo pixel
 where the alpha is exactly zero keeps its decoded value.
+
+With ``BlendConfig.detail`` (the default) the pasted content is not the plain upsampled crop:
+``exgan_cli.detail`` keeps the generator's low frequencies and takes the high frequencies
+from real pixels at the photo's full resolution (the aligned reference photo inside the
+eyes, the photo itself around them, plus matched grain), so the eyes are as sharp as the
+face around them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .detail import DetailConfig
 from .geometry import Box, boxes_to_mask, invert, transform_points
+
+if TYPE_CHECKING:
+    from .detail import DetailSource
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,8 @@ class BlendConfig:
     inset: float = 0.10  # alpha reaches 0.5 this far inside the box edge, in box heights
     ring: float = 0.35  # width of the skin ring used for colour matching, in box heights
     colour_match: bool = True  # shift generated colours to match the surrounding skin
+    detail: bool = True  # full-resolution detail from the reference and the photo (exgan_cli.detail)
+    detail_cfg: DetailConfig = field(default_factory=DetailConfig)  # its settings
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,12 +90,19 @@ def match_colour(
 
 
 def paste_back(
-    photo: np.ndarray, crop: np.ndarray, alpha: np.ndarray, matrix: np.ndarray
+    photo: np.ndarray,
+    crop: np.ndarray,
+    alpha: np.ndarray,
+    matrix: np.ndarray,
+    detail: "DetailSource | None" = None,
 ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """Blend ``crop`` (res, res, 3) into a copy of ``photo`` with ``alpha`` (res, res).
 
-    ``matrix`` maps photo coordinates to crop coordinates (the alignment). Returns the new
-    photo and the photo box that was touched (None if nothing was).
+    ``matrix`` maps photo coordinates to crop coordinates (the alignment). With ``detail``
+    the content blended in is ``detail.render`` of the upsampled crop (its low band, with
+    full-resolution high frequencies) instead of the upsampled crop itself; the alpha and
+    the pixels it leaves alone are the same. Returns the new photo and the photo box that
+    was touched (None if nothing was).
     """
     import cv2
 
@@ -107,7 +126,17 @@ def paste_back(
     to_roi = invert(matrix)
     to_roi[:, 2] -= (x0, y0)
     size = (x1 - x0, y1 - y0)
-    warped = cv2.warpAffine(crop.astype(np.float32), to_roi, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    if detail is None:
+        warped = cv2.warpAffine(crop.astype(np.float32), to_roi, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    else:
+        # The detail filters need context around the ROI: render on a padded box, keep the ROI.
+        pad = detail.context(matrix)
+        X0, Y0, X1, Y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+        to_pad = invert(matrix)
+        to_pad[:, 2] -= (X0, Y0)
+        up = cv2.warpAffine(crop.astype(np.float32), to_pad, (X1 - X0, Y1 - Y0), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        content = detail.render(photo, up, (X0, Y0, X1, Y1), matrix)
+        warped = content[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0]
     a = cv2.warpAffine(alpha.astype(np.float32), to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     a = np.clip(a, 0.0, 1.0)[..., None]
     roi = out[y0:y1, x0:x1].astype(np.float32)

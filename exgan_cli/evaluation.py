@@ -590,6 +590,22 @@ def make_grid(columns: Sequence[tuple[str, Sequence[np.ndarray]]], tile: int = 1
     return np.hstack(cols[:-1])
 
 
+def grid_faces(protocol: Protocol, rows: int) -> list[int]:
+    """Up to ``rows`` target indices for the grid, one person after another (round robin in the
+    evaluation order), so that the grid shows several people."""
+    by_person: dict[str, list[int]] = {}
+    for i, p in enumerate(protocol.persons):
+        by_person.setdefault(p, []).append(i)
+    out: list[int] = []
+    depth = 0
+    while len(out) < min(rows, len(protocol)):
+        for members in by_person.values():
+            if depth < len(members) and len(out) < rows:
+                out.append(members[depth])
+        depth += 1
+    return out
+
+
 def _masked_view(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out = crop.copy()
     out[mask > 0.5] = 128
@@ -729,8 +745,8 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
     real: dict[int, np.ndarray] = {}
     real_done: dict[int, np.ndarray] = {}
     scales: dict[int, int] = {}
-    grid_tiles: dict[str, list[np.ndarray]] = {}
-    rows_in_grid = min(cfg.grid_rows, n)
+    grid_idx = grid_faces(protocol, cfg.grid_rows)
+    grid_tiles: dict[str, dict[int, np.ndarray]] = {}  # column -> face index -> tile
     total = n * len(groups)
     done = 0
     method_infos = [m.info for ms in groups.values() for m in ms]
@@ -742,6 +758,9 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
         for meth in methods:
             for which in ("right", "wrong"):
                 descriptors[(meth.info.name, which)] = np.zeros((n, 128), np.float32)
+        if res not in scales:  # MS-SSIM scales from the median eye box of all the targets at this resolution
+            sides = [M.box_short_side(eye_boxes(fp.landmarks(t), mask_cfg)) for t in protocol.targets]
+            scales[res] = M.ms_ssim_scales(float(np.median(sides)))
         for start in range(0, n, cfg.batch_size):
             idx = list(range(start, min(n, start + cfg.batch_size)))
 
@@ -758,18 +777,15 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
                 "wrong": prep([protocol.wrong_references[i] for i in idx])[:3],
             }
             batch = Batch(crops, boxes, masks, refs)
-            if res not in scales:
-                sides = [M.box_short_side(b) for b in boxes]
-                scales[res] = M.ms_ssim_scales(float(np.median(sides)))
             for j, i in enumerate(idx):
                 if not real_done[res][i]:
                     real[res][i] = crop_descriptor(crops[j], lms[j])
                     real_done[res][i] = True
             for j, i in enumerate(idx):
-                if i < rows_in_grid and len(grid_tiles.setdefault(f"truth@{res}", [])) <= i:
-                    grid_tiles[f"truth@{res}"].append(crops[j])
-                    grid_tiles.setdefault(f"masked@{res}", []).append(_masked_view(crops[j], masks[j]))
-                    grid_tiles.setdefault(f"reference@{res}", []).append(refs["right"][0][j])
+                if i in grid_idx:
+                    grid_tiles.setdefault(f"truth@{res}", {})[i] = crops[j]
+                    grid_tiles.setdefault(f"masked@{res}", {})[i] = _masked_view(crops[j], masks[j])
+                    grid_tiles.setdefault(f"reference@{res}", {})[i] = refs["right"][0][j]
             for meth in methods:
                 outs = {"right": meth.run(batch, "right")}
                 outs["wrong"] = meth.run(batch, "wrong") if meth.info.uses_reference else outs["right"]
@@ -796,8 +812,8 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
                             "ref": which,
                             **{k: _round(v) for k, v in scores.items()},
                         })
-                        if which == "right" and i < rows_in_grid:
-                            grid_tiles.setdefault(meth.info.name, []).append(out)
+                        if which == "right" and i in grid_idx:
+                            grid_tiles.setdefault(meth.info.name, {})[i] = out
             done += len(idx)
             if progress:
                 progress("evaluating", done, total)
@@ -805,10 +821,9 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
     rows.sort(key=lambda r: (r["photo"], r["method"], r["ref"]))
     summary = summarise(rows, descriptors, real, method_infos, cfg.bootstrap, cfg.seed)
     r0 = resolutions[0]
-    columns = [("masked", grid_tiles.get(f"masked@{r0}", [])), ("reference", grid_tiles.get(f"reference@{r0}", []))]
-    columns += [(m.name, grid_tiles.get(m.name, [])) for m in method_infos]
-    columns += [("truth", grid_tiles.get(f"truth@{r0}", []))]
-    grid = make_grid(columns, tile=max(resolutions)) if rows_in_grid else None
+    keys = [("masked", f"masked@{r0}"), ("reference", f"reference@{r0}"), *[(m.name, m.name) for m in method_infos], ("truth", f"truth@{r0}")]
+    columns = [(label, [grid_tiles[key][i] for i in grid_idx]) for label, key in keys]
+    grid = make_grid(columns, tile=max(resolutions)) if grid_idx else None
     notes = list(NOTES)
     if not models:
         notes.append("no model evaluated (no --weights and no bundled default weights): baselines only.")
@@ -991,8 +1006,8 @@ def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, lo
                     rows.append(row)
         if log:
             log(f"{person}: {len(closed)} photo(s) with closed eyes")
-    if progress:
-        progress("scanning photos", total_photos, total_photos)
+    if progress:  # stopped early at --limit: the bar ends where the scan did
+        progress("scanning photos", scanned, scanned)
     if not rows:
         raise DataError(f"{data_dir}: no face with closed eyes found")
     summary = {info.name: summarise_closed([r for r in rows if r["method"] == info.name]) for info in infos}

@@ -23,6 +23,7 @@ from .errors import NoFaceError, NoReferenceError
 class RetouchOptions:
     faces: str = "closed"  # "closed": faces whose eyes are closed; "all": every face
     face_index: int | None = None  # only this face (index in the left-to-right order)
+    only: tuple[int, ...] | None = None  # only among these faces (indices), e.g. one person's (batch)
     any_identity: bool = False  # accept references of another person
     identity_threshold: float | None = None  # None: faces.SAME_PERSON_THRESHOLD
     detector: str = "hog"  # "hog" or "cnn"
@@ -79,9 +80,10 @@ def select_faces(faces: Sequence, states: Sequence, options: RetouchOptions) -> 
         if not 0 <= options.face_index < len(faces):
             raise NoFaceError(f"--face {options.face_index}: the photo has {len(faces)} face(s), numbered 0 to {len(faces) - 1}")
         return [options.face_index]
+    allowed = range(len(faces)) if options.only is None else sorted({i for i in options.only if 0 <= i < len(faces)})
     if options.faces == "all":
-        return list(range(len(faces)))
-    return [i for i, s in enumerate(states) if s.closed]
+        return list(allowed)
+    return [i for i in allowed if states[i].closed]
 
 
 def prepare_face(rgb: np.ndarray, landmarks: np.ndarray, model) -> dict[str, Any]:

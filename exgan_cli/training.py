@@ -609,15 +609,18 @@ def _training_device(name: str, world: int, local_rank: int) -> "torch.device":
     return device
 
 
+def cache_path(cfg: TrainConfig) -> Path:
+    """Where cfg's face cache is: cfg.cache, or the default for cfg.data at the model's resolution."""
+    if cfg.cache:
+        return Path(cfg.cache).expanduser()
+    if cfg.data:
+        return default_cache_path(Path(cfg.data), cfg.align)
+    raise DataError("no data: give a data folder (--data) or a prepared cache (--cache)")
+
+
 def ensure_cache(cfg: TrainConfig, progress: ProgressFn | None = None, log: LogFn | None = None) -> Path:
     """The cache file for cfg, prepared from cfg.data first when it is not there."""
-    align = cfg.align
-    if cfg.cache:
-        cache = Path(cfg.cache).expanduser()
-    elif cfg.data:
-        cache = default_cache_path(Path(cfg.data), align)
-    else:
-        raise DataError("no data: give a data folder (--data) or a prepared cache (--cache)")
+    cache = cache_path(cfg)
     if cache.is_file():
         return cache
     if not cfg.data:
@@ -625,7 +628,7 @@ def ensure_cache(cfg: TrainConfig, progress: ProgressFn | None = None, log: LogF
     if log:
         log(f"preparing {cfg.data} -> {cache} (once; later runs reuse it)")
     cb = (lambda done, total: progress("prepare", done, total, {})) if progress else None
-    return prepare_dataset(Path(cfg.data), cache, align, workers=cfg.workers, progress=cb)
+    return prepare_dataset(Path(cfg.data), cache, cfg.align, workers=cfg.workers, progress=cb)
 
 
 def _wait_for_file(path: Path, poll: float = 2.0) -> None:
@@ -735,7 +738,7 @@ def train(
     if local_rank == 0:
         cache = ensure_cache(cfg, progress if rank == 0 else None, say)
     else:
-        cache = Path(cfg.cache) if cfg.cache else default_cache_path(Path(cfg.data), cfg.align)
+        cache = cache_path(cfg)
         _wait_for_file(cache)
     ds = load_dataset(cache)
     if ds.align != cfg.align:
@@ -755,7 +758,7 @@ def train(
     if cuda:
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")  # TF32 for what runs outside bf16 autocast
     threads = cfg.threads or (max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))) if world > 1 else 0)
     if threads:
         torch.set_num_threads(threads)

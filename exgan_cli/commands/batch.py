@@ -1,11 +1,127 @@
-"""`exgan batch` (not built yet)."""
+"""`exgan batch ALBUM --person-dir DIR`: retouch one person's closed eyes across an album."""
 
 from __future__ import annotations
 
-from .common import guarded, not_built
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, guarded
+from .open_eyes import Detector, Device
 
 
 @guarded
-def batch() -> None:
-    """Not built yet: says so and exits with code 8."""
-    not_built("batch")
+def batch(
+    album: Path = typer.Argument(..., help="Folder of photos (walked recursively)."),
+    person_dir: Path = typer.Option(..., "--person-dir", "-p", help="Folder of photos of the person, one face each: who to retouch, and the references."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output folder, same layout as the album [default: <album>_open beside it]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist (default: skip them, so a re-run resumes)."),
+    copy_unchanged: bool = typer.Option(False, "--copy-unchanged", help="Also copy photos with nothing to retouch (byte-identical)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, help="Processes decoding and detecting [default: CPU cores; 0: none]."),
+    identity_threshold: Optional[float] = typer.Option(None, "--identity-threshold", min=0.01, help="Max identity distance (mean of the 3 closest person photos) for a face to be the person's [default: 0.6]."),
+    all_faces: bool = typer.Option(False, "--all-faces", help="Retouch every face of the person, open-eyed ones too."),
+    identify_all: bool = typer.Option(False, "--identify-all", help="Measure the identity of every face for the report (slower)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Model folder or Hub id OWNER/NAME[@REVISION] [default: bundled reference model]."),
+    device: Device = typer.Option(Device.auto, "--device", help="Where the generator runs."),
+    detector: Detector = typer.Option(Detector.hog, "--detector", help="Face detector: dlib HOG (fast) or CNN (MMOD)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary; errors only."),
+) -> None:
+    """Open the closed eyes of one person (shown in --person-dir) in every photo of ALBUM.
+
+    Other people are left untouched. Outputs keep the album's layout under the output folder,
+    originals are never modified, and OUT_DIR/report.jsonl gets one line per photo. Exits 0
+    when the run completed, even if some photos failed (they are listed).
+    """
+    from ..batch import BatchOptions, run_batch
+
+    options = BatchOptions(
+        album=album, person_dir=person_dir, out_dir=output, overwrite=overwrite, copy_unchanged=copy_unchanged,
+        workers=workers, weights=weights, device=device.value, detector=detector.value,
+        identity_threshold=identity_threshold, all_faces=all_faces, identify_all=identify_all,
+    )
+    if quiet:
+        run_batch(options)
+        return
+    view = _View()
+    try:
+        summary = run_batch(options, on_start=view.start, on_photo=view.photo)
+    finally:
+        view.stop()
+    print_batch_summary(summary)
+
+
+class _View:
+    """The rich progress bar: photos done, faces retouched, errors, photos/s, ETA."""
+
+    def __init__(self) -> None:
+        self.progress = None
+        self.task = None
+        self.faces = 0
+        self.errors = 0
+
+    def start(self, plan) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        p = plan.person
+        console.print(
+            f"person: {len(p.photos)} photo(s) in {p.folder}"
+            + (f", {len(p.rejected)} not used" if p.rejected else "")
+        )
+        for r in p.rejected:
+            console.print(f"  [yellow]not used[/] {Path(r['path']).name}: {r['reason']}")
+        console.print(
+            f"album: {plan.photos} photo(s), {plan.already_done} already done, {plan.to_analyse} to go"
+            + (f"; {sum(plan.others.values())} other file(s) skipped" if plan.others else "")
+            + f"; weights {plan.weights} on {plan.device}, {plan.workers} worker(s)"
+        )
+        if plan.temp_removed:
+            console.print(f"removed {plan.temp_removed} temporary file(s) left by an interrupted run")
+        self.progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("photos  {task.fields[faces]} faces retouched  {task.fields[errors]} errors"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task("batch", total=plan.to_analyse, faces=0, errors=0, rate="")
+        self.progress.start()
+
+    def photo(self, rec) -> None:
+        if self.progress is None or not rec.analysed:
+            return
+        self.faces += len(rec.retouched)
+        self.errors += rec.status == "error"
+        task = self.progress.tasks[0]
+        rate = f"{task.speed:.1f} photos/s" if task.speed else ""
+        self.progress.update(self.task, advance=1, faces=self.faces, errors=self.errors, rate=rate)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def print_batch_summary(summary) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{summary.album} -> {summary.out_dir}", title_justify="left")
+    table.add_column("photos")
+    table.add_column("count", justify="right")
+    for status in ("retouched", "unchanged", "copied", "skipped-existing", "error"):
+        table.add_row(status, str(summary.counts.get(status, 0)))
+    table.add_row("total", str(summary.photos))
+    if summary.others:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.others.items()))
+        table.add_row("other files skipped", f"{sum(summary.others.values())} ({kinds})")
+    table.add_row("faces seen / the person's / retouched", f"{summary.faces_seen} / {summary.faces_matched} / {summary.faces_retouched}")
+    table.add_row("time", f"{summary.seconds:.1f} s, {summary.photos_per_second:.2f} photos/s ({summary.analysed} analysed)")
+    console.print(table)
+    for r in summary.person.rejected:
+        console.print(f"[yellow]person photo not used[/] {r['path']}: {r['reason']}")
+    for path, error in summary.errors:
+        console.print(f"[red]error[/] {path}: {error}", soft_wrap=True)
+    console.print(f"report: {summary.report}")

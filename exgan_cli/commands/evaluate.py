@@ -47,18 +47,35 @@ def _cell(stat: dict, key: str) -> str:
     lo, hi = stat["ci95"]
     if lo is None or hi is None:
         return _fmt(stat["mean"], d)
-    return f"{_fmt(stat['mean'], d)} ± {_fmt((hi - lo) / 2, d)}"
+    return f"{_fmt(stat['mean'], d)} [dim]±{_fmt((hi - lo) / 2, d)}[/]"
 
 
-def _gain_cell(stat: dict, key: str) -> str:
+def _gain_cell(stat: dict, key: str, lower_is_better: bool = False) -> str:
+    """A difference with its interval; green when the interval is on the good side of 0, red
+    when on the bad side (``lower_is_better``: negative differences are good)."""
     d = DIGITS.get(key, 4)
     lo, hi = stat["ci95"]
-    text = f"{stat['mean']:+.{d}f}" if stat["mean"] is not None else "-"
+    if stat["mean"] is None:
+        return "-"
+    text = f"{stat['mean']:+.{d}f}"
     if lo is None or hi is None:
         return text
-    colour = "green" if lo > 0 else "red" if hi < 0 else ""
-    body = f"{text} [{lo:+.{d}f}, {hi:+.{d}f}]"
+    from rich.markup import escape
+
+    body = escape(f"{text} [{lo:+.{d}f}, {hi:+.{d}f}]")
+    good, bad = (hi < 0, lo > 0) if lower_is_better else (lo > 0, hi < 0)
+    colour = "green" if good else "red" if bad else ""
     return f"[{colour}]{body}[/]" if colour else body
+
+
+def _print_wide(table) -> None:
+    """Tables need up to ~190 columns: a terminal keeps its width, a file or pipe gets enough."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False, width=max(console.width, 200)).print(table)
 
 
 def print_report(result) -> None:
@@ -68,40 +85,40 @@ def print_report(result) -> None:
     from ..evaluation import METRICS, SET_METRIC
 
     keys = [*METRICS, SET_METRIC]
-    table = Table(title=f"Eye in-painting, {len(result.protocol)} faces of {len(set(result.protocol.persons))} persons (mean ± 95% CI)")
-    table.add_column("method")
-    table.add_column("reference")
+    n, persons = len(result.protocol), len(set(result.protocol.persons))
+    table = Table(title=f"Eye in-painting: {n} faces of {persons} persons, mean ±95% CI")
+    table.add_column("method", no_wrap=True)
+    table.add_column("ref", no_wrap=True)
     for _, label, hib in keys:
-        table.add_column(f"{label} {'↑' if hib else '↓'}", justify="right")
+        table.add_column(f"{label} {'↑' if hib else '↓'}", justify="right", no_wrap=True)
     for m in result.methods:
         entry = result.summary[m.name]
         for which in ("right", "wrong"):
-            name = m.name if which == "right" else ""
-            ref = "same person" if which == "right" else "other person"
-            if not m.uses_reference:
-                ref += " (ignored)"
+            name = (m.name + ("" if m.uses_reference else " *")) if which == "right" else ""
+            ref = "same" if which == "right" else "other"
             table.add_row(name, ref, *[_cell(entry[which][k], k) for k, _, _ in keys], end_section=which == "wrong")
-    console.print(table)
+    _print_wide(table)
 
-    gain = Table(title="Identity test: exemplar gain = score with the right reference vs a wrong one (positive: the right one is better; [95% CI])")
-    gain.add_column("method")
+    gain = Table(title="Identity test: exemplar gain (other-person reference minus same-person one; > 0: the right reference helps) [95% CI]")
+    gain.add_column("method", no_wrap=True)
     shown = [k for k in keys if k[0] in ("l1_eyes", "psnr_eyes", "ms_ssim_eyes", "identity", "frechet_descriptor")]
     for _, label, _ in shown:
-        gain.add_column(label, justify="right")
-    gain.add_column("uses its exemplar?")
+        gain.add_column(label, justify="right", no_wrap=True)
+    gain.add_column("uses exemplar", no_wrap=True)
     for m in result.methods:
         g = result.summary[m.name]["exemplar_gain"]
         if not m.uses_reference:
-            verdict = "no (ignores the reference)"
+            verdict = "no (blind) *"
         else:
-            sig = [k for k, _, _ in shown if g[k]["ci95"][0] is not None and g[k]["ci95"][0] > 0]
-            verdict = "[green]yes[/] (" + ", ".join(sig) + ")" if sig else "[yellow]not measurably[/]"
+            sig = sum(1 for k, _, _ in shown if g[k]["ci95"][0] is not None and g[k]["ci95"][0] > 0)
+            verdict = f"[green]yes[/] ({sig}/{len(shown)} metrics)" if sig else "[yellow]not measurably[/]"
         gain.add_row(m.name, *[_gain_cell(g[k], k) for k, _, _ in shown], verdict)
-    console.print(gain)
+    _print_wide(gain)
     scales = ", ".join(f"{s} at {r} px" for r, s in result.ms_ssim_scales.items())
     console.print(
-        f"MS-SSIM scales: {scales}. ID dist: dlib descriptor distance to the real face (< 0.6: same person). "
-        "FD desc: Fréchet distance of dlib descriptors (not FID: no Inception weights offline; Inception score not computed either).",
+        f"* ignores the reference (its two rows are the same in-painting). MS-SSIM scales: {scales}. "
+        "ID dist: dlib descriptor distance to the real face (< 0.6: same person). FD desc: Fréchet distance between the "
+        "dlib descriptors of real and in-painted faces; not FID, and no Inception score: no Inception weights offline.",
         soft_wrap=True,
     )
 
@@ -121,10 +138,10 @@ def print_closed_report(result) -> None:
         table.add_row(
             m.name, str(s["faces"]), str(s["retouched"]), share,
             _cell(s["identity_before"], "identity"), _cell(s["identity_after"], "identity"),
-            _gain_cell({**s["identity_change"]}, "identity"),
+            _gain_cell(s["identity_change"], "identity", lower_is_better=True),
             _cell(s["identity_before_chosen"], "identity"), _cell(s["identity_after_chosen"], "identity"),
         )
-    console.print(table)
+    _print_wide(table)
     console.print("ID dist: mean dlib descriptor distance to the person's other photos (< 0.6: same person); change: after - before.", soft_wrap=True)
 
 

@@ -157,9 +157,7 @@ def train(
 
         if prepare_only:
             t0 = time.perf_counter()
-            existed = bool(cfg.cache and Path(cfg.cache).expanduser().is_file()) or (
-                cfg.data is not None and not cfg.cache and training.default_cache_path(Path(cfg.data), cfg.align).is_file()
-            )
+            existed = training.cache_path(cfg).is_file()
             path = training.ensure_cache(cfg, progress, log)
             seconds = time.perf_counter() - t0
             bar.stop()

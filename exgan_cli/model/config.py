@@ -18,8 +18,9 @@ ADVERSARIAL = ("hinge", "nsgan")
 class ModelConfig:
     mode: str = "reference"  # "reference" | "code" | "none": which exemplar G and D receive
     resolution: int = 128  # side of the aligned face crop; must equal AlignConfig.resolution
-    base_channels: int = 32  # G width at full resolution; x2 and x4 after each downsampling.
-    # 32 keeps G near 2M parameters: a G+D step at batch 16 stays near 8 img/s on 2 CPU cores
+    base_channels: int = 32  # G's (and C's) width at full resolution; x2 at 1/2, x4 at 1/4. With
+    # n_blocks=6, G has 2.0M parameters and a G+D step at batch 16 runs ~14 (NCHW) to ~19
+    # (channels_last) img/s on 2 idle CPU cores: the CPU budget asks for ~8 (benchmarks/train_speed.py)
     n_blocks: int = 6  # dilated residual blocks at 1/4 resolution; dilations cycle 1, 2, 4, 8
     code_dim: int = 256  # length of the eye code (code mode): the EyeEncoder's output
     code_at_input: bool = True  # code mode: also condition G's first layer, not only the bottleneck

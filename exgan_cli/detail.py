@@ -1,0 +1,424 @@
+"""Full-resolution detail for generated eyes: the photo's own texture plus the exemplar's.
+
+The generator paints a 128 px face crop; on a 300 to 1,500 px face, pasted back at that size,
+its eyes are 3 to 12 times softer than the lashes, skin and grain around them. Here the pasted
+content is rebuilt as two frequency bands at the target photo's full resolution:
+
+- low band: the (upsampled) generator output, low-passed with a Gaussian whose sigma is
+  ``split`` crop pixels. That is what a 128 px generator can say: where the eye is, its shape,
+  colours and shading.
+- high band (everything above it), from real pixels only:
+  * inside the eyes (the outline of the target's eye and of the reference's eye, grown by
+    ``eye_grow`` eye widths) from the REFERENCE photo: its face is aligned onto the target's
+    eyes at the target's full resolution (target photo -> crop -> reference photo, refined
+    per eye so that the reference's eye corners land on the target's), and its high band is
+    scaled so that its skin has the same detail level as the target's skin
+    around the eyes. What the reference lacks in the finest band (a reference face smaller
+    than the target face, a cleaner camera) is filled with grain whose colour covariance is
+    measured on the target's skin.
+  * around the eyes (lids, brows, skin inside the paste box) from the TARGET photo itself:
+    its own texture is kept, so the feathered border blends two layers whose fine detail is
+    the same, and nothing softens where the paste ends.
+
+The exemplar idea carried to full resolution: the reference is real, high-resolution evidence of
+this person's eyes, and the generator only has to be right at 128 px.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .geometry import LEFT_EYE, RIGHT_EYE, Box, MaskConfig, eye_boxes, boxes_to_mask, invert, matrix_scale, similarity_transform, transform_points
+
+
+@dataclass(frozen=True)
+class DetailConfig:
+    split: float = 0.75  # Gaussian sigma, in crop pixels, below which the generator is kept
+    grain_sigma: float = 1.0  # Gaussian sigma, in photo pixels: the finest band, where grain is matched
+    eye_grow: float = 0.3  # the eye region taking the reference's detail: eye outline grown by this, in eye widths
+    eye_soft: float = 0.08  # softness of that region's edge (Gaussian sigma), in eye widths
+    calib_width: float = 0.35  # skin band around the eye regions used to calibrate gain and grain, in eye widths
+    min_gain: float = 0.33  # the reference's detail is scaled by skin(target) / skin(reference),
+    max_gain: float = 3.0  # clipped to this range (a blurred reference is not amplified into noise)
+    max_scale_change: float = 0.2  # per-eye refinement may change the global scale by at most this fraction
+    max_rotation: float = 10.0  # ... and the rotation by at most this many degrees (else: translation only)
+    flow: bool = True  # register the reference's eye onto the generator's (optical flow on the low band)
+    flow_max: float = 0.25  # largest displacement of that registration, in eye widths
+    flow_min_corr: float = 0.4  # ... and only if the two eyes already correlate this much (they look alike)
+    flow_min_gain: float = 0.05  # keep the registration only if it raises the low-band correlation this much
+    seed: int = 0  # grain is deterministic: the same photo gives the same result
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(eq=False)
+class Exemplar:
+    """The reference face the generator copied the eyes from, at the reference's full resolution."""
+
+    pixels: np.ndarray  # the reference photo, RGB uint8 (H, W, 3)
+    landmarks: np.ndarray  # its face's 68 landmarks, reference photo coordinates
+    matrix: np.ndarray  # reference photo -> aligned crop (the same alignment as the target's)
+
+
+# ---------------------------------------------------------------------------------------
+# Measuring
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma as float32 (what cv2's RGB2GRAY computes, without rounding)."""
+    a = np.asarray(rgb, dtype=np.float32)
+    return a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+
+
+def sharpness_ratio(
+    rgb: np.ndarray, landmarks: np.ndarray, mask_cfg: MaskConfig = MaskConfig(), ring: float = 0.35
+) -> float:
+    """R: variance of the Laplacian of luminance inside the eye boxes / the same on a skin ring.
+
+    The boxes are ``geometry.eye_boxes`` of the landmarks (photo coordinates); the ring is
+    those boxes grown by ``ring`` box heights, minus the boxes. Real open eyes in sharp
+    photos score ~1.4 to 10 (median ~3); a blurry paste scores below 1.
+    """
+    import cv2
+
+    boxes = eye_boxes(landmarks, mask_cfg)
+    h = float(np.mean([b[3] - b[1] for b in boxes]))
+    r = ring * h
+    grown = [(x0 - r, y0 - r, x1 + r, y1 + r) for x0, y0, x1, y1 in boxes]
+    # Only the region around the eyes is filtered (big photos).
+    H, W = rgb.shape[:2]
+    x0 = max(0, int(min(b[0] for b in grown)) - 2)
+    y0 = max(0, int(min(b[1] for b in grown)) - 2)
+    x1 = min(W, int(max(b[2] for b in grown)) + 3)
+    y1 = min(H, int(max(b[3] for b in grown)) + 3)
+    shift = lambda bs: [(a - x0, b - y0, c - x0, d - y0) for a, b, c, d in bs]  # noqa: E731
+    size = (y1 - y0, x1 - x0)
+    inner = boxes_to_mask(shift(boxes), size) > 0
+    outer = (boxes_to_mask(shift(grown), size) > 0) & ~inner
+    lap = cv2.Laplacian(luminance(rgb[y0:y1, x0:x1]), cv2.CV_32F)
+    if inner.sum() < 4 or outer.sum() < 4:
+        return float("nan")
+    return float(lap[inner].var() / max(lap[outer].var(), 1e-9))
+
+
+# ---------------------------------------------------------------------------------------
+# Geometry of the transfer
+
+
+def _as3(m: np.ndarray) -> np.ndarray:
+    return np.vstack([m, [0.0, 0.0, 1.0]])
+
+
+def _translate(x: float, y: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, x], [0.0, 1.0, y], [0.0, 0.0, 1.0]])
+
+
+def eye_matrices(
+    target_landmarks: np.ndarray, target_matrix: np.ndarray, exemplar: Exemplar, cfg: DetailConfig = DetailConfig()
+) -> list[np.ndarray]:
+    """Per eye (image-left, image-right), the 2x3 matrix taking target photo coordinates to
+    reference photo coordinates.
+
+    The global one is the two alignments composed: target photo -> crop (what the generator
+    saw) -> reference photo. Each eye is then refined by the similarity that puts the
+    reference's eye corners on the target's (the generator draws the eye between the target's
+    corners, and the corners hardly move when an eye closes). A refinement that would change
+    the global scale or rotation by more than the config allows keeps the global scale and
+    rotation and only moves the eye centre.
+    """
+    glob = (_as3(invert(exemplar.matrix)) @ _as3(target_matrix))[:2]
+    g_scale = matrix_scale(glob)
+    g_angle = np.degrees(np.arctan2(glob[1, 0], glob[0, 0]))
+    out = []
+    for eye in (LEFT_EYE, RIGHT_EYE):
+        corners = [eye.start, eye.start + 3]
+        src = np.asarray(target_landmarks, dtype=np.float64)[corners]
+        dst = np.asarray(exemplar.landmarks, dtype=np.float64)[corners]
+        m = similarity_transform(src, dst)
+        scale_ok = abs(matrix_scale(m) / g_scale - 1.0) <= cfg.max_scale_change
+        angle = np.degrees(np.arctan2(m[1, 0], m[0, 0]))
+        turn_ok = abs((angle - g_angle + 180.0) % 360.0 - 180.0) <= cfg.max_rotation
+        if not (scale_ok and turn_ok):
+            m = glob.copy()
+            m[:, 2] += dst.mean(0) - transform_points(src.mean(0)[None], glob)[0]
+        out.append(m)
+    return out
+
+
+def _warp_from(
+    src: np.ndarray, dst_to_src: np.ndarray, size: tuple[int, int], flow: np.ndarray | None = None
+) -> np.ndarray:
+    """Sample ``src`` at ``dst_to_src @ (p + flow(p))`` for every pixel p of a (w, h) image.
+
+    Only the source region that is sampled is touched; when the source is finer than the
+    destination it is first reduced to the destination's scale with area
+    averaging (no aliasing). ``flow`` (h, w, 2), in destination pixels, is an optional per-pixel displacement.
+    """
+    import cv2
+
+    w, h = size
+    reach = 0.0 if flow is None else float(np.abs(flow).max())
+    box = np.array([[-reach, -reach], [w + reach, -reach], [-reach, h + reach], [w + reach, h + reach]])
+    corners = transform_points(box, dst_to_src)
+    H, W = src.shape[:2]
+    pad = 3
+    x0 = int(max(0, np.floor(corners[:, 0].min()) - pad))
+    y0 = int(max(0, np.floor(corners[:, 1].min()) - pad))
+    x1 = int(min(W, np.ceil(corners[:, 0].max()) + pad))
+    y1 = int(min(H, np.ceil(corners[:, 1].max()) + pad))
+    if x1 - x0 < 2 or y1 - y0 < 2:  # the region is outside the reference photo
+        return np.zeros((h, w) + src.shape[2:], dtype=np.float32)
+    region = src[y0:y1, x0:x1]
+    m = _as3(dst_to_src.astype(np.float64))
+    m = _translate(-x0, -y0) @ m
+    factor = matrix_scale(m[:2])  # source pixels per destination pixel
+    if factor > 1.05:  # reduce to the destination's scale first (area averaging: no aliasing)
+        rh, rw = region.shape[:2]
+        nh, nw = max(1, int(round(rh / factor))), max(1, int(round(rw / factor)))
+        region = cv2.resize(region, (nw, nh), interpolation=cv2.INTER_AREA)
+        # pixel centres: x_new + 0.5 = (x_old + 0.5) * nw / rw
+        sx, sy = nw / rw, nh / rh
+        m = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]]) @ m
+    region = region.astype(np.float32)
+    if flow is None:
+        return cv2.warpAffine(region, m[:2], (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    qx, qy = gx + flow[..., 0], gy + flow[..., 1]
+    mx = (m[0, 0] * qx + m[0, 1] * qy + m[0, 2]).astype(np.float32)
+    my = (m[1, 0] * qx + m[1, 1] * qy + m[1, 2]).astype(np.float32)
+    return cv2.remap(region, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+# ---------------------------------------------------------------------------------------
+# Statistics
+
+
+def _robust_std(x: np.ndarray) -> float:
+    """Standard deviation estimated from the median absolute deviation (robust to hair, a mole)."""
+    if x.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def _psd_sqrt(c: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a covariance, negative eigenvalues clipped to zero."""
+    vals, vecs = np.linalg.eigh((c + c.T) / 2)
+    return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
+
+
+def _ncc(a: np.ndarray, b: np.ndarray, sel: np.ndarray) -> float:
+    x, y = a[sel].astype(np.float64), b[sel].astype(np.float64)
+    x, y = x - x.mean(), y - y.mean()
+    d = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / d) if d > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# Registration of the reference eye onto the generator's
+
+
+def _register(
+    generated_low: np.ndarray,
+    exemplar: Exemplar,
+    sub_to_ref: np.ndarray,
+    region: np.ndarray,
+    width: float,
+    sigma: float,
+    cfg: DetailConfig,
+) -> tuple[np.ndarray | None, float, float]:
+    """Dense displacement (h, w, 2) moving the reference's eye onto the generator's eye.
+
+    Both are compared in the band the generator renders (blurred by ``sigma``), on a grid where
+    the eye is ~48 px wide, with DIS optical flow (Kroeger et al. 2016) on luminance
+    normalised inside the eye region. The flow is smoothed, capped at ``flow_max`` eye widths,
+    faded out at the region's edge, and kept only if it raises the correlation of the two
+    inside the region by ``flow_min_gain`` from at least ``flow_min_corr``: a generator whose
+    eye does not look like the reference's (an untrained one) leaves the reference where the
+    alignment put it.
+    Returns (flow or None, correlation before, after).
+    """
+    import cv2
+
+    h, w = region.shape
+    f = max(1.0, width / 48.0)
+    gw, gh = max(8, int(round(w / f))), max(8, int(round(h / f)))
+    fx, fy = w / gw, h / gh  # grid -> sub pixels
+    grid_to_sub = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1.0]])
+    g = cv2.resize(luminance(generated_low), (gw, gh), interpolation=cv2.INTER_AREA)
+    r = luminance(_warp_from(exemplar.pixels, (_as3(sub_to_ref) @ grid_to_sub)[:2], (gw, gh)))
+    s = max(sigma / f, 0.5)
+    g = cv2.GaussianBlur(g, (0, 0), max(np.sqrt(max(s * s - 0.25, 0.0)), 0.3))  # generated_low is already blurred
+    r = cv2.GaussianBlur(r, (0, 0), s)
+    reg = cv2.resize(region, (gw, gh), interpolation=cv2.INTER_AREA)
+    sel = reg > 0.5
+    if sel.sum() < 50:
+        return None, 0.0, 0.0
+
+    def to8(a: np.ndarray) -> np.ndarray:
+        z = (a - a[sel].mean()) / max(float(a[sel].std()), 1e-3)
+        return np.clip(128.0 + 40.0 * z, 0, 255).astype(np.uint8)
+
+    g8, r8 = to8(g), to8(r)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    flow = dis.calc(g8, r8, None)
+    flow = cv2.GaussianBlur(flow, (0, 0), max(0.1 * width / f, 0.5))
+    cap = cfg.flow_max * width / f
+    mag = np.sqrt((flow**2).sum(-1, keepdims=True))
+    flow *= np.minimum(1.0, cap / np.maximum(mag, 1e-6))
+    flow *= np.clip(cv2.GaussianBlur(reg, (0, 0), max(0.1 * width / f, 0.5)), 0.0, 1.0)[..., None]
+    gx, gy = np.meshgrid(np.arange(gw, dtype=np.float32), np.arange(gh, dtype=np.float32))
+    moved = cv2.remap(r, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    before, after = _ncc(g, r, sel), _ncc(g, moved, sel)
+    if before < cfg.flow_min_corr or after - before < cfg.flow_min_gain:
+        return None, before, after
+    full = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
+    full[..., 0] *= fx
+    full[..., 1] *= fy
+    return full, before, after
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering
+
+
+def render_detail(
+    photo: np.ndarray,
+    generated: np.ndarray,
+    roi: tuple[int, int, int, int],
+    target_matrix: np.ndarray,
+    target_landmarks: np.ndarray,
+    exemplar: Exemplar | None,
+    cfg: DetailConfig = DetailConfig(),
+    info: dict | None = None,
+) -> np.ndarray:
+    """The content to paste in ``roi`` (x0, y0, x1, y1) of ``photo``: float32 (h, w, 3).
+
+    ``generated`` is the generator's (colour-matched) crop already warped into the ROI
+    (float32 (h, w, 3)). Its low band is kept; the high band comes from the exemplar inside
+    the eyes and from ``photo`` around them (see the module's doc). With no exemplar the
+    eyes get the target's grain only. The caller blends the result with its alpha.
+    ``info``, when given, receives what was measured (gain, registration) for reports.
+    """
+    import cv2
+
+    x0, y0, x1, y1 = roi
+    w, h = x1 - x0, y1 - y0
+    crop_px = 1.0 / max(matrix_scale(target_matrix), 1e-9)  # photo pixels per crop pixel
+    sigma = max(cfg.split * crop_px, 0.5)
+
+    def low(a: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+    def fine(a: np.ndarray) -> np.ndarray:
+        return a - cv2.GaussianBlur(a, (0, 0), cfg.grain_sigma, borderType=cv2.BORDER_REFLECT)
+
+    target = photo[y0:y1, x0:x1].astype(np.float32)
+    base = low(np.asarray(generated, dtype=np.float32))
+    own = target - low(target)  # the target's own detail
+
+    lm = np.asarray(target_landmarks, dtype=np.float64) - (x0, y0)  # ROI coordinates
+    mats = eye_matrices(target_landmarks, target_matrix, exemplar, cfg) if exemplar is not None else [None, None]
+    weight = np.zeros((h, w), dtype=np.float32)
+    nearest = np.full((h, w), np.inf, dtype=np.float32)  # distance to the nearest eye region
+    ref_detail = np.zeros_like(target)
+    has_ref = np.zeros((h, w), dtype=bool)
+    widths, registered = [], []
+    for eye, m in zip((LEFT_EYE, RIGHT_EYE), mats):
+        pts = [lm[eye]]
+        width = float(np.linalg.norm(lm[eye][3] - lm[eye][0]))
+        widths.append(width)
+        roi_to_ref = None
+        if m is not None:
+            roi_to_ref = (_as3(m) @ _translate(x0, y0))[:2]
+            pts.append(transform_points(np.asarray(exemplar.landmarks, dtype=np.float64)[eye], invert(roi_to_ref)))
+        grow, soft = cfg.eye_grow * width, cfg.eye_soft * width
+        reach = grow + 2 * soft + cfg.calib_width * width
+        allp = np.vstack(pts)
+        margin = reach + 3 * sigma + 2
+        sx0, sy0 = max(0, int(allp[:, 0].min() - margin)), max(0, int(allp[:, 1].min() - margin))
+        sx1, sy1 = min(w, int(allp[:, 0].max() + margin) + 1), min(h, int(allp[:, 1].max() + margin) + 1)
+        if sx1 - sx0 < 4 or sy1 - sy0 < 4:
+            continue
+        sw, sh = sx1 - sx0, sy1 - sy0
+        outline = np.full((sh, sw), 255, dtype=np.uint8)
+        for p in pts:
+            cv2.fillPoly(outline, [np.round((p - (sx0, sy0)) * 16).astype(np.int32)], 0, lineType=cv2.LINE_8, shift=4)
+        dist = cv2.distanceTransform(outline, cv2.DIST_L2, 5)
+        region = 1.0 - _smoothstep(dist, grow - 2 * soft, grow + 2 * soft)
+        view = (slice(sy0, sy1), slice(sx0, sx1))
+        weight[view] = np.maximum(weight[view], region)
+        mine = dist < nearest[view]
+        nearest[view] = np.where(mine, dist, nearest[view])
+        if roi_to_ref is None:
+            continue
+        sub_to_ref = (_as3(roi_to_ref) @ _translate(sx0, sy0))[:2]
+        flow = None
+        if cfg.flow:
+            flow, before, after = _register(base[view], exemplar, sub_to_ref, region, width, sigma, cfg)
+            registered.append({"correlation_before": round(before, 3), "correlation_after": round(after, 3), "used": flow is not None})
+        ref = _warp_from(exemplar.pixels, sub_to_ref, (sw, sh), flow)
+        detail = ref - low(ref)
+        ok = mine & (dist <= reach + 1)
+        ref_detail[view][ok] = detail[ok]
+        has_ref[view] |= ok
+
+    width = float(np.mean(widths))
+    outer = cfg.eye_grow * width + 2 * cfg.eye_soft * width
+    calib = (nearest > outer) & (nearest <= outer + cfg.calib_width * width)
+    # The reference's detail, in two bands, scaled so that on the skin around the eyes it has
+    # the target's level: the band between the generator's and the finest by gain_mid (up to
+    # max_gain: a softer reference is sharpened), the finest band by gain_fine (never up: a
+    # reference without fine detail gets grain instead of amplified interpolation).
+    gains = (1.0, 1.0)
+    ref_fine_cov = np.zeros((3, 3))
+    sel = calib & has_ref
+    if exemplar is not None and sel.sum() >= 50:
+        own_fine, ref_fine = fine(own), fine(ref_detail)
+        own_mid, ref_mid = own - own_fine, ref_detail - ref_fine
+        g_mid = _robust_std(luminance(own_mid)[sel]) / max(_robust_std(luminance(ref_mid)[sel]), 1e-6)
+        g_fine = _robust_std(luminance(own_fine)[sel]) / max(_robust_std(luminance(ref_fine)[sel]), 1e-6)
+        gains = (float(np.clip(g_mid, cfg.min_gain, cfg.max_gain)), float(np.clip(g_fine, cfg.min_gain, 1.0)))
+        ref_detail = gains[0] * ref_mid + gains[1] * ref_fine
+        ref_fine_cov = np.cov((gains[1] * ref_fine)[sel].reshape(-1, 3).T)
+
+    # Grain for what the reference lacks in the finest band (all of it without a reference).
+    grain: np.ndarray | float = 0.0
+    if calib.sum() >= 50:
+        target_fine_cov = np.cov(fine(target)[calib].reshape(-1, 3).T)
+        root = _psd_sqrt(target_fine_cov - ref_fine_cov).astype(np.float32)
+        rng = np.random.default_rng([cfg.seed, x0, y0])
+        noise = fine(rng.standard_normal((h, w, 3), dtype=np.float32))
+        noise /= max(float(noise.std()), 1e-6)
+        grain = noise @ root.T
+    if info is not None:
+        info.update({"gain_mid": round(gains[0], 3), "gain_fine": round(gains[1], 3), "registration": registered})
+
+    w3 = weight[..., None]
+    return base + (1.0 - w3) * own + w3 * (ref_detail + grain)
+
+
+@dataclass(eq=False)
+class DetailSource:
+    """What ``blend.paste_back`` needs to render one face's detail."""
+
+    landmarks: np.ndarray  # the target face's 68 landmarks (photo coordinates)
+    exemplar: Exemplar | None  # the reference face; None: the photo's own detail and grain only
+    cfg: DetailConfig = DetailConfig()
+    info: dict = field(default_factory=dict)  # filled by render: gain, registration
+
+    def context(self, matrix: np.ndarray) -> int:
+        """Pixels of photo around the paste region the filters need to see."""
+        crop_px = 1.0 / max(matrix_scale(matrix), 1e-9)
+        return int(np.ceil(3.0 * max(self.cfg.split * crop_px, self.cfg.grain_sigma))) + 2
+
+    def render(self, photo: np.ndarray, generated: np.ndarray, roi: tuple[int, int, int, int], matrix: np.ndarray) -> np.ndarray:
+        return render_detail(photo, generated, roi, matrix, self.landmarks, self.exemplar, self.cfg, self.info)
