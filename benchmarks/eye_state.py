@@ -1,17 +1,27 @@
-"""Calibrate the closed-eye threshold (eye aspect ratio) on real photos.
+"""Eye state on real photos: the eye-state classifier against the EAR rule, on the held-out split.
 
-Closed faces: every crop in <data-root>/closed_eyes (CEW "ClosedFace": both eyes closed).
-Open faces: a seeded random sample of LFW photos (<data-root>/lfw/<Person>/*.jpg). LFW is
-mostly open eyes but not only: some of its news photos catch a blink or a squint, so the
-"open flagged" rate below is an upper bound on false alarms, not a pure false-positive rate.
+Default run (the comparison): the test split of exgan_cli.eye_classifier.split_of, which
+training never sees:
+  closed: the CEW crops of <data-root>/closed_eyes whose file name hashes to "test" (~120);
+  open:   the LFW photos of the persons whose name hashes to "test" (~1,500 photos).
+Every photo goes through the library's own path, once, and both methods judge the same face:
+load_image -> detect_faces(detector="auto": HOG, then dlib's CNN when HOG finds nothing) ->
+the face nearest the centre (the labelled one) -> eyes.eye_state (EAR rule: both EARs < 0.21)
+and the classifier's P(closed) >= its threshold (weights/eye-state/config.json).
 
-Each photo goes through the library's own path: load_image -> detect_faces (HOG) -> the
-face nearest the centre (the labelled one) -> eye_state. For each threshold t a face is
-closed when both eyes' EAR < t (i.e. max EAR < t). Prints, per threshold, the closed recall
-(of detected closed faces and of all closed files), the share of LFW faces flagged closed,
-and the chosen threshold by the stated criterion.
+Printed per method: closed recall (of the detected closed faces, and of all closed files),
+open faces flagged closed (of the detected LFW faces), and the faces not detected (with HOG
+alone, and with auto). LFW is mostly open eyes but not only: some of its news photos catch a
+blink, a squint or a look down. ``--review FILE`` (default benchmarks/eye_state_review.json)
+lists the held-out LFW photos a person looked at and found not open; "flagged (reviewed)"
+leaves those out of the open faces, the raw "flagged" counts them as false alarms.
 
-    python benchmarks/eye_state.py [--data-root ../shared/data] [--n-open 1500] [--seed 0]
+    python benchmarks/eye_state.py [--data-root ../shared/data] [--jobs 2] [--scores out.json]
+    python benchmarks/eye_state.py --calibrate [--n-open 1500 --seed 0]   # the EAR threshold sweep
+
+--calibrate is the original EAR calibration (docs/eye_state.md, first part): all 600 CEW crops
+against a seeded random sample of LFW photos, detection with HOG, the share flagged per
+threshold, and the largest threshold flagging at most 10% of LFW.
 """
 
 from __future__ import annotations
@@ -31,69 +41,140 @@ sys.path.insert(0, str(ROOT))
 
 from exgan_cli.errors import ExganError  # noqa: E402
 
-# Criterion: the largest threshold (step 0.01) that flags at most this share of the LFW sample.
-# A false "closed" sends an open-eyed photo through the GAN (the CLI's --force-style paths
-# aside, it would be edited needlessly), so false alarms are capped first, then recall is
-# maximised under the cap.
+# --calibrate criterion: the largest threshold (step 0.01) that flags at most this share of LFW.
+# A false "closed" sends an open-eyed photo through the GAN, so false alarms are capped first,
+# then recall is maximised under the cap.
 MAX_OPEN_FLAGGED = 0.10
 THRESHOLDS = [round(0.10 + 0.01 * i, 2) for i in range(21)]  # 0.10 .. 0.30
+DEFAULT_REVIEW = Path(__file__).resolve().parent / "eye_state_review.json"
 
 
-def _measure(path: str) -> tuple[str, float | None, float | None]:
-    """(path, max EAR, min EAR) of the central face; (path, None, None) when none found."""
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the workers share the machine's cores
+
+
+def _measure(args: tuple[str, str]) -> dict:
+    """One photo -> its central face's detector, EARs and P(closed) (None when no face)."""
+    from exgan_cli import eye_classifier
     from exgan_cli.eyes import eye_state
     from exgan_cli.faces import central_face, detect_faces
     from exgan_cli.images import load_image
 
+    path, detector = args
+    row: dict = {"path": path, "detector": None, "max_ear": None, "min_ear": None, "p_closed": None}
     try:
         img = load_image(path)
     except ExganError:
-        return path, None, None
-    face = central_face(detect_faces(img.pixels), img.size)
+        return row
+    face = central_face(detect_faces(img.pixels, detector=detector), img.size)
     if face is None:
-        return path, None, None
+        return row
     st = eye_state(face.landmarks)
-    return path, st.score, min(st.left, st.right)
+    row.update(detector=face.detector, max_ear=st.score, min_ear=min(st.left, st.right))
+    clf = eye_classifier.default_classifier() if detector == "auto" else None
+    if clf is not None:
+        row["p_closed"] = clf.probability(img.pixels, face.landmarks, (st.left, st.right))
+    return row
 
 
-def _run(paths: list[str], jobs: int) -> list[tuple[str, float | None, float | None]]:
+def _run(paths: list[str], detector: str, jobs: int) -> list[dict]:
+    work = [(p, detector) for p in paths]
     if jobs <= 1:
-        return [_measure(p) for p in paths]
-    with mp.get_context("spawn").Pool(jobs) as pool:
-        return pool.map(_measure, paths, chunksize=16)
+        _init_worker()
+        return [_measure(w) for w in work]
+    with mp.get_context("spawn").Pool(jobs, initializer=_init_worker) as pool:
+        return pool.map(_measure, work, chunksize=8)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-root", type=Path, default=None, help="folder with lfw/ and closed_eyes/ (default ../shared/data from the repo root)")
-    ap.add_argument("--n-open", type=int, default=1500, help="LFW photos sampled as open-eyed faces")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the LFW sample")
-    ap.add_argument("--jobs", type=int, default=2, help="worker processes")
-    ap.add_argument("--scores", type=Path, default=None, help="write per-photo EARs to this JSON file")
-    args = ap.parse_args(argv)
-    root = args.data_root if args.data_root is not None else (ROOT / ".." / "shared" / "data").resolve()
-    closed_dir, lfw_dir = root / "closed_eyes", root / "lfw"
-    for d in (closed_dir, lfw_dir):
-        if not d.is_dir():
-            print(f"error: {d}: folder not found", file=sys.stderr)
-            return 9
-    closed_paths = sorted(str(p) for p in closed_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    lfw_all = sorted(str(p) for p in lfw_dir.glob("*/*.jpg"))
-    open_paths = random.Random(args.seed).sample(lfw_all, min(args.n_open, len(lfw_all)))
+def _pct(k: int, n: int) -> str:
+    return f"{k / n:6.1%} ({k}/{n})" if n else "   -"
+
+
+def compare(root: Path, jobs: int, review_file: Path | None, scores: Path | None) -> int:
+    from exgan_cli import eye_classifier
+    from exgan_cli.eyes import CLOSED_EAR_THRESHOLD
+
+    clf = eye_classifier.default_classifier()
+    if clf is None:
+        print(f"error: no eye-state weights in {eye_classifier.default_folder()}", file=sys.stderr)
+        return 6
+    split = eye_classifier.split_of
+    closed_paths = sorted(str(p) for p in (root / "closed_eyes").iterdir() if split(p.name) == "test")
+    open_paths = sorted(str(p) for p in (root / "lfw").glob("*/*.jpg") if split(p.parent.name) == "test")
+    reviewed: dict[str, str] = {}
+    if review_file is not None and review_file.is_file():
+        reviewed = json.loads(review_file.read_text(encoding="utf-8"))["not_open"]
 
     t0 = time.time()
-    closed = _run(closed_paths, args.jobs)
-    opened = _run(open_paths, args.jobs)
+    closed = _run(closed_paths, "auto", jobs)
+    opened = _run(open_paths, "auto", jobs)
     secs = time.time() - t0
 
-    c_max = np.array([m for _, m, _ in closed if m is not None])
-    o_max = np.array([m for _, m, _ in opened if m is not None])
-    c_miss = len(closed) - len(c_max)
-    o_miss = len(opened) - len(o_max)
+    def rel(p: str) -> str:
+        return str(Path(p).relative_to(root))
+
+    c_det = [r for r in closed if r["detector"]]
+    o_det = [r for r in opened if r["detector"]]
+    o_rev = [r for r in o_det if rel(r["path"]) not in reviewed]
+    t_clf = clf.threshold
+    methods = {
+        f"classifier (P >= {t_clf:.2f})": lambda r: r["p_closed"] >= t_clf,
+        f"EAR rule (max EAR < {CLOSED_EAR_THRESHOLD:.2f})": lambda r: r["max_ear"] < CLOSED_EAR_THRESHOLD,
+    }
+    print(f"data: {root}; weights: {clf.source} (sha256 {clf.sha256[:12]})")
+    print(f"held-out test split: {len(closed)} CEW closed crops, {len(opened)} LFW photos of "
+          f"{len({Path(p).parent.name for p in open_paths})} persons; {secs:.0f} s with {jobs} worker(s)")
+    for name, rows in (("closed", closed), ("open", opened)):
+        hog = sum(r["detector"] == "hog" for r in rows)
+        cnn = sum(r["detector"] == "cnn" for r in rows)
+        print(f"  {name:6s}: not detected with HOG alone {len(rows) - hog}, with auto (HOG, then CNN) {len(rows) - hog - cnn} "
+              f"(the CNN found {cnn})")
+    print(f"  reviewed LFW photos judged not open ({review_file.name if review_file else '-'}): "
+          f"{sum(rel(r['path']) in reviewed for r in o_det)} of the detected")
+    print()
+    print(f"{'method':34s} {'closed recall':>20s} {'(of all files)':>20s} {'open flagged':>20s} {'flagged (reviewed)':>20s}")
+    summary = {}
+    for name, is_closed in methods.items():
+        kc = sum(bool(is_closed(r)) for r in c_det)
+        ko = sum(bool(is_closed(r)) for r in o_det)
+        kr = sum(bool(is_closed(r)) for r in o_rev)
+        print(f"{name:34s} {_pct(kc, len(c_det)):>20s} {_pct(kc, len(closed)):>20s} {_pct(ko, len(o_det)):>20s} {_pct(kr, len(o_rev)):>20s}")
+        summary[name] = {"closed_recall": kc / max(1, len(c_det)), "closed_recall_all": kc / max(1, len(closed)),
+                         "open_flagged": ko / max(1, len(o_det)), "open_flagged_reviewed": kr / max(1, len(o_rev))}
+    print()
+    print("classifier at other thresholds (for reference; the shipped one was chosen on the validation split):")
+    pc = np.array([r["p_closed"] for r in c_det])
+    po = np.array([r["p_closed"] for r in o_det])
+    pr = np.array([r["p_closed"] for r in o_rev])
+    for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        print(f"  P >= {t:.1f}: closed recall {(pc >= t).mean():6.1%}, open flagged {(po >= t).mean():6.1%}, reviewed {(pr >= t).mean():6.1%}")
+    if scores is not None:
+        from exgan_cli.images import atomic_write_bytes
+
+        data = {"closed": closed, "open": opened, "summary": summary, "threshold": t_clf,
+                "not_open_reviewed": sorted(reviewed)}
+        atomic_write_bytes(scores, json.dumps(data, indent=1).encode())
+    return 0
+
+
+def calibrate(root: Path, n_open: int, seed: int, jobs: int, scores: Path | None) -> int:
+    closed_paths = sorted(str(p) for p in (root / "closed_eyes").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    lfw_all = sorted(str(p) for p in (root / "lfw").glob("*/*.jpg"))
+    open_paths = random.Random(seed).sample(lfw_all, min(n_open, len(lfw_all)))
+
+    t0 = time.time()
+    closed = _run(closed_paths, "hog", jobs)
+    opened = _run(open_paths, "hog", jobs)
+    secs = time.time() - t0
+
+    c_max = np.array([r["max_ear"] for r in closed if r["max_ear"] is not None])
+    o_max = np.array([r["max_ear"] for r in opened if r["max_ear"] is not None])
     print(f"data: {root}")
-    print(f"closed: {len(closed)} crops, {len(c_max)} faces detected, {c_miss} not detected")
-    print(f"open:   {len(opened)} LFW photos (seed {args.seed}), {len(o_max)} faces detected, {o_miss} not detected")
-    print(f"time: {secs:.0f} s with {args.jobs} worker(s)")
+    print(f"closed: {len(closed)} crops, {len(c_max)} faces detected, {len(closed) - len(c_max)} not detected")
+    print(f"open:   {len(opened)} LFW photos (seed {seed}), {len(o_max)} faces detected, {len(opened) - len(o_max)} not detected")
+    print(f"time: {secs:.0f} s with {jobs} worker(s)")
     print()
     print("rule: closed <=> both eyes' EAR < t (max EAR < t)")
     print(f"{'t':>5} {'closed recall':>14} {'(of all files)':>15} {'LFW flagged':>12}")
@@ -111,18 +192,32 @@ def main(argv: list[str] | None = None) -> int:
         f"chosen threshold: {chosen[0]:.2f} (largest with LFW flagged <= {MAX_OPEN_FLAGGED:.0%}): "
         f"closed recall {chosen[1]:.1%} of detected ({chosen[2]:.1%} of all), LFW flagged {chosen[3]:.1%}"
     )
-    print(
-        f"EAR medians: closed {np.median(c_max):.3f}, LFW {np.median(o_max):.3f} (max of the two eyes)"
-    )
-    if args.scores is not None:
+    print(f"EAR medians: closed {np.median(c_max):.3f}, LFW {np.median(o_max):.3f} (max of the two eyes)")
+    if scores is not None:
         from exgan_cli.images import atomic_write_bytes
 
-        data = {
-            "closed": [{"path": p, "max_ear": m, "min_ear": n} for p, m, n in closed],
-            "open": [{"path": p, "max_ear": m, "min_ear": n} for p, m, n in opened],
-        }
-        atomic_write_bytes(args.scores, json.dumps(data, indent=1).encode())
+        atomic_write_bytes(scores, json.dumps({"closed": closed, "open": opened}, indent=1).encode())
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-root", type=Path, default=None, help="folder with lfw/ and closed_eyes/ (default ../shared/data from the repo root)")
+    ap.add_argument("--calibrate", action="store_true", help="the EAR threshold sweep instead of the held-out comparison")
+    ap.add_argument("--n-open", type=int, default=1500, help="--calibrate: LFW photos sampled as open-eyed faces")
+    ap.add_argument("--seed", type=int, default=0, help="--calibrate: seed of the LFW sample")
+    ap.add_argument("--review", type=Path, default=DEFAULT_REVIEW, help="JSON {\"not_open\": {lfw path: why}} of reviewed LFW photos")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes")
+    ap.add_argument("--scores", type=Path, default=None, help="write the per-photo scores to this JSON file")
+    args = ap.parse_args(argv)
+    root = args.data_root if args.data_root is not None else (ROOT / ".." / "shared" / "data").resolve()
+    for d in (root / "closed_eyes", root / "lfw"):
+        if not d.is_dir():
+            print(f"error: {d}: folder not found", file=sys.stderr)
+            return 9
+    if args.calibrate:
+        return calibrate(root, args.n_open, args.seed, args.jobs, args.scores)
+    return compare(root, args.jobs, args.review, args.scores)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ class BatchOptions:
     weights: Optional[str] = None  # model folder or Hub id; None: the bundled default
     device: str = "auto"  # where the generator runs: auto | cpu | cuda
     detector: str = "hog"  # dlib face detector: hog | cnn
+    min_face: Optional[float] = None  # smallest face width (px) looked for; None: faces.MIN_FACE (40)
     identity_threshold: Optional[float] = None  # max identity distance; None: faces.SAME_PERSON_THRESHOLD
     identity_k: int = IDENTITY_K  # see the module docstring
     all_faces: bool = False  # retouch every face of the person, open-eyed ones too
@@ -265,6 +266,7 @@ class Matcher:
     threshold: float
     k: int
     detector: str
+    min_face: float
     all_faces: bool
     identify_all: bool
 
@@ -293,7 +295,7 @@ def analyse_photo(path: str, rel: str, matcher: Matcher) -> Analysis:
         image = load_image(path)
         out.timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
-        out.faces = facelib.detect_faces(image.pixels, detector=matcher.detector)
+        out.faces = facelib.detect_faces(image.pixels, detector=matcher.detector, min_face=matcher.min_face)
         out.eyes = [eyes.eye_state(f.landmarks) for f in out.faces]
         out.timings["detect"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -353,8 +355,16 @@ def analyse_all(
             while (pending or inflight) and not broken:
                 window = 1 if suspects else workers * WINDOW_PER_WORKER
                 while pending and len(inflight) < window:
-                    path, rel = pending.popleft()
-                    inflight[pool.submit(analyse_photo, path, rel, matcher)] = (path, rel, len(inflight) == 0 and window == 1)
+                    path, rel = pending[0]
+                    try:
+                        fut = pool.submit(analyse_photo, path, rel, matcher)
+                    except BrokenProcessPool:  # a worker died since the last wait
+                        broken = True
+                        break
+                    pending.popleft()
+                    inflight[fut] = (path, rel, len(inflight) == 0 and window == 1)
+                if broken:
+                    break
                 done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
                 for fut in done:
                     path, rel, alone = inflight.pop(fut)
@@ -453,6 +463,7 @@ class BatchSummary:
     seconds: float = 0.0
     workers: int = 0
     weights: str = ""
+    completed: bool = False  # False: interrupted (or failed) before the last photo
 
     @property
     def photos_per_second(self) -> float:
@@ -461,6 +472,7 @@ class BatchSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "run-end",
+            "completed": self.completed,
             "album": str(self.album),
             "out_dir": str(self.out_dir),
             "photos": self.photos,
@@ -505,13 +517,15 @@ def _settings_key(person: Person, matcher: Matcher) -> str:
         "threshold": matcher.threshold,
         "k": matcher.k,
         "detector": matcher.detector,
+        "min_face": matcher.min_face,
         "all_faces": matcher.all_faces,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def read_report(path: Path) -> dict[str, dict]:
-    """The last "photo" line of each photo in a report.jsonl (unreadable lines ignored)."""
+    """The last "photo" line of each photo in a report.jsonl that says what the photo needed
+    ("skipped-existing" lines say nothing about it; unreadable lines are ignored)."""
     last: dict[str, dict] = {}
     if not path.is_file():
         return last
@@ -521,7 +535,10 @@ def read_report(path: Path) -> dict[str, dict]:
                 d = json.loads(line)
             except ValueError:
                 continue  # e.g. a line cut by a kill
-            if isinstance(d, dict) and d.get("kind") == "photo" and isinstance(d.get("path"), str):
+            if (
+                isinstance(d, dict) and d.get("kind") == "photo" and isinstance(d.get("path"), str)
+                and d.get("status") != "skipped-existing"
+            ):
                 last[d["path"]] = d
     return last
 
@@ -609,7 +626,7 @@ def run_batch(
     OutputError for an output folder inside the album or held by another run. Problems with
     single photos never raise: they are recorded and the run goes on.
     """
-    from .faces import SAME_PERSON_THRESHOLD
+    from .faces import MIN_FACE, SAME_PERSON_THRESHOLD
     from .pipeline import RetouchOptions
     from .weights import load_pretrained, resolve_default, resolve_device
 
@@ -636,7 +653,7 @@ def run_batch(
         raise OutputError(f"{out_dir}: cannot create the output folder ({e})") from None
     matcher = Matcher(
         samples=person.descriptors, threshold=threshold, k=options.identity_k, detector=options.detector,
-        all_faces=options.all_faces, identify_all=options.identify_all,
+        min_face=float(MIN_FACE if options.min_face is None else options.min_face), all_faces=options.all_faces, identify_all=options.identify_all,
     )
     settings = _settings_key(person, matcher)
     summary = BatchSummary(album=album, out_dir=out_dir, report=out_dir / REPORT_NAME, person=person,
@@ -676,7 +693,7 @@ def run_batch(
             report.write({
                 "kind": "run-start", "time": _now(), "album": str(album), "out_dir": str(out_dir),
                 "person": person.to_dict(), "settings": settings, "threshold": threshold, "k": options.identity_k,
-                "detector": options.detector, "all_faces": options.all_faces, "overwrite": options.overwrite,
+                "detector": options.detector, "min_face": matcher.min_face, "all_faces": options.all_faces, "overwrite": options.overwrite,
                 "copy_unchanged": options.copy_unchanged, "weights": model.source, "workers": workers,
                 "photos": len(scan.photos), "to_analyse": len(queue), "other_files": dict(scan.others),
                 "temp_files_removed": summary.temp_removed,
@@ -709,6 +726,7 @@ def run_batch(
             with _torch_threads(main_threads), contextlib.closing(analyse_all(queue, matcher, workers)) as analyses:
                 for analysis in analyses:
                     record(_finish(analysis, album, out_dir, person, model, base, threshold, options))
+            summary.completed = True
         finally:
             summary.seconds = time.perf_counter() - t_start
             with contextlib.suppress(Exception):
@@ -750,7 +768,6 @@ def _finish(analysis: Analysis, album: Path, out_dir: Path, person: Person, mode
     if not analysis.todo:
         return _unchanged(album, out_dir, rec, options)
     try:
-        t = time.perf_counter()
         result = retouch(analysis.image.pixels, person.candidates, model, replace(base, only=tuple(analysis.todo)),
                          faces=analysis.faces)
         for k, v in result.timings.items():

@@ -226,7 +226,7 @@ def _ncc(a: np.ndarray, b: np.ndarray, sel: np.ndarray) -> float:
 # Registration of the reference eye onto the generator's
 
 
-def _register(
+def _match(
     generated_low: np.ndarray,
     exemplar: Exemplar,
     sub_to_ref: np.ndarray,
@@ -234,17 +234,22 @@ def _register(
     width: float,
     sigma: float,
     cfg: DetailConfig,
-) -> tuple[np.ndarray | None, float, float]:
-    """Dense displacement (h, w, 2) moving the reference's eye onto the generator's eye.
+) -> tuple[np.ndarray | None, np.ndarray, float, float]:
+    """How the reference's eye lines up with the generator's, in the band both render.
 
-    Both are compared in the band the generator renders (blurred by ``sigma``), on a grid where
-    the eye is ~48 px wide, with DIS optical flow (Kroeger et al. 2016) on luminance
-    normalised inside the eye region. The flow is smoothed, capped at ``flow_max`` eye widths,
-    faded out at the region's edge, and kept only if it raises the correlation of the two
-    inside the region by ``flow_min_gain`` from at least ``flow_min_corr``: a generator whose
-    eye does not look like the reference's (an untrained one) leaves the reference where the
-    alignment put it.
-    Returns (flow or None, correlation before, after).
+    Both are compared blurred by ``sigma`` (the generator's band) on a grid where the eye is
+    ~48 px wide, on luminance normalised inside the eye region. Returns:
+
+    - a dense displacement (h, w, 2) that moves the reference's eye onto the generator's: DIS
+      optical flow (Kroeger et al. 2016), smoothed, capped at ``flow_max`` eye widths and
+      faded out at the region's edge. It is kept only if the two eyes already correlate
+      (``flow_min_corr``) and it raises that correlation by ``flow_min_gain``; otherwise None
+      (an untrained generator's eye does not look like the reference's: nothing to register);
+    - an agreement map (h, w) in [0, 1]: SSIM's contrast-structure term over a window of 0.1
+      eye widths. It is ~1 where both show the same edge or both are flat, and ~0 where one
+      has an edge the other lacks (a reference iris where the generator put skin): there the
+      reference's mid-band structure would draw a ghost contour, so the caller drops it;
+    - the correlation before and after the displacement.
     """
     import cv2
 
@@ -256,34 +261,44 @@ def _register(
     g = cv2.resize(luminance(generated_low), (gw, gh), interpolation=cv2.INTER_AREA)
     r = luminance(_warp_from(exemplar.pixels, (_as3(sub_to_ref) @ grid_to_sub)[:2], (gw, gh)))
     s = max(sigma / f, 0.5)
-    g = cv2.GaussianBlur(g, (0, 0), max(np.sqrt(max(s * s - 0.25, 0.0)), 0.3))  # generated_low is already blurred
     r = cv2.GaussianBlur(r, (0, 0), s)
     reg = cv2.resize(region, (gw, gh), interpolation=cv2.INTER_AREA)
     sel = reg > 0.5
     if sel.sum() < 50:
-        return None, 0.0, 0.0
-
-    def to8(a: np.ndarray) -> np.ndarray:
-        z = (a - a[sel].mean()) / max(float(a[sel].std()), 1e-3)
-        return np.clip(128.0 + 40.0 * z, 0, 255).astype(np.uint8)
-
-    g8, r8 = to8(g), to8(r)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow = dis.calc(g8, r8, None)
-    flow = cv2.GaussianBlur(flow, (0, 0), max(0.1 * width / f, 0.5))
-    cap = cfg.flow_max * width / f
-    mag = np.sqrt((flow**2).sum(-1, keepdims=True))
-    flow *= np.minimum(1.0, cap / np.maximum(mag, 1e-6))
-    flow *= np.clip(cv2.GaussianBlur(reg, (0, 0), max(0.1 * width / f, 0.5)), 0.0, 1.0)[..., None]
+        return None, np.ones((h, w), dtype=np.float32), 0.0, 0.0
+    g = (g - g[sel].mean()) / max(float(g[sel].std()), 1e-3)
+    r = (r - r[sel].mean()) / max(float(r[sel].std()), 1e-3)
     gx, gy = np.meshgrid(np.arange(gw, dtype=np.float32), np.arange(gh, dtype=np.float32))
-    moved = cv2.remap(r, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    before, after = _ncc(g, r, sel), _ncc(g, moved, sel)
-    if before < cfg.flow_min_corr or after - before < cfg.flow_min_gain:
-        return None, before, after
-    full = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-    full[..., 0] *= fx
-    full[..., 1] *= fy
-    return full, before, after
+    before = after = _ncc(g, r, sel)
+    flow = None
+    if cfg.flow and before >= cfg.flow_min_corr:
+        to8 = lambda a: np.clip(128.0 + 40.0 * a, 0, 255).astype(np.uint8)  # noqa: E731
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        flow = dis.calc(to8(g), to8(r), None)
+        flow = cv2.GaussianBlur(flow, (0, 0), max(0.15 * width / f, 0.5))
+        cap = cfg.flow_max * width / f
+        mag = np.sqrt((flow**2).sum(-1, keepdims=True))
+        flow *= np.minimum(1.0, cap / np.maximum(mag, 1e-6))
+        flow *= np.clip(cv2.GaussianBlur(reg, (0, 0), max(0.1 * width / f, 0.5)), 0.0, 1.0)[..., None]
+        moved = cv2.remap(r, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        after = _ncc(g, moved, sel)
+        if after - before < cfg.flow_min_gain:
+            flow = None
+        else:
+            r = moved
+    # SSIM's contrast-structure term, local.
+    win = max(0.1 * width / f, 1.0)
+    blur = lambda a: cv2.GaussianBlur(a, (0, 0), win)  # noqa: E731
+    mg, mr = blur(g), blur(r)
+    vg, vr, cov = blur(g * g) - mg * mg, blur(r * r) - mr * mr, blur(g * r) - mg * mr
+    c = 0.05
+    agree = np.clip((2 * cov + c) / (np.maximum(vg, 0) + np.maximum(vr, 0) + c), 0.0, 1.0)
+    agree = cv2.resize(agree, (w, h), interpolation=cv2.INTER_LINEAR)
+    if flow is not None:
+        flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
+        flow[..., 0] *= fx
+        flow[..., 1] *= fy
+    return flow, agree, before, after
 
 
 # ---------------------------------------------------------------------------------------
@@ -331,6 +346,7 @@ def render_detail(
     nearest = np.full((h, w), np.inf, dtype=np.float32)  # distance to the nearest eye region
     ref_detail = np.zeros_like(target)
     has_ref = np.zeros((h, w), dtype=bool)
+    agreement = np.ones((h, w), dtype=np.float32)
     widths, registered = [], []
     for eye, m in zip((LEFT_EYE, RIGHT_EYE), mats):
         pts = [lm[eye]]
@@ -361,14 +377,13 @@ def render_detail(
         if roi_to_ref is None:
             continue
         sub_to_ref = (_as3(roi_to_ref) @ _translate(sx0, sy0))[:2]
-        flow = None
-        if cfg.flow:
-            flow, before, after = _register(base[view], exemplar, sub_to_ref, region, width, sigma, cfg)
-            registered.append({"correlation_before": round(before, 3), "correlation_after": round(after, 3), "used": flow is not None})
+        flow, agree, before, after = _match(base[view], exemplar, sub_to_ref, region, width, sigma, cfg)
+        registered.append({"correlation_before": round(before, 3), "correlation_after": round(after, 3), "flow": flow is not None})
         ref = _warp_from(exemplar.pixels, sub_to_ref, (sw, sh), flow)
         detail = ref - low(ref)
         ok = mine & (dist <= reach + 1)
         ref_detail[view][ok] = detail[ok]
+        agreement[view][ok] = agree[ok]
         has_ref[view] |= ok
 
     width = float(np.mean(widths))
@@ -387,7 +402,8 @@ def render_detail(
         g_mid = _robust_std(luminance(own_mid)[sel]) / max(_robust_std(luminance(ref_mid)[sel]), 1e-6)
         g_fine = _robust_std(luminance(own_fine)[sel]) / max(_robust_std(luminance(ref_fine)[sel]), 1e-6)
         gains = (float(np.clip(g_mid, cfg.min_gain, cfg.max_gain)), float(np.clip(g_fine, cfg.min_gain, 1.0)))
-        ref_detail = gains[0] * ref_mid + gains[1] * ref_fine
+        # Mid-band structure only where it agrees with the generator's eye (no ghost contours).
+        ref_detail = gains[0] * agreement[..., None] * ref_mid + gains[1] * ref_fine
         ref_fine_cov = np.cov((gains[1] * ref_fine)[sel].reshape(-1, 3).T)
 
     # Grain for what the reference lacks in the finest band (all of it without a reference).

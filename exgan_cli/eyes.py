@@ -12,11 +12,17 @@ depend on the face's size or in-plane rotation.
 A face counts as closed when BOTH eyes are below the threshold (one closed eye is a wink or
 a landmark error, and the model in-paints both eyes anyway). The threshold was calibrated
 on real photos by ``benchmarks/eye_state.py``; the figures are in docs/eye_state.md.
+
+``assess(rgb, face)`` is what the commands use: when the eye-state classifier's weights are
+present (weights/eye-state, exgan_cli/eye_classifier.py) it decides from the pixels of the
+aligned eye band, far more reliably than the EAR rule (docs/eye_state.md); the EARs are still
+measured and reported, and decide alone when there is no classifier.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +39,32 @@ CLOSED_EAR_THRESHOLD = 0.21
 class EyeState:
     left: float  # EAR of the eye on the image's left (the subject's right eye)
     right: float  # EAR of the eye on the image's right
-    closed: bool  # both eyes below the threshold
-    score: float  # max(left, right): the face's openness; closed <=> score < threshold
+    closed: bool  # the decision: the classifier's when it ran (method), else both EARs < threshold
+    score: float  # max(left, right): the face's openness by EAR; EAR rule: closed <=> score < threshold
+    p_closed: float | None = None  # the classifier's P(closed); None when it did not run
+    method: str = "ear"  # what decided ``closed``: "classifier" or "ear"
+    threshold: float = CLOSED_EAR_THRESHOLD  # the EAR threshold used
+
+    @property
+    def ear_closed(self) -> bool:
+        """The EAR rule's verdict (both eyes below the threshold), whatever decided ``closed``."""
+        return self.score < self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        """For reports: EARs, the decision, what made it, and both verdicts."""
+        return {
+            "left": round(float(self.left), 4),
+            "right": round(float(self.right), 4),
+            "closed": bool(self.closed),
+            "method": self.method,
+            "p_closed": None if self.p_closed is None else round(float(self.p_closed), 4),
+            "ear_closed": bool(self.ear_closed),
+        }
+
+    def describe(self) -> str:
+        """One line for messages: "P(closed) 0.97, EAR 0.12/0.10"."""
+        ear = f"EAR {self.left:.2f}/{self.right:.2f}"
+        return ear if self.p_closed is None else f"P(closed) {self.p_closed:.2f}, {ear}"
 
 
 def eye_aspect_ratio(eye6: np.ndarray) -> float:
@@ -57,4 +87,19 @@ def eye_state(landmarks: np.ndarray, threshold: float = CLOSED_EAR_THRESHOLD) ->
     left = eye_aspect_ratio(lm[LEFT_EYE])
     right = eye_aspect_ratio(lm[RIGHT_EYE])
     score = max(left, right)
-    return EyeState(left=left, right=right, closed=score < threshold, score=score)
+    return EyeState(left=left, right=right, closed=score < threshold, score=score, threshold=threshold)
+
+
+def assess(rgb: np.ndarray, face: Any, threshold: float = CLOSED_EAR_THRESHOLD) -> EyeState:
+    """Eye state of one face of a photo (RGB uint8): the classifier's verdict when its weights
+    are present (eye_classifier.default_classifier), with the EARs measured as well; the EAR
+    rule alone otherwise. ``face``: a faces.Face, or its (68, 2) landmarks."""
+    from .eye_classifier import default_classifier
+
+    landmarks = getattr(face, "landmarks", face)
+    state = eye_state(landmarks, threshold)
+    classifier = default_classifier()
+    if classifier is None:
+        return state
+    p = classifier.probability(rgb, landmarks, (state.left, state.right))
+    return replace(state, closed=p >= classifier.threshold, p_closed=p, method="classifier")

@@ -1,7 +1,8 @@
 """retouch(): one photo, its faces, their references and the model -> the retouched photo.
 
 This is the chain every command shares: detect -> eye state -> choose faces -> per face
-align, masks, reference -> generator (batched over faces) -> colour match -> paste back ->
+align, masks, reference -> generator (batched over faces) -> colour match -> paste back (with
+full-resolution detail from the reference photo unless ``BlendConfig.detail`` is off) ->
 eye state and identity of the result. It works on pixels and plain data; reading and
 writing files is the caller's business (commands/open_eyes.py, batch, evaluate).
 """
@@ -16,6 +17,7 @@ import numpy as np
 
 from . import geometry
 from .blend import BlendConfig, feather_alpha, match_colour, paste_back, photo_boxes
+from .detail import DetailSource, Exemplar
 from .errors import NoFaceError, NoReferenceError
 
 
@@ -103,8 +105,6 @@ def inpaint_crops(
     """
     import torch
 
-    from .model.encoder import crop_eye_band
-
     gen = model.generator
     device = next(gen.parameters()).device
 
@@ -121,7 +121,7 @@ def inpaint_crops(
         if mode == "reference":
             kwargs = {"ref": to_t(refs), "ref_mask": mask_t(ref_masks)}
         elif mode == "code":
-            kwargs = {"code": model.encoder(crop_eye_band(to_t(refs)))}
+            kwargs = {"code": model.encoder(to_t(refs))}  # EyeEncoder.forward crops the eye band itself
         raw = gen(x * (1 - m), m, **kwargs)
         out = (raw.float().clamp(-1, 1) + 1) * 127.5
     return out.permute(0, 2, 3, 1).cpu().numpy()
@@ -215,10 +215,14 @@ def retouch(
     t = time.perf_counter()
     out = rgb
     res = model.align_cfg.resolution
-    for (i, choice, prep), gen in zip(jobs, raw):
+    for (i, choice, prep), gen, ref in zip(jobs, raw, refs):
         colour = match_colour(gen, prep["crop"], prep["boxes"], options.blend)
         alpha = feather_alpha(prep["boxes"], res, options.blend)
-        out, _ = paste_back(out, colour, alpha, prep["matrix"])
+        source = None
+        if options.blend.detail:  # full-resolution detail from the reference photo (detail.py)
+            c = choice.candidate
+            source = DetailSource(faces[i].landmarks, Exemplar(c.pixels, c.face.landmarks, ref["matrix"]), options.blend.detail_cfg)
+        out, _ = paste_back(out, colour, alpha, prep["matrix"], source)
         reports[i].status = "retouched"
         reports[i].mask_boxes = photo_boxes(prep["boxes"], prep["matrix"])
     timings["blend"] = time.perf_counter() - t

@@ -31,6 +31,7 @@ class RetouchRequest:
     face_index: Optional[int] = None
     any_identity: bool = False
     identity_threshold: Optional[float] = None
+    detail: bool = True  # full-resolution detail for the eyes (BlendConfig.detail; --no-detail)
     report: Optional[Path] = None
     compare: Optional[Path] = None
 
@@ -82,6 +83,7 @@ def check_outputs(request: RetouchRequest) -> None:
 def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] = None) -> Outcome:
     from . import eyes, faces as facelib
     from .images import atomic_write_bytes, load_image, save_image
+    from .blend import BlendConfig
     from .pipeline import RetouchOptions, retouch, select_faces
     from .references import collect_reference_paths, load_candidates
     from .weights import load_pretrained, resolve_default, resolve_device
@@ -105,6 +107,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
         any_identity=request.any_identity,
         identity_threshold=request.identity_threshold,
         detector=request.detector,
+        blend=BlendConfig(detail=request.detail),
     )
     states = [eyes.eye_state(f.landmarks) for f in found]
     if not select_faces(found, states, options):

@@ -259,12 +259,17 @@ def test_export_loads_back_as_the_runs_ema_generator(tmp_path, cache, mode):
     model = load_pretrained(folder)
     assert model.model_cfg == cfg.model and model.align_cfg == cfg.align and model.mask_cfg == cfg.mask
     tensors = load_file(str(tmp_path / "run" / "checkpoint.safetensors"))
-    ema = Generator(cfg.model)
+    cl = torch.channels_last  # the layout of training and of load_pretrained
+    ema = Generator(cfg.model).to(memory_format=cl)
     ema.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("ema_g.")})
+    for k, v in model.generator.state_dict().items():
+        assert torch.equal(v, ema.state_dict()[k]), k
     enc = None
     if mode == "code":
-        enc = EyeEncoder(cfg.model)
+        enc = EyeEncoder(cfg.model).to(memory_format=cl)
         enc.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("ema_enc.")})
+        for k, v in model.encoder.state_dict().items():
+            assert torch.equal(v, enc.state_dict()[k]), k
     ds = load_dataset(cache)
     x = training._to_tensors(training.make_batch(ds, np.arange(4), np.arange(4, 8), cfg.mask), torch.device("cpu"))
     expect = training.generate(ema.eval(), enc, mode, x)

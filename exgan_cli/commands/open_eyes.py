@@ -48,6 +48,7 @@ def open_eyes(
     face: Optional[int] = typer.Option(None, "--face", help="Only this face (index, faces numbered left to right)."),
     any_identity: bool = typer.Option(False, "--any-identity", help="Accept references that look like another person."),
     identity_threshold: Optional[float] = typer.Option(None, "--identity-threshold", help="Max descriptor distance for a same-person reference [default: 0.6]."),
+    detail: bool = typer.Option(True, "--detail/--no-detail", help="Give the new eyes the photo's full-resolution detail and grain (from the reference photo); --no-detail pastes the generator's 128 px eyes upscaled."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report per face."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Write a before | after | reference image."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
@@ -70,6 +71,7 @@ def open_eyes(
         face_index=face,
         any_identity=any_identity,
         identity_threshold=identity_threshold,
+        detail=detail,
         report=report,
         compare=compare,
     )

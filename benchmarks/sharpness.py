@@ -1,0 +1,272 @@
+"""Sharpness of retouched eyes: plain upscaled paste vs full-resolution detail (exgan_cli.detail).
+
+R = variance of the Laplacian of luminance inside the eye boxes / the same on a ring of skin
+around them (detail.sharpness_ratio). Real open eyes in sharp photos: ~1.4 to 10, median ~3; a
+blurry paste: below 1.
+
+Every photo of one person in the shared photo set (the connected "Yes" pairs of master.csv
+that contain --person) is a target when its face is at least --min-face px wide, and every
+other photo of that person is its reference, so each target is retouched once per reference:
+pipeline.retouch(..., RetouchOptions(faces="all")) repaints the (open) eyes, once with
+BlendConfig(detail=False) and once with detail on. Printed per target and overall: R of the
+real eyes, of the plain paste and of the new method; the identity distance of the result to
+the reference (faces.descriptor_distance, as the pipeline reports it) for both; and the
+time the detail adds to the paste stage per face.
+
+The generator: the bundled weights/exgan-reference-128 when it exists, else --weights, else
+a randomly initialised Generator saved with weights.save_pretrained in a temporary folder
+(said in the output). A random model paints smooth mush; that still tests the sharpness
+path, since what is blurry in a plain paste is the upsampling, not the model. With --oracle
+the same pairs also run with an "oracle generator" that returns the target's own aligned crop:
+what a perfect 128 px generator would paint, so "plain" there is the best a 128 px paste can
+be.
+
+    python benchmarks/sharpness.py [--weights DIR] [--oracle] [--grid docs/detail_grid.jpg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data" / "photos"
+REAL_RANGE = (1.4, 10.0)  # 10th percentile .. top of real open eyes (issue #8)
+
+
+def person_photos(master: Path, person: str) -> list[str]:
+    """The photos connected to ``person`` by "Yes" pairs in master.csv, sorted by number."""
+    links: dict[str, set[str]] = {}
+    with open(master, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["Decision"].strip().lower() == "yes":
+                a, b = row["file_x"], row["file_y"]
+                links.setdefault(a, set()).add(b)
+                links.setdefault(b, set()).add(a)
+    seen, todo = {person}, [person]
+    while todo:
+        for n in links.get(todo.pop(), ()):
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return sorted(seen, key=lambda n: (len(n), n))
+
+
+def load_model(weights_arg: str | None, tmp: Path):
+    """(model, description): bundled, --weights, or a random Generator saved to ``tmp``."""
+    from exgan_cli import weights
+    from exgan_cli.geometry import AlignConfig, MaskConfig
+
+    bundled = weights.bundled_weights_dir() / weights.DEFAULT_MODEL
+    if (bundled / weights.CONFIG_FILE).is_file() and (bundled / weights.MODEL_FILE).is_file():
+        return weights.load_pretrained(bundled), f"bundled weights {bundled}"
+    if weights_arg:
+        return weights.load_pretrained(weights_arg), f"weights {weights_arg}"
+    import torch
+
+    from exgan_cli.model import Generator, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig()
+    folder = weights.save_pretrained(
+        tmp / "random-model", Generator(cfg), None, cfg, AlignConfig(resolution=cfg.resolution), MaskConfig(),
+        weights.model_card(cfg, "# random\n\nRandomly initialised, for benchmarks."), {"steps": 0},
+    )
+    return weights.load_pretrained(folder), (
+        f"NO TRAINED WEIGHTS (no {bundled}, no --weights): a RANDOMLY INITIALISED Generator "
+        f"(default ModelConfig, seed 0) saved in {folder}; its eyes are smooth mush"
+    )
+
+
+@contextmanager
+def oracle_generator():
+    """Make pipeline.inpaint_crops return the target's own aligned crops (a perfect 128 px G)."""
+    from exgan_cli import pipeline
+
+    real = pipeline.inpaint_crops
+    pipeline.inpaint_crops = lambda model, crops, masks, refs, ref_masks: crops.astype(np.float32)
+    try:
+        yield
+    finally:
+        pipeline.inpaint_crops = real
+
+
+def eye_window(rgb: np.ndarray, landmarks: np.ndarray, pad: float = 0.35) -> np.ndarray:
+    """Full-resolution crop around both eye boxes."""
+    from exgan_cli.geometry import eye_boxes
+
+    boxes = eye_boxes(landmarks)
+    h = float(np.mean([b[3] - b[1] for b in boxes]))
+    x0 = int(max(0, min(b[0] for b in boxes) - pad * h))
+    y0 = int(max(0, min(b[1] for b in boxes) - pad * h))
+    x1 = int(min(rgb.shape[1], max(b[2] for b in boxes) + pad * h))
+    y1 = int(min(rgb.shape[0], max(b[3] for b in boxes) + pad * h))
+    return rgb[y0:y1, x0:x1]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def summary(name: str, values: list[float]) -> str:
+    v = [x for x in values if np.isfinite(x)]
+    return f"{name:<16} median {statistics.median(v):5.2f}  p10 {pct(v, 10):5.2f}  min {min(v):5.2f}  max {max(v):5.2f}  (n={len(v)})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=Path, default=DATA, help="folder with master.csv and the photos")
+    ap.add_argument("--person", default="img1.jpg", help="a photo of the person (master.csv name)")
+    ap.add_argument("--min-face", type=float, default=200.0, help="smallest target face width (px)")
+    ap.add_argument("--weights", default=None, help="model folder when weights/exgan-reference-128 is missing")
+    ap.add_argument("--oracle", action="store_true", help="also run with the oracle generator (target's own crop)")
+    ap.add_argument("--grid", type=Path, default=None, help="write a before | plain | new grid (JPEG) here")
+    ap.add_argument("--grid-pairs", default="img4.jpg:img1.jpg,img7.jpg:img2.jpg,img11.jpg:img5.jpg",
+                    help="target:reference pairs shown in the grid (oracle rows too with --oracle)")
+    args = ap.parse_args()
+
+    import cv2
+    import torch
+
+    from exgan_cli import faces as facelib
+    from exgan_cli.blend import BlendConfig
+    from exgan_cli.detail import sharpness_ratio
+    from exgan_cli.images import load_image
+    from exgan_cli.pipeline import RetouchOptions, retouch
+    from exgan_cli.references import load_candidates
+
+    names = person_photos(args.photos / "master.csv", args.person)
+    print(f"person of {args.person}: {', '.join(names)}")
+    tmp = Path(tempfile.mkdtemp(prefix="exgan-sharpness-"))
+    model, described = load_model(args.weights, tmp)
+    print(f"generator: {described}")
+    print(f"torch threads: {torch.get_num_threads()}")
+
+    photos, cands = {}, {}
+    for n in names:
+        img = load_image(args.photos / n).pixels
+        found = facelib.detect_faces(img)
+        if not found:
+            print(f"  {n}: no face found, skipped")
+            continue
+        face = facelib.largest_face(found)
+        photos[n] = (img, found, face)
+        c, _ = load_candidates([args.photos / n])
+        cands[n] = [x for x in c if x.face == face]
+    for n, (img, found, face) in photos.items():
+        print(f"  {n}: {img.shape[1]}x{img.shape[0]}, face {facelib.face_width(face):.0f} px, R real {sharpness_ratio(img, face.landmarks):.2f}")
+
+    modes = [("random" if "RANDOM" in described else "model", None)]
+    if args.oracle:
+        modes.append(("oracle", oracle_generator))
+    grid_pairs = [tuple(p.split(":")) for p in args.grid_pairs.split(",") if p]
+    grid_rows: list[tuple[str, np.ndarray]] = []
+    for mode, ctx in modes:
+        rows = []
+        print(f"\n== generator: {mode} ==")
+        print(f"{'target':<10}{'face':>6}{'R real':>8}{'reference':>12}{'ref face':>9}{'R plain':>9}{'R new':>8}{'id plain':>10}{'id new':>8}{'+ms':>7}")
+        for t, (img, found, face) in photos.items():
+            width = facelib.face_width(face)
+            if width < args.min_face:
+                continue
+            r_real = sharpness_ratio(img, face.landmarks)
+            idx = found.index(face)
+            for r in photos:
+                if r == t or not cands.get(r):
+                    continue
+                res, secs = {}, {}
+                for detail in (False, True):
+                    opts = RetouchOptions(faces="all", face_index=idx, blend=BlendConfig(detail=detail))
+                    if ctx is None:
+                        out = retouch(img, cands[r], model, opts, faces=found)
+                    else:
+                        with ctx():
+                            out = retouch(img, cands[r], model, opts, faces=found)
+                    res[detail], secs[detail] = out, out.timings["blend"]
+                    # time the paste stage again (median of 3) for a steadier figure
+                    if ctx is None:
+                        ts = [secs[detail]]
+                        for _ in range(2):
+                            ts.append(retouch(img, cands[r], model, opts, faces=found).timings["blend"])
+                        secs[detail] = statistics.median(ts)
+                rp = sharpness_ratio(res[False].pixels, face.landmarks)
+                rn = sharpness_ratio(res[True].pixels, face.landmarks)
+                ip = res[False].faces[idx].identity_after
+                inew = res[True].faces[idx].identity_after
+                added = (secs[True] - secs[False]) * 1000
+                rows.append({"target": t, "ref": r, "width": width, "real": r_real, "plain": rp, "new": rn, "id_plain": ip, "id_new": inew, "ms": added})
+                ref_w = facelib.face_width(cands[r][0].face)
+                print(f"{t:<10}{width:6.0f}{r_real:8.2f}{r:>12}{ref_w:9.0f}{rp:9.2f}{rn:8.2f}{ip if ip is not None else float('nan'):10.3f}{inew if inew is not None else float('nan'):8.3f}{added:7.0f}")
+                if (t, r) in grid_pairs:
+                    panels = [eye_window(x, face.landmarks) for x in (img, res[False].pixels, res[True].pixels)]
+                    grid_rows.append((f"{mode}: {t} <- {r}", panels))
+        # Per target, the real R once; per pair, the results.
+        reals = {row["target"]: row["real"] for row in rows}
+        print(f"\nsummary ({mode} generator, {len(rows)} target/reference pairs, {len(reals)} targets):")
+        print("  " + summary("R real eyes", list(reals.values())))
+        print("  " + summary("R plain paste", [x["plain"] for x in rows]))
+        print("  " + summary("R new (detail)", [x["new"] for x in rows]))
+        inside = sum(REAL_RANGE[0] <= x["new"] <= REAL_RANGE[1] for x in rows)
+        print(f"  R new within the real range {REAL_RANGE}: {inside}/{len(rows)}")
+        ids = [(x["id_plain"], x["id_new"]) for x in rows if x["id_plain"] is not None and x["id_new"] is not None]
+        if ids:
+            p, n = np.array(ids).T
+            print(f"  identity distance to the reference: plain mean {p.mean():.3f} median {np.median(p):.3f} | new mean {n.mean():.3f} median {np.median(n):.3f} | new <= plain in {int((n <= p).sum())}/{len(ids)}")
+        if ctx is None:
+            ms = [x["ms"] for x in rows]
+            big = [x["ms"] for x in rows if x["width"] >= 500]
+            print(f"  time added per face (paste stage, median of 3 runs each): median {statistics.median(ms):.0f} ms, max {max(ms):.0f} ms"
+                  + (f"; faces >= 500 px: median {statistics.median(big):.0f} ms" if big else ""))
+
+    if args.grid and grid_rows:
+        write_grid(args.grid, grid_rows)
+        print(f"\ngrid: {args.grid} ({args.grid.stat().st_size / 1024:.0f} KB)")
+
+
+def write_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], width: int = 1500) -> None:
+    """Rows of before | plain | new at full resolution (each row cut to ``width`` px wide).
+
+    A row whose three panels would be wider than ``width`` shows the centre of each panel
+    (pixels are never scaled: the point is the full-resolution detail).
+    """
+    import cv2
+    from PIL import Image
+
+    gap = 6
+    lines = []
+    for label, panels in rows:
+        each = (width - 2 * gap) // 3
+        cut = []
+        for p in panels:
+            if p.shape[1] > each:
+                x = (p.shape[1] - each) // 2
+                p = p[:, x: x + each]
+            cut.append(np.pad(p, ((0, 0), (0, each - p.shape[1]), (0, 0)), constant_values=255))
+        h = max(c.shape[0] for c in cut)
+        cut = [np.pad(c, ((0, h - c.shape[0]), (0, 0), (0, 0)), constant_values=255) for c in cut]
+        bar = np.full((h, gap, 3), 255, np.uint8)
+        row = np.hstack([cut[0], bar, cut[1], bar, cut[2]])
+        head = np.full((26, row.shape[1], 3), 255, np.uint8)
+        for i, name in enumerate(("before", "plain paste", "new (detail)")):
+            cv2.putText(head, f"{name}  [{label}]" if i == 0 else name, (i * (each + gap) + 4, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        lines += [head, row, np.full((gap, row.shape[1], 3), 255, np.uint8)]
+    full = np.vstack(lines)
+    quality = 90
+    while True:
+        Image.fromarray(full).save(path, quality=quality, subsampling=0, optimize=True)
+        if path.stat().st_size < 950_000 or quality <= 60:
+            break
+        quality -= 5
+
+
+if __name__ == "__main__":
+    main()
