@@ -110,7 +110,11 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
         blend=BlendConfig(detail=request.detail),
     )
     states = [eyes.eye_state(f.landmarks) for f in found]
-    if not select_faces(found, states, options):
+    try:
+        selected = select_faces(found, states, options)
+    except NoFaceError as e:
+        raise NoFaceError(f"{request.photo}: {e}") from None
+    if not selected:
         say(f"{request.photo}: {len(found)} face(s), none with closed eyes: nothing to do, nothing written")
         from .pipeline import FaceReport, _eyes_dict
 

@@ -75,3 +75,23 @@ def group_photo() -> Path:
 @pytest.fixture(scope="session")
 def highres_photo() -> Path:
     return HIGHRES
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A randomly initialised small reference-mode model folder (no trained weights needed).
+
+    Its output is not meaningful eyes, but it runs the exact load -> generate -> blend path.
+    """
+    import torch
+
+    from exgan_cli.geometry import AlignConfig, MaskConfig
+    from exgan_cli.model.config import ModelConfig
+    from exgan_cli.model.generator import Generator
+    from exgan_cli.weights import save_pretrained
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(mode="reference", base_channels=8, n_blocks=1, d_channels=8)
+    folder = tmp_path_factory.mktemp("tiny-model") / "tiny-reference"
+    save_pretrained(folder, Generator(cfg), None, cfg, AlignConfig(), MaskConfig(), card="random test model")
+    return folder

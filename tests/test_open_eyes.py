@@ -1,0 +1,204 @@
+"""`exgan open-eyes` end to end on real photos, and every bad-input case."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from exgan_cli import errors
+from exgan_cli.cli import app
+
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, POWELL
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, ["open-eyes", *map(str, args)])
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def photo(tmp_path: Path) -> Path:
+    p = tmp_path / "chavez.jpg"
+    shutil.copyfile(CHAVEZ_CLOSED, p)
+    return p
+
+
+def test_retouches_closed_eyes_and_leaves_the_rest(tmp_path, tiny_model):
+    # PNG in, PNG out: lossless, so "untouched" can be checked pixel for pixel.
+    src = tmp_path / "chavez.png"
+    Image.open(CHAVEZ_CLOSED).save(src)
+    before = sha(src)
+    report = tmp_path / "r.json"
+    res = run(src, "--ref", CHAVEZ_OPEN[0], "--ref", CHAVEZ_OPEN[1], "--weights", tiny_model, "--report", report)
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "chavez_open.png"
+    assert out.is_file() and sha(src) == before
+    a, b = np.asarray(Image.open(src).convert("RGB")), np.asarray(Image.open(out).convert("RGB"))
+    changed = (a != b).any(-1)
+    assert changed.sum() > 200  # the eyes were repainted
+    data = json.loads(report.read_text())
+    face = data["faces"][0]
+    assert face["status"] == "retouched" and face["eyes_before"]["closed"]
+    assert Path(face["reference"]["path"]).name in {p.name for p in CHAVEZ_OPEN[:2]}
+    assert face["reference"]["distance"] < 0.6
+    # Every changed pixel lies in the (feathered) eye boxes grown by a margin of half a box.
+    ys, xs = np.nonzero(changed)
+    grown = np.zeros_like(changed)
+    for x0, y0, x1, y1 in face["mask_boxes"]:
+        mh = (y1 - y0) / 2
+        grown[int(max(0, y0 - mh)): int(y1 + mh) + 1, int(max(0, x0 - mh)): int(x1 + mh) + 1] = True
+    assert grown[ys, xs].all()
+    assert data["weights"] == str(tiny_model)
+    assert str(tiny_model) in res.output  # the command says which weights it used
+
+
+def test_jpeg_keeps_format_exif_and_icc_and_input(photo, tmp_path, tiny_model):
+    # Give the input an ICC profile and EXIF, rotated by an EXIF orientation tag.
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    upright = Image.open(CHAVEZ_CLOSED)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: viewers turn it 90 deg clockwise
+    exif[0x010F] = "TestCam"
+    src = tmp_path / "rotated.jpg"
+    upright.rotate(90, expand=True).save(src, quality=95, exif=exif, icc_profile=icc)
+    before = sha(src)
+    out = tmp_path / "out.jpg"
+    res = run(src, "--ref-dir", CHAVEZ_OPEN[0].parent, "--weights", tiny_model, "-o", out)
+    assert res.exit_code == 0, res.output
+    assert sha(src) == before
+    with Image.open(out) as im:
+        assert im.format == "JPEG"
+        assert im.size == upright.size  # upright: the orientation was applied
+        assert im.getexif().get(0x0112, 1) == 1 and im.getexif().get(0x010F) == "TestCam"
+        assert im.info.get("icc_profile") == icc
+
+
+def test_ref_dir_containing_the_photo_itself_is_fine(tmp_path, tiny_model):
+    refs = tmp_path / "refs"
+    shutil.copytree(CHAVEZ_OPEN[0].parent, refs)  # includes the closed photo too
+    res = run(refs / CHAVEZ_CLOSED.name, "--ref-dir", refs, "--weights", tiny_model, "-o", tmp_path / "o.jpg")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "o.jpg").is_file()
+
+
+def test_open_eyes_photo_is_left_alone_unless_faces_all(tmp_path, tiny_model):
+    src = tmp_path / "powell.jpg"
+    shutil.copyfile(POWELL[0], src)
+    res = run(src, "--ref", POWELL[1], "--weights", tiny_model)
+    assert res.exit_code == 0, res.output
+    assert "nothing to do" in res.output
+    assert not (tmp_path / "powell_open.jpg").exists()
+    res = run(src, "--ref", POWELL[1], "--weights", tiny_model, "--faces", "all", "--compare", tmp_path / "cmp.jpg")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "powell_open.jpg").is_file() and (tmp_path / "cmp.jpg").is_file()
+
+
+def test_refuses_to_overwrite(photo, tmp_path, tiny_model):
+    out = tmp_path / "exists.jpg"
+    out.write_bytes(b"keep me")
+    res = run(photo, "--ref", CHAVEZ_OPEN[0], "--weights", tiny_model, "-o", out)
+    assert res.exit_code == errors.EXIT_OUTPUT
+    assert out.read_bytes() == b"keep me"
+    res = run(photo, "--ref", CHAVEZ_OPEN[0], "--weights", tiny_model, "-o", photo, "--overwrite")
+    assert res.exit_code == errors.EXIT_OUTPUT and "input" in res.output
+    res = run(photo, "--ref", CHAVEZ_OPEN[0], "--weights", tiny_model, "-o", out, "--overwrite")
+    assert res.exit_code == 0 and out.read_bytes() != b"keep me"
+
+
+def _bad_files(tmp_path: Path) -> dict[str, Path]:
+    good = CHAVEZ_CLOSED.read_bytes()
+    files = {
+        "zero-byte": b"",
+        "truncated": good[: len(good) // 2],
+        "corrupt": good[:200] + bytes(range(256)) * 20 + good[-100:],
+        "text": b"this is not an image\n",
+    }
+    out = {}
+    for name, data in files.items():
+        p = tmp_path / f"{name}.jpg"
+        p.write_bytes(data)
+        out[name] = p
+    gif = tmp_path / "anim.gif"
+    Image.open(CHAVEZ_CLOSED).save(gif)
+    out["unsupported"] = gif
+    out["missing"] = tmp_path / "nope.jpg"
+    return out
+
+
+@pytest.mark.parametrize("kind", ["zero-byte", "truncated", "corrupt", "text", "unsupported", "missing"])
+def test_bad_photo_one_line_exit_code_no_output(kind, tmp_path, tiny_model):
+    bad = _bad_files(tmp_path)[kind]
+    res = run(bad, "--ref", CHAVEZ_OPEN[0], "--weights", tiny_model)
+    assert res.exit_code == errors.EXIT_BAD_INPUT, res.output
+    assert bad.name in res.output and len(res.output.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*_open*")) and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_no_face(tmp_path, tiny_model):
+    src = tmp_path / "wall.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((300, 400, 3)) * 40 + 100).astype(np.uint8)).save(src)
+    res = run(src, "--ref", CHAVEZ_OPEN[0], "--weights", tiny_model)
+    assert res.exit_code == errors.EXIT_NO_FACE and "wall.png" in res.output
+    assert not (tmp_path / "wall_open.png").exists()
+
+
+@pytest.mark.parametrize(
+    "refs,expect",
+    [
+        ([], "no reference"),
+        ([CLOSED_CROPS[1]], "closed"),
+        ([POWELL[0]], "another person"),
+    ],
+)
+def test_no_usable_reference(refs, expect, photo, tmp_path, tiny_model):
+    args = []
+    for r in refs:
+        args += ["--ref", r]
+    res = run(photo, *args, "--weights", tiny_model)
+    assert res.exit_code == errors.EXIT_NO_REFERENCE, res.output
+    assert expect in res.output
+    assert not (tmp_path / "chavez_open.jpg").exists()
+
+
+def test_any_identity_accepts_another_person(photo, tmp_path, tiny_model):
+    res = run(photo, "--ref", POWELL[0], "--weights", tiny_model, "--any-identity")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "chavez_open.jpg").is_file()
+
+
+def test_reference_without_a_face(photo, tmp_path, tiny_model):
+    wall = tmp_path / "wall.png"
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(wall)
+    res = run(photo, "--ref", wall, "--weights", tiny_model)
+    assert res.exit_code == errors.EXIT_NO_REFERENCE and "wall.png" in res.output
+
+
+def test_bad_weights(photo, tmp_path, tiny_model):
+    res = run(photo, "--ref", CHAVEZ_OPEN[0], "--weights", tmp_path / "no-such-model")
+    assert res.exit_code == errors.EXIT_BAD_WEIGHTS and "no-such-model" in res.output
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").write_bytes(b"\0" * 100)
+    res = run(photo, "--ref", CHAVEZ_OPEN[0], "--weights", broken)
+    assert res.exit_code == errors.EXIT_BAD_WEIGHTS and "broken" in res.output
+    assert not (tmp_path / "chavez_open.jpg").exists()
+
+
+def test_face_index_out_of_range(photo, tiny_model):
+    res = run(photo, "--ref", CHAVEZ_OPEN[0], "--weights", tiny_model, "--face", "3")
+    assert res.exit_code == errors.EXIT_NO_FACE and "--face 3" in res.output
