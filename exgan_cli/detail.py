@@ -49,6 +49,8 @@ class DetailConfig:
     flow_max: float = 0.25  # largest displacement of that registration, in eye widths
     flow_min_corr: float = 0.4  # ... and only if the two eyes already correlate this much (they look alike)
     flow_min_gain: float = 0.05  # keep the registration only if it raises the low-band correlation this much
+    blank_contrast: float = 0.3  # generator eye contrast / reference's below which G's eye counts as blank (no gating)
+    max_fine_gain: float = 1.0  # the finest band of the reference is scaled up by at most this
     seed: int = 0  # grain is deterministic: the same photo gives the same result
 
     def to_dict(self) -> dict:
@@ -266,6 +268,7 @@ def _match(
     sel = reg > 0.5
     if sel.sum() < 50:
         return None, np.ones((h, w), dtype=np.float32), 0.0, 0.0
+    contrast = float(g[sel].std()) / max(float(r[sel].std()), 1e-3)
     g = (g - g[sel].mean()) / max(float(g[sel].std()), 1e-3)
     r = (r - r[sel].mean()) / max(float(r[sel].std()), 1e-3)
     gx, gy = np.meshgrid(np.arange(gw, dtype=np.float32), np.arange(gh, dtype=np.float32))
@@ -293,6 +296,10 @@ def _match(
     vg, vr, cov = blur(g * g) - mg * mg, blur(r * r) - mr * mr, blur(g * r) - mg * mr
     c = 0.05
     agree = np.clip((2 * cov + c) / (np.maximum(vg, 0) + np.maximum(vr, 0) + c), 0.0, 1.0)
+    # A generator eye with (almost) no contrast has no structure to conflict with.
+    lo = cfg.blank_contrast
+    informative = float(_smoothstep(np.array(contrast), 0.5 * lo, 1.5 * lo))
+    agree = 1.0 - informative * (1.0 - agree)
     agree = cv2.resize(agree, (w, h), interpolation=cv2.INTER_LINEAR)
     if flow is not None:
         flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -401,7 +408,7 @@ def render_detail(
         own_mid, ref_mid = own - own_fine, ref_detail - ref_fine
         g_mid = _robust_std(luminance(own_mid)[sel]) / max(_robust_std(luminance(ref_mid)[sel]), 1e-6)
         g_fine = _robust_std(luminance(own_fine)[sel]) / max(_robust_std(luminance(ref_fine)[sel]), 1e-6)
-        gains = (float(np.clip(g_mid, cfg.min_gain, cfg.max_gain)), float(np.clip(g_fine, cfg.min_gain, 1.0)))
+        gains = (float(np.clip(g_mid, cfg.min_gain, cfg.max_gain)), float(np.clip(g_fine, cfg.min_gain, cfg.max_fine_gain)))
         # Mid-band structure only where it agrees with the generator's eye (no ghost contours).
         ref_detail = gains[0] * agreement[..., None] * ref_mid + gains[1] * ref_fine
         ref_fine_cov = np.cov((gains[1] * ref_fine)[sel].reshape(-1, 3).T)

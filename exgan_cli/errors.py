@@ -17,6 +17,7 @@ EXIT_BAD_WEIGHTS = 6      # weights missing, invalid, or not matching their conf
 EXIT_OUTPUT = 7           # output exists (without --overwrite) or cannot be written
 EXIT_NOT_BUILT = 8        # command not implemented yet
 EXIT_BAD_DATA = 9         # a dataset folder is missing or has no usable faces
+EXIT_SELF_CHECK = 10      # faces needed retouching but every result failed the self-check: nothing written
 
 
 class ExganError(Exception):
@@ -51,3 +52,7 @@ class NotBuiltError(ExganError):
 
 class DataError(ExganError):
     exit_code = EXIT_BAD_DATA
+
+
+class SelfCheckError(ExganError):
+    exit_code = EXIT_SELF_CHECK

@@ -57,6 +57,14 @@ VAL_PERCENT = 10
 # LFW cleaning: an LFW face is an "open" training example only when both eyes' EAR are at least
 # this (training.TrainConfig.min_ear's convention: below it, closed, blinking or squinting).
 OPEN_MIN_EAR = 0.20
+# Reviewed LFW faces (train/lfw_eye_review.json): the 239 with the lowest EAR, each looked at
+# and labelled closed / open / unsure. CEW's closed faces are mostly young women, often made up;
+# LFW's mostly older men: without LFW's own closed faces the network learns who is in which
+# set rather than whether the lids are shut. Reviewed closed faces join the closed class and
+# make up LFW_CLOSED_SHARE of its samples; reviewed open ones (squints, looks down) join the open
+# class; unsure ones are left out.
+REVIEW_FILE = Path(__file__).resolve().parent.parent / "train" / "lfw_eye_review.json"
+LFW_CLOSED_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -64,11 +72,13 @@ class EyeNetConfig:
     width: int = 64  # network input width (px): the eye band resized to width x height
     height: int = 32  # network input height (px); the band is 2:1
     channels: tuple[int, ...] = (16, 32, 64, 64)  # conv widths; 2x2 max-pool between stages
+    band_scale: tuple[float, float] = (1.0, 1.0)  # (w, h) of the region cut, relative to geometry.eye_band
     use_ear: bool = False  # also feed the two EARs (left, right) to the last layer
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["channels"] = list(self.channels)
+        d["band_scale"] = list(self.band_scale)
         return d
 
     @classmethod
@@ -81,6 +91,10 @@ class EyeNetConfig:
         kw = dict(d)
         if "channels" in kw:
             kw["channels"] = tuple(int(c) for c in kw["channels"])
+        if "band_scale" in kw:
+            kw["band_scale"] = tuple(float(v) for v in kw["band_scale"])
+            if len(kw["band_scale"]) != 2 or min(kw["band_scale"]) <= 0:
+                raise ValueError(f"band_scale must be two positive numbers, not {d['band_scale']}")
         for k in ("width", "height"):
             if k in kw:
                 kw[k] = int(kw[k])
@@ -107,11 +121,15 @@ def split_of(name: str) -> str:
 
 
 def band_matrix(align: AlignConfig, cfg: EyeNetConfig) -> np.ndarray:
-    """2x3 matrix from aligned-crop coordinates to network-input coordinates (the eye band
-    geometry.eye_band stretched to cfg.width x cfg.height)."""
+    """2x3 matrix from aligned-crop coordinates to network-input coordinates: the eye band
+    geometry.eye_band, scaled about its centre by cfg.band_scale, stretched to cfg.width x
+    cfg.height."""
     from .geometry import eye_band
 
     x0, y0, x1, y1 = eye_band(align.resolution, align.template)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    hw, hh = (x1 - x0) / 2 * cfg.band_scale[0], (y1 - y0) / 2 * cfg.band_scale[1]
+    x0, y0, x1, y1 = cx - hw, cy - hh, cx + hw, cy + hh
     sx, sy = cfg.width / (x1 - x0), cfg.height / (y1 - y0)
     return np.array([[sx, 0.0, -sx * x0], [0.0, sy, -sy * y0]], dtype=np.float64)
 
@@ -386,15 +404,26 @@ class EyeData:
     closed: np.ndarray  # (N,) bool label
     split: np.ndarray  # (N,) "train" | "val" | "test"
     source: list[str]  # "closed_eyes/<file>" or "lfw/<Person>/<file>"
+    lfw_closed: np.ndarray = None  # type: ignore[assignment]  # (N,) bool: a reviewed closed LFW face
 
     def take(self, mask: np.ndarray) -> "EyeData":
         idx = np.nonzero(mask)[0]
-        return EyeData(self.grey[idx], self.ear[idx], self.closed[idx], self.split[idx], [self.source[i] for i in idx])
+        return EyeData(self.grey[idx], self.ear[idx], self.closed[idx], self.split[idx], [self.source[i] for i in idx],
+                       self.lfw_closed[idx])
 
 
-def load_eye_data(closed_cache: Path, lfw_cache: Path, open_min_ear: float = OPEN_MIN_EAR) -> tuple[EyeData, dict]:
-    """Closed: every face of the CEW cache (split by file). Open: LFW faces not closed and with both
-    EARs >= open_min_ear (split by person). Returns the data and counts for the card."""
+def read_review(path: Path = REVIEW_FILE) -> dict[str, str]:
+    """{"<Person>/<file>.jpg": "closed" | "open" | "unsure"} from a review file (empty if none)."""
+    if not Path(path).is_file():
+        return {}
+    return dict(json.loads(Path(path).read_text(encoding="utf-8"))["labels"])
+
+
+def load_eye_data(closed_cache: Path, lfw_cache: Path, open_min_ear: float = OPEN_MIN_EAR,
+                  review: Path | None = REVIEW_FILE) -> tuple[EyeData, dict]:
+    """Closed: every face of the CEW cache (split by file) and the LFW faces reviewed closed. Open:
+    LFW faces not closed by EAR and with both EARs >= open_min_ear, and the ones reviewed open
+    (LFW split by person). Returns the data and counts for the card."""
     import cv2
 
     from .dataset import load_dataset
@@ -403,30 +432,36 @@ def load_eye_data(closed_cache: Path, lfw_cache: Path, open_min_ear: float = OPE
     lfw = load_dataset(lfw_cache)
     if cew.align != lfw.align:
         raise ValueError(f"{closed_cache} and {lfw_cache} are aligned differently")
-    clean = ~lfw.closed & (lfw.ear.min(axis=1) >= open_min_ear)
+    labels = read_review(review) if review is not None else {}
+    verdict = np.array([labels.get(p, "") for p in lfw.paths])
+    clean = (~lfw.closed & (lfw.ear.min(axis=1) >= open_min_ear) & (verdict == "")) | (verdict == "open")
+    shut = verdict == "closed"
 
     def grey(crops: np.ndarray) -> np.ndarray:
         return np.stack([cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in crops])
 
     c_split = np.array([split_of(p) for p in cew.paths])
     l_split = np.array([split_of(lfw.persons[k]) for k in lfw.person])
-    keep = np.nonzero(clean)[0]
+    keep = np.nonzero(clean | shut)[0]
     data = EyeData(
         grey=np.concatenate([grey(cew.crops), grey(lfw.crops[keep])]),
         ear=np.concatenate([cew.ear, lfw.ear[keep]]).astype(np.float32),
-        closed=np.concatenate([np.ones(len(cew), bool), np.zeros(len(keep), bool)]),
+        closed=np.concatenate([np.ones(len(cew), bool), shut[keep]]),
         split=np.concatenate([c_split, l_split[keep]]),
         source=[f"closed_eyes/{p}" for p in cew.paths] + [f"lfw/{lfw.paths[i]}" for i in keep],
+        lfw_closed=np.concatenate([np.zeros(len(cew), bool), shut[keep]]),
     )
     counts = {
         "closed_faces": len(cew),
         "closed_files": int(cew.meta.get("photos_seen", len(cew))),
         "lfw_faces": len(lfw),
-        "lfw_dropped_closed_or_squinting": int((~clean).sum()),
+        "lfw_dropped_closed_or_squinting": int((~clean & ~shut).sum()),
         "open_min_ear": open_min_ear,
+        "lfw_reviewed": {k: int((verdict == k).sum()) for k in ("closed", "open", "unsure")},
     }
     for s in ("train", "val", "test"):
         counts[f"{s}_closed"] = int(((data.split == s) & data.closed).sum())
+        counts[f"{s}_closed_lfw"] = int(((data.split == s) & data.lfw_closed).sum())
         counts[f"{s}_open"] = int(((data.split == s) & ~data.closed).sum())
     return data, counts
 
@@ -453,6 +488,17 @@ def _augment_batch(grey: np.ndarray, base: np.ndarray, cfg: EyeNetConfig, rng: n
             lut = (255.0 * (np.arange(256) / 255.0) ** float(np.exp(rng.normal(0, 0.25)))).astype(np.uint8)
             img = cv2.LUT(img, lut)
         band = cv2.warpAffine(img, m, (cfg.width, cfg.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if rng.random() < 0.3:  # a photo edge inside the band (CEW's tight crops, replicated): in both classes
+            side = int(rng.integers(4))
+            n = int(rng.integers(1, max(2, (cfg.width if side < 2 else cfg.height) // 6)))
+            if side == 0:
+                band[:, :n] = band[:, n : n + 1]
+            elif side == 1:
+                band[:, -n:] = band[:, -n - 1 : -n]
+            elif side == 2:
+                band[:n] = band[n : n + 1]
+            else:
+                band[-n:] = band[-n - 1 : -n]
         if rng.random() < 0.5:  # fewer pixels: faces of 40 to 100 px
             f = rng.uniform(0.3, 0.9)
             small = cv2.resize(band, (max(4, round(cfg.width * f)), max(2, round(cfg.height * f))), interpolation=cv2.INTER_AREA)
@@ -502,6 +548,8 @@ class EyeTrainConfig:
     eval_every: int = 250  # steps between validation checks (the best one is kept)
     max_open_flagged: float = 0.01  # threshold choice on the validation split
     open_min_ear: float = OPEN_MIN_EAR  # LFW cleaning
+    review: Optional[Path] = REVIEW_FILE  # reviewed LFW faces (closed ones join the closed class)
+    lfw_closed_share: float = LFW_CLOSED_SHARE  # of the closed samples, from reviewed LFW faces
     seed: int = 0
     threads: int = 1  # torch CPU threads (the machine is shared)
 
@@ -515,7 +563,7 @@ def train_classifier(cfg: EyeTrainConfig, log: Callable[[str], None] = print, co
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.time()
-    data, counts = load_eye_data(cfg.closed_cache, cfg.lfw_cache, cfg.open_min_ear)
+    data, counts = load_eye_data(cfg.closed_cache, cfg.lfw_cache, cfg.open_min_ear, cfg.review)
     from .dataset import load_dataset
 
     align = load_dataset(cfg.closed_cache).align
@@ -525,7 +573,8 @@ def train_classifier(cfg: EyeTrainConfig, log: Callable[[str], None] = print, co
     base = band_matrix(align, cfg.net)
     val_x = torch.from_numpy(_inputs(val, align, cfg.net))[:, None]
     val_e = torch.from_numpy(val.ear)
-    ci, oi = np.nonzero(train.closed)[0], np.nonzero(~train.closed)[0]
+    ci = np.nonzero(train.closed & ~train.lfw_closed)[0]
+    li, oi = np.nonzero(train.lfw_closed)[0], np.nonzero(~train.closed)[0]
 
     net = build_net(cfg.net)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -534,7 +583,9 @@ def train_classifier(cfg: EyeTrainConfig, log: Callable[[str], None] = print, co
     best: tuple[float, int, dict] | None = None
     history = []
     for step in range(1, cfg.steps + 1):
-        idx = np.concatenate([rng.choice(ci, half), rng.choice(oi, cfg.batch_size - half)])
+        n_lfw = int(rng.binomial(half, cfg.lfw_closed_share)) if len(li) else 0
+        idx = np.concatenate([rng.choice(ci, half - n_lfw), rng.choice(li, n_lfw) if n_lfw else np.zeros(0, int),
+                              rng.choice(oi, cfg.batch_size - half)])
         x = torch.from_numpy(_augment_batch(train.grey[idx], base, cfg.net, rng))[:, None]
         e = torch.from_numpy(train.ear[idx] + rng.normal(0, 0.02, size=(len(idx), 2)).astype(np.float32))
         y = torch.from_numpy(train.closed[idx].astype(np.float32))
@@ -649,6 +700,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="weights folder [default: weights/eye-state]")
     ap.add_argument("--steps", type=int, default=EyeTrainConfig.steps)
     ap.add_argument("--use-ear", action="store_true", help="also feed the two EARs to the network")
+    ap.add_argument("--band-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("W", "H"),
+                    help="size of the region cut, relative to geometry.eye_band")
+    ap.add_argument("--no-review", action="store_true", help="ignore train/lfw_eye_review.json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes preparing the caches")
@@ -661,7 +715,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepare_dataset(args.data_root / "lfw", args.lfw_cache, workers=args.workers)
     cfg = EyeTrainConfig(
         closed_cache=args.closed_cache, lfw_cache=args.lfw_cache, out=args.out or default_folder(),
-        net=EyeNetConfig(use_ear=args.use_ear), steps=args.steps, seed=args.seed, threads=args.threads,
+        net=EyeNetConfig(use_ear=args.use_ear, band_scale=tuple(args.band_scale)), steps=args.steps, seed=args.seed,
+        threads=args.threads, review=None if args.no_review else REVIEW_FILE,
     )
     command = "python -m exgan_cli.eye_classifier " + " ".join(sys.argv[1:] if argv is None else argv)
     train_classifier(cfg, command=command.strip())

@@ -62,9 +62,11 @@ class EyeState:
         }
 
     def describe(self) -> str:
-        """One line for messages: "P(closed) 0.97, EAR 0.12/0.10"."""
+        """One line for messages: "EAR 0.12/0.10 < 0.21" (EAR rule) or "EAR 0.12/0.10, P(closed) 0.97"."""
         ear = f"EAR {self.left:.2f}/{self.right:.2f}"
-        return ear if self.p_closed is None else f"P(closed) {self.p_closed:.2f}, {ear}"
+        if self.p_closed is None:
+            return f"{ear} {'<' if self.ear_closed else '>='} {self.threshold:.2f}"
+        return f"{ear}, P(closed) {self.p_closed:.2f}"
 
 
 def eye_aspect_ratio(eye6: np.ndarray) -> float:

@@ -3,7 +3,8 @@
 This is the chain every command shares: detect -> eye state -> choose faces -> per face
 align, masks, reference -> generator (batched over faces) -> colour match -> paste back (with
 full-resolution detail from the reference photo unless ``BlendConfig.detail`` is off) ->
-eye state and identity of the result. It works on pixels and plain data; reading and
+a self-check of each result (eyes open? same person? selfcheck.py; else the next reference, or the
+face is left as it was). It works on pixels and plain data; reading and
 writing files is the caller's business (commands/open_eyes.py, batch, evaluate).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -19,6 +21,7 @@ from . import geometry
 from .blend import BlendConfig, feather_alpha, match_colour, paste_back, photo_boxes
 from .detail import DetailSource, Exemplar
 from .errors import NoFaceError, NoReferenceError
+from .selfcheck import SelfCheckConfig
 
 
 @dataclass
@@ -28,8 +31,9 @@ class RetouchOptions:
     only: tuple[int, ...] | None = None  # only among these faces (indices), e.g. one person's (batch)
     any_identity: bool = False  # accept references of another person
     identity_threshold: float | None = None  # None: faces.SAME_PERSON_THRESHOLD
-    detector: str = "hog"  # "hog" or "cnn"
+    detector: str = "auto"  # "auto" (HOG, then CNN when HOG finds none), "hog" or "cnn"
     blend: BlendConfig = field(default_factory=BlendConfig)
+    self_check: SelfCheckConfig = field(default_factory=SelfCheckConfig)  # check each result (selfcheck.py)
 
 
 @dataclass
@@ -38,12 +42,14 @@ class FaceReport:
     box: tuple[int, int, int, int]
     detector: str
     eyes_before: dict[str, Any]
-    status: str  # "retouched" | "eyes open" | "not selected" | "no reference"
+    status: str  # "retouched" | "eyes open" | "not selected" | "no reference" | "failed self-check"
     message: str = ""
     eyes_after: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
     mask_boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
     identity_after: float | None = None  # descriptor distance result face <-> reference
+    # selfcheck.py: {"enabled": bool, "passed": bool, "attempts": [one per reference tried]}; None: not in-painted
+    self_check: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +63,7 @@ class FaceReport:
             "reference": self.reference,
             "mask_boxes": [[round(v, 1) for v in b] for b in self.mask_boxes],
             "identity_after": self.identity_after,
+            "self_check": self.self_check,
         }
 
 
@@ -71,9 +78,14 @@ class RetouchResult:
     def retouched(self) -> list[FaceReport]:
         return [f for f in self.faces if f.status == "retouched"]
 
+    @property
+    def failed_check(self) -> list[FaceReport]:
+        """Faces in-painted but kept as they were: no reference gave a result that passed the self-check."""
+        return [f for f in self.faces if f.status == "failed self-check"]
+
 
 def _eyes_dict(state) -> dict[str, Any]:
-    return {"left": round(float(state.left), 4), "right": round(float(state.right), 4), "closed": bool(state.closed)}
+    return state.to_dict()
 
 
 def select_faces(faces: Sequence, states: Sequence, options: RetouchOptions) -> list[int]:
@@ -152,7 +164,7 @@ def retouch(
     usable reference. A face without a usable reference while others have one is reported
     as "no reference" and left untouched.
     """
-    from . import eyes, faces as facelib, references
+    from . import eyes, faces as facelib, references, selfcheck
 
     options = options or RetouchOptions()
     threshold = options.identity_threshold if options.identity_threshold is not None else facelib.SAME_PERSON_THRESHOLD
@@ -163,7 +175,7 @@ def retouch(
     timings["detect"] = time.perf_counter() - t
     if not faces:
         raise NoFaceError("no face found")
-    states = [eyes.eye_state(f.landmarks) for f in faces]
+    states = [eyes.assess(rgb, f) for f in faces]
     reports = [
         FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=_eyes_dict(s), status="not selected")
         for i, (f, s) in enumerate(zip(faces, states))
@@ -181,10 +193,12 @@ def retouch(
     size = (rgb.shape[1], rgb.shape[0])
     jobs: list[tuple[int, Any, dict]] = []
     failures: list[str] = []
+    targets: dict[int, tuple[np.ndarray, Any]] = {}  # face -> (descriptor, pose), for the self-check's retries
     for i in chosen:
         f = faces[i]
         desc = facelib.face_descriptor(rgb, f)
         pose = facelib.head_pose(f.landmarks, size)
+        targets[i] = (desc, pose)
         try:
             choice = references.choose_reference(
                 desc, pose, candidates, identity_threshold=threshold, any_identity=options.any_identity
@@ -211,33 +225,74 @@ def retouch(
     )
     timings["generate"] = time.perf_counter() - t
 
-    # Paste back, one face at a time, into one output image.
+    # Paste back, one face at a time, into one output image; each result is checked before it is
+    # kept (selfcheck.py): a face that fails is in-painted again with the next best reference, and
+    # left exactly as it was when every reference fails.
     t = time.perf_counter()
     out = rgb
-    res = model.align_cfg.resolution
+    check_cfg = options.self_check
+    spent = {"check": 0.0, "generate": 0.0}
     for (i, choice, prep), gen, ref in zip(jobs, raw, refs):
-        colour = match_colour(gen, prep["crop"], prep["boxes"], options.blend)
-        alpha = feather_alpha(prep["boxes"], res, options.blend)
-        source = None
-        if options.blend.detail:  # full-resolution detail from the reference photo (detail.py)
-            c = choice.candidate
-            source = DetailSource(faces[i].landmarks, Exemplar(c.pixels, c.face.landmarks, ref["matrix"]), options.blend.detail_cfg)
-        out, _ = paste_back(out, colour, alpha, prep["matrix"], source)
-        reports[i].status = "retouched"
-        reports[i].mask_boxes = photo_boxes(prep["boxes"], prep["matrix"])
-    timings["blend"] = time.perf_counter() - t
-
-    # What the result looks like: eye state and identity of each retouched face.
-    t = time.perf_counter()
-    for i, choice, _ in jobs:
-        after = _redetect(out, faces[i])
-        if after is not None:
-            reports[i].eyes_after = _eyes_dict(eyes.eye_state(after.landmarks))
-            d = facelib.face_descriptor(out, after)
-            reports[i].identity_after = round(float(facelib.descriptor_distance(d, choice.candidate.descriptor)), 4)
-    timings["check"] = time.perf_counter() - t
+        attempts: list[dict[str, Any]] = []
+        tried: list[Any] = []
+        while True:
+            pasted = _paste_face(out, faces[i], choice, prep, gen, ref, model, options)
+            tc = time.perf_counter()
+            check = selfcheck.check_face(pasted, faces[i], choice.candidate.descriptor, choice.distance, threshold, check_cfg)
+            spent["check"] += time.perf_counter() - tc
+            attempts.append(selfcheck.Attempt(_reference_dict(choice), check).to_dict())
+            if check.passed or not check_cfg.enabled:
+                out = pasted
+                reports[i].status = "retouched"
+                reports[i].reference = _reference_dict(choice)
+                reports[i].mask_boxes = photo_boxes(prep["boxes"], prep["matrix"])
+                reports[i].eyes_after = None if check.eyes is None else _eyes_dict(check.eyes)
+                reports[i].identity_after = None if check.identity is None else round(float(check.identity), 4)
+                break
+            tried.append(choice.candidate)
+            choice = None
+            if check_cfg.max_references is None or len(tried) < check_cfg.max_references:
+                desc, pose = targets[i]
+                try:
+                    choice = references.choose_reference(
+                        desc, pose, candidates, identity_threshold=threshold, any_identity=options.any_identity, exclude=tried
+                    )
+                except NoReferenceError:
+                    choice = None
+            if choice is None:  # every usable reference failed: keep the face as it was
+                reports[i].status = "failed self-check"
+                reports[i].reference = None
+                reports[i].message = "no reference gave open eyes of the same person: " + "; ".join(
+                    f"{Path(a['reference']['path']).name} (face {a['reference']['face'] + 1}): {', '.join(a['reasons'])}"
+                    for a in attempts
+                )
+                break
+            tg = time.perf_counter()
+            ref = prepare_face(choice.candidate.pixels, choice.candidate.face.landmarks, model)
+            gen = inpaint_crops(model, prep["crop"][None], prep["mask"][None], ref["crop"][None], ref["mask"][None])[0]
+            spent["generate"] += time.perf_counter() - tg
+        reports[i].self_check = {
+            "enabled": check_cfg.enabled,
+            "passed": bool(attempts[-1]["passed"]),
+            "attempts": attempts,
+        }
+    timings["blend"] = time.perf_counter() - t - spent["check"] - spent["generate"]
+    timings["generate"] += spent["generate"]
+    timings["check"] = spent["check"]
     result.pixels = out
     return result
+
+
+def _paste_face(out: np.ndarray, face, choice, prep: dict, gen: np.ndarray, ref: dict, model, options: RetouchOptions) -> np.ndarray:
+    """``out`` with one generated face (raw generator output ``gen``) colour-matched and pasted back."""
+    colour = match_colour(gen, prep["crop"], prep["boxes"], options.blend)
+    alpha = feather_alpha(prep["boxes"], model.align_cfg.resolution, options.blend)
+    source = None
+    if options.blend.detail:  # full-resolution detail from the reference photo (detail.py)
+        c = choice.candidate
+        source = DetailSource(face.landmarks, Exemplar(c.pixels, c.face.landmarks, ref["matrix"]), options.blend.detail_cfg)
+    pasted, _ = paste_back(out, colour, alpha, prep["matrix"], source)
+    return pasted
 
 
 def _redetect(rgb: np.ndarray, face):

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import BadInputError, ExganError, NoReferenceError
-from .eyes import CLOSED_EAR_THRESHOLD, EyeState, eye_state
+from .eyes import CLOSED_EAR_THRESHOLD, EyeState, assess
 from .faces import (
     SAME_PERSON_THRESHOLD,
     Face,
@@ -167,7 +167,7 @@ def load_candidates(paths: Sequence[Path], detector: str = "hog") -> tuple[list[
                     faces_in_photo=len(faces),
                     face=face,
                     descriptor=face_descriptor(img.pixels, face),
-                    eye=eye_state(face.landmarks),
+                    eye=assess(img.pixels, face),  # the eye-state classifier when its weights are there
                     pose=head_pose(face.landmarks, img.size),
                     sharpness=sharpness(img.pixels, face),
                     width=face_width(face),
@@ -259,7 +259,7 @@ def choose_reference(
         if not any_identity and not distance <= identity_threshold:
             why.append(f"another person (distance {distance:.2f} > {identity_threshold:.2f})")
         if cand.eye.closed:
-            why.append(f"eyes closed (EAR {cand.eye.left:.2f}/{cand.eye.right:.2f} < {CLOSED_EAR_THRESHOLD:.2f})")
+            why.append(f"eyes closed ({cand.eye.describe()})")
         if why:
             rejected.append((cand, distance, ", ".join(why)))
             continue

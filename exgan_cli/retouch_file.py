@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .errors import BadInputError, NoFaceError, NoReferenceError, OutputError
+from .errors import BadInputError, NoFaceError, NoReferenceError, OutputError, SelfCheckError
 
 
 @dataclass
@@ -26,7 +26,7 @@ class RetouchRequest:
     overwrite: bool = False
     weights: Optional[str] = None  # folder or Hub id; None = bundled default
     device: str = "auto"
-    detector: str = "hog"
+    detector: str = "auto"  # "auto" (HOG, then CNN when HOG finds no face), "hog" or "cnn"
     faces: str = "closed"
     face_index: Optional[int] = None
     any_identity: bool = False
@@ -34,6 +34,7 @@ class RetouchRequest:
     detail: bool = True  # full-resolution detail for the eyes (BlendConfig.detail; --no-detail)
     report: Optional[Path] = None
     compare: Optional[Path] = None
+    self_check: bool = True  # check each retouched face, retry other references, never keep a failed one
 
 
 @dataclass
@@ -85,6 +86,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     from .images import atomic_write_bytes, load_image, save_image
     from .blend import BlendConfig
     from .pipeline import RetouchOptions, retouch, select_faces
+    from .selfcheck import SelfCheckConfig
     from .references import collect_reference_paths, load_candidates
     from .weights import load_pretrained, resolve_default, resolve_device
 
@@ -108,8 +110,9 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
         identity_threshold=request.identity_threshold,
         detector=request.detector,
         blend=BlendConfig(detail=request.detail),
+        self_check=SelfCheckConfig(enabled=request.self_check),
     )
-    states = [eyes.eye_state(f.landmarks) for f in found]
+    states = [eyes.assess(image.pixels, f) for f in found]
     try:
         selected = select_faces(found, states, options)
     except NoFaceError as e:
@@ -147,6 +150,9 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
         raise NoReferenceError(f"{request.photo}: {e}") from None
     for k, v in result.timings.items():
         timings[k] = timings.get(k, 0.0) + v
+    if not result.retouched and result.failed_check:
+        why = "; ".join(f"face {f.index}: {f.message}" for f in result.failed_check)
+        raise SelfCheckError(f"{request.photo}: no retouched face passed the self-check, nothing written: {why}")
 
     outcome = Outcome(
         photo=request.photo, output=request.output, status="written", faces=result.faces,

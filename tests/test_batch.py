@@ -29,18 +29,9 @@ from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, GROUP, GROUP_ANGE
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    import torch
-
-    from exgan_cli import weights
-    from exgan_cli.geometry import AlignConfig, MaskConfig
-    from exgan_cli.model.config import ModelConfig
-    from exgan_cli.model.generator import Generator
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(resolution=128, base_channels=8, n_blocks=2, d_channels=8)
-    folder = tmp_path_factory.mktemp("weights") / "tiny"
-    return weights.save_pretrained(folder, Generator(cfg), None, cfg, AlignConfig(resolution=128), MaskConfig(), "tiny test model")
+def tiny_weights(tiny_model) -> Path:
+    """conftest's randomly initialised small model: no trained weights needed."""
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
