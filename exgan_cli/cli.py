@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from .commands import batch, evaluate, export, open_eyes, train
+from .commands import batch, evaluate, export, inspect, open_eyes, train
 
 app = typer.Typer(
     name="exgan",
@@ -22,6 +22,7 @@ app.command("batch")(batch.batch)
 app.command("train")(train.train)
 app.command("export")(export.export)
 app.command("evaluate")(evaluate.evaluate)
+app.command("inspect")(inspect.inspect)
 
 
 def main() -> None:

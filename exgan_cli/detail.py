@@ -2,36 +2,56 @@
 
 The generator paints a 128 px face crop; on a 300 to 1,500 px face, pasted back at that size,
 its eyes are 3 to 12 times softer than the lashes, skin and grain around them. Here the pasted
-content is rebuilt as two frequency bands at the target photo's full resolution:
+content is rebuilt at the target photo's full resolution from three frequency bands:
 
-- low band: the (upsampled) generator output, low-passed with a Gaussian whose sigma is
-  ``split`` crop pixels. That is what a 128 px generator can say: where the eye is, its shape,
-  colours and shading.
-- high band (everything above it), from real pixels only:
+- low band: the (upsampled, colour-matched) generator output, low-passed with a Gaussian of
+  ``split`` crop pixels. That is what a 128 px generator can say: where the eye is, its
+  shape, colours and shading.
+- everything above it comes from real pixels only:
   * inside the eyes (the outline of the target's eye and of the reference's eye, grown by
-    ``eye_grow`` eye widths) from the REFERENCE photo: its face is aligned onto the target's
-    eyes at the target's full resolution (target photo -> crop -> reference photo, refined
-    per eye so that the reference's eye corners land on the target's), and its high band is
-    scaled so that its skin has the same detail level as the target's skin
-    around the eyes. What the reference lacks in the finest band (a reference face smaller
-    than the target face, a cleaner camera) is filled with grain whose colour covariance is
-    measured on the target's skin.
+    ``eye_grow`` eye widths) from the REFERENCE photo. Its face is aligned onto the target's
+    at the target's full resolution (target photo -> crop -> reference photo: the two
+    alignments composed, then refined per eye so the reference's eye corners land on the
+    target's) and sampled from the reference's own pixels (area-reduced first when it is
+    the larger, so nothing aliases). Its detail is split into a mid band and the finest band
+    (``grain_sigma``); each is scaled so that on the skin around the eyes it has the target's
+    level (a sharper or noisier reference is toned down, a softer one lifted, within
+    [min_gain, max_gain]). What the finest band still lacks (a reference face smaller than the
+    target face) is filled with grain whose 3x3 colour covariance is measured on the
+    target's skin around the eyes.
   * around the eyes (lids, brows, skin inside the paste box) from the TARGET photo itself:
-    its own texture is kept, so the feathered border blends two layers whose fine detail is
-    the same, and nothing softens where the paste ends.
+    its own texture stays, so the feathered border blends two layers with the same fine
+    detail and nothing softens where the paste ends.
 
-The exemplar idea carried to full resolution: the reference is real, high-resolution evidence of
-this person's eyes, and the generator only has to be right at 128 px.
+The reference's eye is not the generator's: gaze and lids differ. Two safeguards against
+ghost contours, both measured in the band the generator renders: DIS optical flow moves the
+reference's eye onto the generator's when they look alike (``flow_*``), and the reference's
+mid band is kept only where its local structure agrees with the generator's (SSIM's
+contrast-structure term); where the generator's eye has no structure at all (an untrained
+model, ``blank_contrast``) nothing is gated.
+
+The exemplar idea carried to full resolution: the reference is real, high-resolution evidence
+of this person's eyes, and the generator only has to be right at 128 px. docs/detail.md has
+the method's figures.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 
-from .geometry import LEFT_EYE, RIGHT_EYE, Box, MaskConfig, eye_boxes, boxes_to_mask, invert, matrix_scale, similarity_transform, transform_points
+from .geometry import (
+    LEFT_EYE,
+    RIGHT_EYE,
+    MaskConfig,
+    boxes_to_mask,
+    eye_boxes,
+    invert,
+    matrix_scale,
+    similarity_transform,
+    transform_points,
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +61,8 @@ class DetailConfig:
     eye_grow: float = 0.3  # the eye region taking the reference's detail: eye outline grown by this, in eye widths
     eye_soft: float = 0.08  # softness of that region's edge (Gaussian sigma), in eye widths
     calib_width: float = 0.35  # skin band around the eye regions used to calibrate gain and grain, in eye widths
-    min_gain: float = 0.33  # the reference's detail is scaled by skin(target) / skin(reference),
-    max_gain: float = 3.0  # clipped to this range (a blurred reference is not amplified into noise)
+    min_gain: float = 0.33  # the reference's detail is scaled by skin(target) / skin(reference), per band,
+    max_gain: float = 3.0  # clipped to this range (a blurred reference is not amplified into noise: grain)
     max_scale_change: float = 0.2  # per-eye refinement may change the global scale by at most this fraction
     max_rotation: float = 10.0  # ... and the rotation by at most this many degrees (else: translation only)
     flow: bool = True  # register the reference's eye onto the generator's (optical flow on the low band)
@@ -50,7 +70,6 @@ class DetailConfig:
     flow_min_corr: float = 0.4  # ... and only if the two eyes already correlate this much (they look alike)
     flow_min_gain: float = 0.05  # keep the registration only if it raises the low-band correlation this much
     blank_contrast: float = 0.3  # generator eye contrast / reference's below which G's eye counts as blank (no gating)
-    max_fine_gain: float = 1.0  # the finest band of the reference is scaled up by at most this
     seed: int = 0  # grain is deterministic: the same photo gives the same result
 
     def to_dict(self) -> dict:
@@ -396,22 +415,24 @@ def render_detail(
     width = float(np.mean(widths))
     outer = cfg.eye_grow * width + 2 * cfg.eye_soft * width
     calib = (nearest > outer) & (nearest <= outer + cfg.calib_width * width)
-    # The reference's detail, in two bands, scaled so that on the skin around the eyes it has
-    # the target's level: the band between the generator's and the finest by gain_mid (up to
-    # max_gain: a softer reference is sharpened), the finest band by gain_fine (never up: a
-    # reference without fine detail gets grain instead of amplified interpolation).
+    # The reference's detail, in two bands, each scaled so that on the skin around the eyes it
+    # has the target's level: the band between the generator's and the finest (gain_mid), and
+    # the finest (gain_fine, the one a smaller, upsampled reference lacks). Both are clipped to
+    # [min_gain, max_gain]; what the clipped fine band still lacks is filled with grain below.
     gains = (1.0, 1.0)
     ref_fine_cov = np.zeros((3, 3))
     sel = calib & has_ref
-    if exemplar is not None and sel.sum() >= 50:
-        own_fine, ref_fine = fine(own), fine(ref_detail)
-        own_mid, ref_mid = own - own_fine, ref_detail - ref_fine
-        g_mid = _robust_std(luminance(own_mid)[sel]) / max(_robust_std(luminance(ref_mid)[sel]), 1e-6)
-        g_fine = _robust_std(luminance(own_fine)[sel]) / max(_robust_std(luminance(ref_fine)[sel]), 1e-6)
-        gains = (float(np.clip(g_mid, cfg.min_gain, cfg.max_gain)), float(np.clip(g_fine, cfg.min_gain, cfg.max_fine_gain)))
+    if exemplar is not None:
+        ref_fine = fine(ref_detail)
+        ref_mid = ref_detail - ref_fine
+        if sel.sum() >= 50:
+            own_fine = fine(own)
+            g_mid = _robust_std(luminance(own - own_fine)[sel]) / max(_robust_std(luminance(ref_mid)[sel]), 1e-6)
+            g_fine = _robust_std(luminance(own_fine)[sel]) / max(_robust_std(luminance(ref_fine)[sel]), 1e-6)
+            gains = (float(np.clip(g_mid, cfg.min_gain, cfg.max_gain)), float(np.clip(g_fine, cfg.min_gain, cfg.max_gain)))
+            ref_fine_cov = np.cov((gains[1] * ref_fine)[sel].reshape(-1, 3).T)
         # Mid-band structure only where it agrees with the generator's eye (no ghost contours).
         ref_detail = gains[0] * agreement[..., None] * ref_mid + gains[1] * ref_fine
-        ref_fine_cov = np.cov((gains[1] * ref_fine)[sel].reshape(-1, 3).T)
 
     # Grain for what the reference lacks in the finest band (all of it without a reference).
     grain: np.ndarray | float = 0.0

@@ -276,7 +276,9 @@ def choose_reference(
     ranking += [(c, None, d, t) for c, d, t in rejected]
     if not usable:
         lines = [f"{c.label}: {t}" for c, _, t in rejected] + [str(r) for r in rejections]
-        raise NoReferenceError(f"no usable reference: {_summary(lines)}")
+        error = NoReferenceError(f"no usable reference: {_summary(lines)}")
+        error.ranking = ranking  # every candidate with its rejection reason (for `exgan inspect`)
+        raise error
     best, score, distance, text = usable[0]
     reasons = f"best of {len(usable)} usable: {text}"
     return Choice(candidate=best, distance=distance, score=score, reasons=reasons, ranking=ranking)

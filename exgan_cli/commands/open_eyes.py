@@ -14,6 +14,7 @@ from .common import console, guarded
 
 
 class Detector(str, Enum):
+    auto = "auto"
     hog = "hog"
     cnn = "cnn"
 
@@ -43,12 +44,13 @@ def open_eyes(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Model folder or Hub id OWNER/NAME[@REVISION] [default: bundled reference model]."),
     device: Device = typer.Option(Device.auto, "--device", help="Where the generator runs."),
-    detector: Detector = typer.Option(Detector.hog, "--detector", help="Face detector: dlib HOG (fast) or CNN (MMOD)."),
+    detector: Detector = typer.Option(Detector.auto, "--detector", help="Face detector: auto (HOG, then dlib's CNN when HOG finds no face), HOG (fast) or CNN (MMOD)."),
     faces: Faces = typer.Option(Faces.closed, "--faces", help="Which faces to in-paint: closed-eyed ones, or all."),
     face: Optional[int] = typer.Option(None, "--face", help="Only this face (index, faces numbered left to right)."),
     any_identity: bool = typer.Option(False, "--any-identity", help="Accept references that look like another person."),
     identity_threshold: Optional[float] = typer.Option(None, "--identity-threshold", help="Max descriptor distance for a same-person reference [default: 0.6]."),
     detail: bool = typer.Option(True, "--detail/--no-detail", help="Give the new eyes the photo's full-resolution detail and grain (from the reference photo); --no-detail pastes the generator's 128 px eyes upscaled."),
+    self_check: bool = typer.Option(True, "--self-check/--no-self-check", help="Check each retouched face (eyes open, same person), try the next reference if not, and keep the original face when all fail (exit 10 if no face passes). --no-self-check keeps every result unchecked."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report per face."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Write a before | after | reference image."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
@@ -74,6 +76,7 @@ def open_eyes(
         detail=detail,
         report=report,
         compare=compare,
+        self_check=self_check,
     )
     t0 = time.perf_counter()
     outcome = retouch_file(request, log=None if quiet else console.print)

@@ -1,0 +1,92 @@
+"""`exgan inspect PHOTO [--ref REF ...] [--json] [--draw out.jpg]`: what the tool sees, changing nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, guarded, stdout
+from .open_eyes import Detector
+
+
+@guarded
+def inspect(
+    photo: Path = typer.Argument(..., help="Photo to inspect (JPEG, PNG or WebP); it is never modified."),
+    ref: list[Path] = typer.Option([], "--ref", "-r", help="Reference photo (repeatable): identity distance and usability per face."),
+    ref_dir: Optional[Path] = typer.Option(None, "--ref-dir", help="Folder of reference photos."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of tables."),
+    draw: Optional[Path] = typer.Option(None, "--draw", help="Write a copy of the photo with boxes, eye masks and states."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --draw file."),
+    detector: Detector = typer.Option(Detector.auto, "--detector", help="Face detector: auto (HOG, then dlib's CNN when HOG finds no face), HOG or CNN."),
+    identity_threshold: Optional[float] = typer.Option(None, "--identity-threshold", min=0.01, help="Max descriptor distance for the same person [default: 0.6]."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Model folder whose eye masks to show [default: bundled model]."),
+) -> None:
+    """Show the faces exgan finds in PHOTO: detector, eye state (classifier P(closed) and EARs),
+    head pose, eye masks, and with references the identity distances and which references are usable.
+    """
+    from ..errors import BadInputError, OutputError
+    from ..images import load_image, output_format, save_image
+    from ..inspection import draw_inspection, inspect_photo
+
+    if not photo.is_file():
+        raise BadInputError(f"{photo}: no such file")
+    if draw is not None:
+        output_format(draw)
+        if draw.resolve() == photo.resolve():
+            raise OutputError(f"{draw}: refusing to write over the input photo")
+        if draw.exists() and not overwrite:
+            raise OutputError(f"{draw}: already exists (use --overwrite to replace it)")
+        if not draw.parent.is_dir():
+            raise OutputError(f"{draw}: folder {draw.parent} does not exist")
+    info = inspect_photo(photo, ref, ref_dir, detector=detector.value, identity_threshold=identity_threshold, weights=weights)
+    if draw is not None:
+        image = load_image(photo)
+        save_image(draw_inspection(image.pixels, info), draw, like=image, overwrite=overwrite)
+        info["drawn"] = str(draw)
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    print_inspection(info)
+
+
+def _eyes(e: dict) -> str:
+    text = f"{e['left']:.2f}/{e['right']:.2f}"
+    return text + (f", P {e['p_closed']:.2f}" if e.get("p_closed") is not None else "")
+
+
+def print_inspection(info: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    es = info["eye_state"]
+    how = f"classifier (P(closed) >= {es['classifier']['threshold']:.2f})" if es["classifier"] else f"EAR rule (< {es['ear_threshold']:.2f})"
+    table = Table(title=f"{Path(info['photo']).name}: {info['size'][0]} x {info['size'][1]}, {len(info['faces'])} face(s); eye state by {how}",
+                  title_justify="left")
+    for col, just in (("face", "right"), ("box", "left"), ("detector", "left"), ("eyes", "left"), ("EAR L/R, P closed", "left"),
+                      ("yaw/pitch/roll", "left"), ("width", "right"), ("sharpness", "right")):
+        table.add_column(col, justify=just)
+    for f in info["faces"]:
+        state = f"[red]closed[/]" if f["eye_state"] == "closed" else "[green]open[/]"
+        p = f["pose"]
+        table.add_row(str(f["index"]), ",".join(map(str, f["box"])), f"{f['detector']} ({f['detector_score']:.2f})", state,
+                      _eyes(f["eyes"]), f"{p['yaw']:.0f}/{p['pitch']:.0f}/{p['roll']:.0f}", f"{f['width']:.0f}", f"{f['sharpness']:.0f}")
+    stdout.print(table)
+    if not info["faces"]:
+        stdout.print("no face found")
+    for f in info["faces"]:
+        if "references" not in f:
+            continue
+        t = Table(title=f"face {f['index']}: references", title_justify="left")
+        for col in ("reference", "face", "distance", "usable", "score", "why"):
+            t.add_column(col)
+        for r in f["references"]:
+            usable = "[bold green]chosen[/]" if r["chosen"] else ("yes" if r["usable"] else "[red]no[/]")
+            t.add_row(Path(r["path"]).name, "" if r["face"] is None else str(r["face"]),
+                      "" if r["distance"] is None else f"{r['distance']:.3f}", usable,
+                      "" if r["score"] is None else f"{r['score']:.3f}", escape(r["why"]))
+        stdout.print(t)
+    if info.get("drawn"):
+        console.print(f"[green]drew[/] {info['drawn']}")

@@ -1,0 +1,178 @@
+"""`exgan inspect`: what the tool sees in a photo, without changing anything.
+
+For every face: the box and which detector found it, the eye state with both scores (the
+eye-state classifier's P(closed) and the two eye aspect ratios), the head pose from the
+landmarks, the eye masks the model would in-paint (mapped back to the photo), and, with
+reference photos, the identity distance to each reference face and whether each one is usable
+for this face and why (the ranking references.choose_reference would use). ``inspect_photo``
+returns plain data (JSON-ready); ``draw_inspection`` draws it on a copy of the photo.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .geometry import AlignConfig, MaskConfig
+
+
+def _r(v: float, n: int = 4) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), n)
+
+
+def model_geometry(weights: str | None = None) -> tuple[AlignConfig, MaskConfig, str]:
+    """Alignment and mask configs of the model open-eyes would use (read from its config.json,
+    no tensors loaded), so the eye masks shown are the ones it would in-paint. Without weights:
+    the defaults."""
+    from .errors import WeightsError
+    from .weights import CONFIG_FILE, _read_config, resolve_default
+
+    try:
+        folder = Path(weights).expanduser() if weights else resolve_default()
+    except WeightsError:
+        return AlignConfig(), MaskConfig(), "defaults (no weights found)"
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        return AlignConfig(), MaskConfig(), f"defaults ({path} not found)"
+    _, align, mask, _ = _read_config(path, str(folder))
+    return align, mask, str(folder)
+
+
+def _reference_entry(cand) -> dict[str, Any]:
+    return {
+        "path": str(cand.path),
+        "face": cand.index,
+        "box": [int(v) for v in cand.face.box],
+        "detector": cand.face.detector,
+        "eye_state": "closed" if cand.eye.closed else "open",
+        "eyes": cand.eye.to_dict(),
+        "pose": dict(zip(("yaw", "pitch", "roll"), (_r(v, 1) for v in cand.pose))),
+        "width": _r(cand.width, 1),
+        "sharpness": _r(cand.sharpness, 1),
+    }
+
+
+def inspect_photo(
+    photo: Path,
+    refs: Sequence[Path] = (),
+    ref_dir: Path | None = None,
+    detector: str = "auto",
+    identity_threshold: float | None = None,
+    weights: str | None = None,
+) -> dict[str, Any]:
+    """Everything inspect reports about ``photo`` (and its references), as JSON-ready data.
+
+    Raises BadInputError for an unreadable photo. A photo without faces is not an error here:
+    ``faces`` is empty.
+    """
+    from . import eye_classifier, eyes, faces as facelib, geometry, references
+    from .blend import photo_boxes
+    from .errors import NoReferenceError
+    from .images import load_image
+
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    image = load_image(photo)
+    timings["load"] = time.perf_counter() - t
+    threshold = identity_threshold if identity_threshold is not None else facelib.SAME_PERSON_THRESHOLD
+    align, mask, geometry_source = model_geometry(weights)
+    classifier = eye_classifier.default_classifier()
+
+    t = time.perf_counter()
+    found = facelib.detect_faces(image.pixels, detector=detector)
+    timings["detect"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    paths = references.collect_reference_paths(list(refs), ref_dir) if (refs or ref_dir) else []
+    candidates, rejections = references.load_candidates(paths, detector=detector) if paths else ([], [])
+    timings["references"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    out_faces = []
+    for i, f in enumerate(found):
+        state = eyes.assess(image.pixels, f)
+        pose = facelib.head_pose(f.landmarks, image.size)
+        desc = facelib.face_descriptor(image.pixels, f)
+        _, matrix = geometry.align_face(image.pixels, f.landmarks, align)
+        boxes = geometry.eye_boxes(geometry.transform_points(f.landmarks, matrix), mask)
+        entry: dict[str, Any] = {
+            "index": i,
+            "box": [int(v) for v in f.box],
+            "detector": f.detector,
+            "detector_score": _r(f.score),
+            "eye_state": "closed" if state.closed else "open",
+            "eyes": state.to_dict(),
+            "pose": dict(zip(("yaw", "pitch", "roll"), (_r(v, 1) for v in pose))),
+            "width": _r(facelib.face_width(f), 1),
+            "sharpness": _r(facelib.sharpness(image.pixels, f), 1),
+            "mask_boxes": [[round(v, 1) for v in b] for b in photo_boxes(boxes, matrix)],
+        }
+        if paths:
+            entry["identity"] = [
+                {"path": str(c.path), "face": c.index, "distance": _r(facelib.descriptor_distance(desc, c.descriptor)),
+                 "same_person": bool(facelib.descriptor_distance(desc, c.descriptor) <= threshold)}
+                for c in candidates
+            ]
+            try:
+                choice = references.choose_reference(desc, pose, candidates, identity_threshold=threshold, rejections=rejections)
+                ranking, best, error = choice.ranking, choice.candidate, None
+            except NoReferenceError as e:  # every candidate rejected; the error carries the verdicts
+                ranking, best, error = getattr(e, "ranking", []), None, str(e)
+            entry["references"] = [
+                {"path": str(c.path), "face": c.index, "usable": score is not None, "chosen": c is best,
+                 "score": _r(score) if score is not None else None, "distance": _r(d), "why": why}
+                for c, score, d, why in ranking
+            ] + [{"path": str(r.path), "face": r.face_index, "usable": False, "chosen": False, "score": None,
+                  "distance": None, "why": r.reason} for r in rejections]
+            if error:
+                entry["no_reference"] = error
+        out_faces.append(entry)
+    timings["faces"] = time.perf_counter() - t
+
+    return {
+        "photo": str(photo),
+        "size": list(image.size),
+        "detector": detector,
+        "eye_state": {
+            "method": "classifier" if classifier is not None else "ear",
+            "classifier": None if classifier is None else {
+                "weights": classifier.source, "sha256": classifier.sha256, "threshold": classifier.threshold},
+            "ear_threshold": eyes.CLOSED_EAR_THRESHOLD,
+        },
+        "identity_threshold": threshold,
+        "masks_from": geometry_source,
+        "faces": out_faces,
+        "references": [_reference_entry(c) for c in candidates]
+        + [{"path": str(r.path), "face": r.face_index, "usable": False, "why": r.reason} for r in rejections],
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def draw_inspection(rgb: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """A copy of the photo with each face's box (green: open, red: closed), its eye masks
+    (yellow), and a label: index, state, P(closed) or EAR, and the detector."""
+    import cv2
+
+    out = np.ascontiguousarray(rgb.copy())
+    h, w = out.shape[:2]
+    thick = max(1, round(max(h, w) / 500))
+    scale = max(0.4, max(h, w) / 1200)
+    for f in info["faces"]:
+        closed = f["eye_state"] == "closed"
+        colour = (230, 40, 40) if closed else (40, 200, 60)
+        x0, y0, x1, y1 = f["box"]
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), colour, thick)
+        for bx0, by0, bx1, by1 in f["mask_boxes"]:
+            cv2.rectangle(out, (int(round(bx0)), int(round(by0))), (int(round(bx1)), int(round(by1))), (250, 220, 0), max(1, thick // 2))
+        e = f["eyes"]
+        score = f"P {e['p_closed']:.2f}" if e.get("p_closed") is not None else f"EAR {max(e['left'], e['right']):.2f}"
+        label = f"{f['index']} {f['eye_state']} {score} {f['detector']}"
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        ty = y0 - 4 if y0 - th - base - 4 >= 0 else min(h - 1, y1 + th + 4)
+        cv2.rectangle(out, (x0, ty - th - base), (min(w - 1, x0 + tw + 4), ty + base), (0, 0, 0), -1)
+        cv2.putText(out, label, (x0 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
+    return out

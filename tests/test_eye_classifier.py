@@ -1,0 +1,147 @@
+"""The eye-state classifier: the shipped weights on real faces, strict loading, the EAR fallback.
+
+The photos are the real ones in tests/data. Which split each is in (eye_classifier.split_of):
+Colin Powell is a held-out test person for the classifier; Hugo Chavez and Serena Williams are
+training persons (Chavez's closed photo is one of the reviewed LFW closed faces it was trained
+on), and the four CEW crops are in its training split too. The held-out figures are the
+benchmark's (benchmarks/eye_state.py, docs/eye_state.md); these tests pin the behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exgan_cli import eye_classifier, eyes, faces
+from exgan_cli.errors import WeightsError
+from exgan_cli.images import load_image
+
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, POWELL, SERENA
+
+SHIPPED = Path(__file__).resolve().parents[1] / "weights" / eye_classifier.FOLDER
+
+
+def central(path: Path):
+    img = load_image(path)
+    face = faces.central_face(faces.detect_faces(img.pixels, detector="auto"), img.size)
+    assert face is not None, path
+    return img, face
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    assert (SHIPPED / eye_classifier.MODEL_FILE).is_file(), "weights/eye-state is part of the repository"
+    return eye_classifier.load_classifier(SHIPPED)
+
+
+def test_shipped_weights_load_strictly_and_are_small(shipped):
+    assert (SHIPPED / eye_classifier.CARD_FILE).read_text().startswith("---\n")
+    assert (SHIPPED / eye_classifier.MODEL_FILE).stat().st_size < 2_000_000
+    cfg = json.loads((SHIPPED / eye_classifier.CONFIG_FILE).read_text())
+    assert cfg["format"] == eye_classifier.FORMAT and 0 < cfg["threshold"] < 1
+    assert shipped.threshold == cfg["threshold"] and len(shipped.sha256) == 64
+
+
+@pytest.mark.parametrize("path", CLOSED_CROPS, ids=lambda p: p.name)
+def test_closed_crops_are_closed(path, shipped):
+    img, face = central(path)
+    state = eyes.assess(img.pixels, face)
+    assert state.method == "classifier" and state.closed, state
+    assert state.p_closed >= shipped.threshold
+
+
+@pytest.mark.parametrize("path", [*CHAVEZ_OPEN, *POWELL, *SERENA], ids=lambda p: p.name)
+def test_open_lfw_faces_are_open(path):
+    img, face = central(path)
+    state = eyes.assess(img.pixels, face)
+    assert state.method == "classifier" and not state.closed, state
+    # both scores are reported: the EAR rule agrees on these clearly open faces
+    assert not state.ear_closed and state.to_dict()["p_closed"] < 0.5
+
+
+def test_a_real_blink_in_a_news_photo_is_closed():
+    img, face = central(CHAVEZ_CLOSED)
+    state = eyes.assess(img.pixels, face)
+    assert state.closed and state.ear_closed
+    assert "P(closed)" in state.describe() and "EAR" in state.describe()
+
+
+def test_probability_is_deterministic_and_batch_equals_single(shipped):
+    img, face = central(POWELL[0])
+    p1 = shipped.probability(img.pixels, face.landmarks)
+    p2 = shipped.probability(img.pixels, face.landmarks)
+    band = eye_classifier.band_from_photo(img.pixels, face.landmarks, shipped.align, shipped.cfg)
+    assert band.shape == (shipped.cfg.height, shipped.cfg.width) and band.dtype == np.float32
+    assert abs(float(band.mean())) < 1e-4
+    both = shipped.probabilities(np.stack([band, band]))
+    assert p1 == p2 and np.allclose(both, p1, atol=1e-6)
+
+
+def test_without_weights_eye_state_falls_back_to_ear(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXGAN_WEIGHTS_DIR", str(tmp_path))  # no eye-state folder there
+    assert eye_classifier.default_classifier() is None
+    img, face = central(CHAVEZ_CLOSED)
+    state = eyes.assess(img.pixels, face)
+    assert state.method == "ear" and state.p_closed is None and state.closed == state.ear_closed
+    assert state == eyes.eye_state(face.landmarks)
+
+
+def _copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "eye-state"
+    shutil.copytree(SHIPPED, folder)
+    return folder
+
+
+def test_broken_weights_are_a_weights_error_not_a_fallback(tmp_path, monkeypatch):
+    folder = _copy(tmp_path)
+    (folder / eye_classifier.MODEL_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(WeightsError, match="cannot read"):
+        eye_classifier.load_classifier(folder)
+    monkeypatch.setenv("EXGAN_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(WeightsError):
+        eye_classifier.default_classifier()
+
+
+def test_loading_is_strict(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy(tmp_path)
+    cfg_path = folder / eye_classifier.CONFIG_FILE
+    cfg = json.loads(cfg_path.read_text())
+
+    cfg_path.write_text(json.dumps({**cfg, "format": "exgan-1"}))
+    with pytest.raises(WeightsError, match="not an exgan-eye-state-1 config"):
+        eye_classifier.load_classifier(folder)
+    cfg_path.write_text(json.dumps({**cfg, "model": {**cfg["model"], "channels": [8, 8, 8, 8]}}))
+    with pytest.raises(WeightsError, match="wrong shape"):
+        eye_classifier.load_classifier(folder)
+    cfg_path.write_text(json.dumps({**cfg, "extra": 1}))
+    with pytest.raises(WeightsError, match="unknown keys"):
+        eye_classifier.load_classifier(folder)
+    cfg_path.write_text(json.dumps(cfg))
+
+    tensors = load_file(str(folder / eye_classifier.MODEL_FILE))
+    save_file({**tensors, "other.x": tensors[next(iter(tensors))]}, str(folder / eye_classifier.MODEL_FILE))
+    with pytest.raises(WeightsError, match="unexpected tensors"):
+        eye_classifier.load_classifier(folder)
+    missing = dict(tensors)
+    missing.pop(sorted(missing)[0])
+    save_file(missing, str(folder / eye_classifier.MODEL_FILE))
+    with pytest.raises(WeightsError, match="lacks 1 tensors"):
+        eye_classifier.load_classifier(folder)
+    (folder / eye_classifier.MODEL_FILE).unlink()
+    with pytest.raises(WeightsError, match="missing"):
+        eye_classifier.load_classifier(folder)
+
+
+def test_splits_are_fixed_by_name():
+    assert eye_classifier.split_of("Colin_Powell") == "test"
+    assert eye_classifier.split_of("Hugo_Chavez") == "train"
+    counts = {s: 0 for s in ("train", "val", "test")}
+    for i in range(2000):
+        counts[eye_classifier.split_of(f"name_{i}")] += 1
+    assert 0.17 < counts["test"] / 2000 < 0.23 and 0.08 < counts["val"] / 2000 < 0.12

@@ -1,0 +1,123 @@
+"""The self-check of every retouch (selfcheck.py, pipeline.retouch), on a real closed-eyed photo.
+
+A generator that gives back the input unchanged must never count as a retouch: the eyes are
+still closed, every reference is tried, the face is left pixel for pixel as it was, the status
+is "failed self-check" with the reasons, and open-eyes writes nothing and exits 10. A generator
+that gives back the reference's own (open) eyes on the second try passes with that reference.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from exgan_cli import errors, pipeline, selfcheck
+from exgan_cli.cli import app
+from exgan_cli.images import load_image
+from exgan_cli.references import load_candidates
+from exgan_cli.weights import load_pretrained
+
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN
+
+REFS = CHAVEZ_OPEN[:2]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model):
+    return load_pretrained(tiny_model, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def candidates():
+    cands, rejections = load_candidates(REFS)
+    assert len(cands) == 2 and not rejections
+    return cands
+
+
+@pytest.fixture()
+def returns_input(monkeypatch):
+    """The generator gives back its input crop: the closed eyes, unchanged."""
+    calls = []
+
+    def fake(model, crops, masks, refs, ref_masks):
+        calls.append(len(crops))
+        return crops.astype(np.float32)
+
+    monkeypatch.setattr(pipeline, "inpaint_crops", fake)
+    return calls
+
+
+def test_a_model_that_returns_its_input_fails_and_leaves_the_face_untouched(model, candidates, returns_input):
+    rgb = load_image(CHAVEZ_CLOSED).pixels
+    before = rgb.copy()
+    result = pipeline.retouch(rgb, candidates, model)
+    face = result.faces[0]
+    assert face.eyes_before["closed"] and face.status == "failed self-check"
+    assert result.retouched == [] and result.failed_check == [face]
+    assert np.array_equal(result.pixels, before) and np.array_equal(rgb, before)
+    assert returns_input == [1, 1]  # the first reference, then the next best one
+    check = face.to_dict()["self_check"]
+    assert check["enabled"] and not check["passed"]
+    assert sorted(Path(a["reference"]["path"]).name for a in check["attempts"]) == sorted(p.name for p in REFS)
+    for a in check["attempts"]:
+        assert not a["passed"] and a["eyes_after"]["closed"]
+        assert any(r.startswith("eyes not open") for r in a["reasons"])
+    assert "eyes not open" in face.message and face.reference is None and face.mask_boxes == []
+
+
+def test_next_reference_is_tried_and_kept_when_it_passes(model, candidates, monkeypatch):
+    """First try: the closed eyes come back. Second: the reference's own aligned face comes back
+    (open eyes of the same person), which passes and is kept."""
+    calls = []
+
+    def fake(model_, crops, masks, refs, ref_masks):
+        calls.append(len(crops))
+        return (crops if len(calls) == 1 else refs).astype(np.float32)
+
+    monkeypatch.setattr(pipeline, "inpaint_crops", fake)
+    rgb = load_image(CHAVEZ_CLOSED).pixels
+    result = pipeline.retouch(rgb, candidates, model)
+    face = result.faces[0]
+    assert face.status == "retouched", face.message
+    attempts = face.self_check["attempts"]
+    assert len(attempts) == 2 and not attempts[0]["passed"] and attempts[1]["passed"]
+    assert face.reference["path"] == attempts[1]["reference"]["path"] != attempts[0]["reference"]["path"]
+    assert face.eyes_after == attempts[1]["eyes_after"] and not face.eyes_after["closed"]
+    assert face.identity_after <= attempts[1]["identity_limit"]
+    assert not np.array_equal(result.pixels, rgb)
+
+
+def test_self_check_off_keeps_the_unchecked_result(model, candidates, returns_input):
+    rgb = load_image(CHAVEZ_CLOSED).pixels
+    options = pipeline.RetouchOptions(self_check=selfcheck.SelfCheckConfig(enabled=False))
+    face = pipeline.retouch(rgb, candidates, model, options).faces[0]
+    assert face.status == "retouched" and returns_input == [1]
+    assert face.self_check == {"enabled": False, "passed": False, "attempts": face.self_check["attempts"]}
+    assert face.eyes_after["closed"]  # reported, not hidden
+
+
+def test_open_eyes_writes_nothing_and_exits_10(tmp_path, tiny_model, returns_input):
+    src = tmp_path / "chavez.png"
+    Image.open(CHAVEZ_CLOSED).save(src)
+    out, report = tmp_path / "out.png", tmp_path / "r.json"
+    args = ["open-eyes", str(src), "--weights", str(tiny_model), "-o", str(out), "--report", str(report)]
+    for r in REFS:
+        args += ["--ref", str(r)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == errors.EXIT_SELF_CHECK == 10, res.output
+    assert "self-check" in res.output and "nothing written" in res.output
+    assert not out.exists() and not report.exists()
+    assert list(tmp_path.iterdir()) == [src]  # no temporary files left either
+
+
+def test_identity_limit():
+    assert selfcheck.identity_limit(0.30, 0.6) == 0.6  # within the same-person threshold
+    assert selfcheck.identity_limit(0.58, 0.6) == pytest.approx(0.68)  # near the cut: a margin
+    assert selfcheck.identity_limit(0.80, 0.6, margin=0.05) == pytest.approx(0.85)  # --any-identity
+    assert selfcheck.identity_limit(float("nan"), 0.6) == 0.6
