@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import sys
 import tempfile
@@ -126,16 +127,14 @@ def oracle_generator():
         pipeline.inpaint_crops = real
 
 
-def eye_window(rgb: np.ndarray, landmarks: np.ndarray, pad: float = 0.35) -> np.ndarray:
-    """Full-resolution crop around both eye boxes."""
+def eye_window(rgb: np.ndarray, landmarks: np.ndarray, eye: int = 0, pad: float = 0.45) -> np.ndarray:
+    """Full-resolution crop around one eye box (0: the image's left eye), ``pad`` box heights wider."""
     from exgan_cli.geometry import eye_boxes
 
-    boxes = eye_boxes(landmarks)
-    h = float(np.mean([b[3] - b[1] for b in boxes]))
-    x0 = int(max(0, min(b[0] for b in boxes) - pad * h))
-    y0 = int(max(0, min(b[1] for b in boxes) - pad * h))
-    x1 = int(min(rgb.shape[1], max(b[2] for b in boxes) + pad * h))
-    y1 = int(min(rgb.shape[0], max(b[3] for b in boxes) + pad * h))
+    x0, y0, x1, y1 = eye_boxes(landmarks)[eye]
+    h = y1 - y0
+    x0, y0 = int(max(0, x0 - pad * h)), int(max(0, y0 - pad * h))
+    x1, y1 = int(min(rgb.shape[1], x1 + pad * h)), int(min(rgb.shape[0], y1 + pad * h))
     return rgb[y0:y1, x0:x1]
 
 
@@ -156,8 +155,8 @@ def main() -> None:
     ap.add_argument("--weights", default=None, help="model folder when weights/exgan-reference-128 is missing")
     ap.add_argument("--oracle", action="store_true", help="also run with the oracle generator (target's own crop)")
     ap.add_argument("--grid", type=Path, default=None, help="write a before | plain | new grid (JPEG) here")
-    ap.add_argument("--grid-pairs", default="img4.jpg:img1.jpg,img7.jpg:img2.jpg,img11.jpg:img5.jpg",
-                    help="target:reference pairs shown in the grid (oracle rows too with --oracle)")
+    ap.add_argument("--grid-pairs", default="img4.jpg:img7.jpg,img7.jpg:img2.jpg,img2.jpg:img6.jpg",
+                    help="target:reference pairs shown in the grid, one eye each (oracle rows too with --oracle)")
     args = ap.parse_args()
 
     import cv2
@@ -176,7 +175,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="exgan-sharpness-"))
     model, described = load_model(args.weights, tmp)
     print(f"generator: {described}")
-    print(f"torch threads: {torch.get_num_threads()}")
+    print(f"torch threads: {torch.get_num_threads()}, CPU cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}")
 
     photos, cands = {}, {}
     for n in names:
@@ -228,8 +227,8 @@ def main() -> None:
                 rn = sharpness_ratio(res[True].pixels, face.landmarks)
                 ip = res[False].faces[idx].identity_after
                 inew = res[True].faces[idx].identity_after
-                rows.append({"target": t, "ref": r, "width": width, "real": r_real, "plain": rp, "new": rn, "id_plain": ip, "id_new": inew, "ms": added})
                 ref_w = facelib.face_width(cands[r][0].face)
+                rows.append({"target": t, "ref": r, "width": width, "ref_width": ref_w, "real": r_real, "plain": rp, "new": rn, "id_plain": ip, "id_new": inew, "ms": added})
                 print(f"{t:<10}{width:6.0f}{r_real:8.2f}{r:>12}{ref_w:9.0f}{rp:9.2f}{rn:8.2f}{ip if ip is not None else float('nan'):10.3f}{inew if inew is not None else float('nan'):8.3f}{added:7.0f}")
                 if (t, r) in grid_pairs:
                     panels = [eye_window(x, face.landmarks) for x in (img, res[False].pixels, res[True].pixels)]
@@ -242,6 +241,12 @@ def main() -> None:
         print("  " + summary("R new (detail)", [x["new"] for x in rows]))
         inside = sum(REAL_RANGE[0] <= x["new"] <= REAL_RANGE[1] for x in rows)
         print(f"  R new within the real range {REAL_RANGE}: {inside}/{len(rows)}")
+        half = [x for x in rows if x["ref_width"] >= 0.5 * x["width"]]
+        if half:
+            inside = sum(REAL_RANGE[0] <= x["new"] <= REAL_RANGE[1] for x in half)
+            print(f"    with a reference face at least half the target's width: {inside}/{len(half)}"
+                  f" (min R {min(x['new'] for x in half):.2f}); smaller references:"
+                  f" {sum(REAL_RANGE[0] <= x['new'] <= REAL_RANGE[1] for x in rows if x not in half)}/{len(rows) - len(half)}")
         ids = [(x["id_plain"], x["id_new"]) for x in rows if x["id_plain"] is not None and x["id_new"] is not None]
         if ids:
             p, n = np.array(ids).T
@@ -250,7 +255,8 @@ def main() -> None:
             ms = [x["ms"] for x in rows]
             big = [x["ms"] for x in rows if x["width"] >= 500]
             print(f"  time added per face (paste stage, median of {TIMING_RUNS} runs each): median {statistics.median(ms):.0f} ms, max {max(ms):.0f} ms"
-                  + (f"; faces >= 500 px: median {statistics.median(big):.0f} ms" if big else ""))
+                  + (f"; faces >= 500 px: median {statistics.median(big):.0f} ms" if big else "")
+                  + f" (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
     if args.grid and grid_rows:
         write_grid(args.grid, grid_rows)
@@ -258,10 +264,10 @@ def main() -> None:
 
 
 def write_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], width: int = 1500) -> None:
-    """Rows of before | plain | new at full resolution (each row cut to ``width`` px wide).
+    """Rows of before | plain | new at full resolution (each row at most ``width`` px wide).
 
-    A row whose three panels would be wider than ``width`` shows the centre of each panel
-    (pixels are never scaled: the point is the full-resolution detail).
+    A panel wider than a third of ``width`` shows its centre (the eye): pixels are never
+    scaled, the point is the full-resolution detail.
     """
     import cv2
     from PIL import Image

@@ -24,11 +24,12 @@ content is rebuilt at the target photo's full resolution from three frequency ba
     detail and nothing softens where the paste ends.
 
 The reference's eye is not the generator's: gaze and lids differ. Two safeguards against
-ghost contours, both measured in the band the generator renders: DIS optical flow moves the
-reference's eye onto the generator's when they look alike (``flow_*``), and the reference's
-mid band is kept only where its local structure agrees with the generator's (SSIM's
-contrast-structure term); where the generator's eye has no structure at all (an untrained
-model, ``blank_contrast``) nothing is gated.
+ghost contours, both measured in the band the generator renders: the reference's eye is moved
+onto the generator's when they look alike (optical flow reduced to a similarity,
+``register_*``), and the reference's structure is kept only where it agrees locally with the
+generator's (SSIM's contrast-structure term); where it does not, its fine-band energy stays as
+texture. A generator eye with no structure at all (an untrained model, ``blank_contrast``)
+has nothing to conflict with, and nothing is gated.
 
 The exemplar idea carried to full resolution: the reference is real, high-resolution evidence
 of this person's eyes, and the generator only has to be right at 128 px. docs/detail.md has
@@ -65,10 +66,11 @@ class DetailConfig:
     max_gain: float = 3.0  # clipped to this range (a blurred reference is not amplified into noise: grain)
     max_scale_change: float = 0.2  # per-eye refinement may change the global scale by at most this fraction
     max_rotation: float = 10.0  # ... and the rotation by at most this many degrees (else: translation only)
-    flow: bool = True  # register the reference's eye onto the generator's (optical flow on the low band)
-    flow_max: float = 0.25  # largest displacement of that registration, in eye widths
-    flow_min_corr: float = 0.4  # ... and only if the two eyes already correlate this much (they look alike)
-    flow_min_gain: float = 0.05  # keep the registration only if it raises the low-band correlation this much
+    register: bool = True  # move the reference's eye onto the generator's (optical flow -> similarity, low band)
+    register_max: float = 0.25  # largest move of that registration, in eye widths
+    register_min_corr: float = 0.4  # ... only if the two eyes already correlate this much (they look alike)
+    register_min_gain: float = 0.05  # ... and only if it raises that correlation this much
+    fine_floor: float = 0.75  # the finest band keeps at least this weight where the structures disagree
     blank_contrast: float = 0.3  # generator eye contrast / reference's below which G's eye counts as blank (no gating)
     seed: int = 0  # grain is deterministic: the same photo gives the same result
 
@@ -170,21 +172,17 @@ def eye_matrices(
     return out
 
 
-def _warp_from(
-    src: np.ndarray, dst_to_src: np.ndarray, size: tuple[int, int], flow: np.ndarray | None = None
-) -> np.ndarray:
-    """Sample ``src`` at ``dst_to_src @ (p + flow(p))`` for every pixel p of a (w, h) image.
+def _warp_from(src: np.ndarray, dst_to_src: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Sample ``src`` at ``dst_to_src @ p`` for every pixel p of a (w, h) = ``size`` image.
 
     Only the source region that is sampled is touched; when the source is finer than the
-    destination it is first reduced to the destination's scale with area
-    averaging (no aliasing). ``flow`` (h, w, 2), in destination pixels, is an optional per-pixel displacement.
+    destination it is first reduced to the destination's scale with area averaging (no
+    aliasing). Float32 result, bicubic.
     """
     import cv2
 
     w, h = size
-    reach = 0.0 if flow is None else float(np.abs(flow).max())
-    box = np.array([[-reach, -reach], [w + reach, -reach], [-reach, h + reach], [w + reach, h + reach]])
-    corners = transform_points(box, dst_to_src)
+    corners = transform_points(np.array([[0, 0], [w, 0], [0, h], [w, h]], dtype=np.float64), dst_to_src)
     H, W = src.shape[:2]
     pad = 3
     x0 = int(max(0, np.floor(corners[:, 0].min()) - pad))
@@ -194,8 +192,7 @@ def _warp_from(
     if x1 - x0 < 2 or y1 - y0 < 2:  # the region is outside the reference photo
         return np.zeros((h, w) + src.shape[2:], dtype=np.float32)
     region = src[y0:y1, x0:x1]
-    m = _as3(dst_to_src.astype(np.float64))
-    m = _translate(-x0, -y0) @ m
+    m = _translate(-x0, -y0) @ _as3(dst_to_src.astype(np.float64))
     factor = matrix_scale(m[:2])  # source pixels per destination pixel
     if factor > 1.05:  # reduce to the destination's scale first (area averaging: no aliasing)
         rh, rw = region.shape[:2]
@@ -204,14 +201,9 @@ def _warp_from(
         # pixel centres: x_new + 0.5 = (x_old + 0.5) * nw / rw
         sx, sy = nw / rw, nh / rh
         m = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]]) @ m
-    region = region.astype(np.float32)
-    if flow is None:
-        return cv2.warpAffine(region, m[:2], (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    qx, qy = gx + flow[..., 0], gy + flow[..., 1]
-    mx = (m[0, 0] * qx + m[0, 1] * qy + m[0, 2]).astype(np.float32)
-    my = (m[1, 0] * qx + m[1, 1] * qy + m[1, 2]).astype(np.float32)
-    return cv2.remap(region, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(
+        region.astype(np.float32), m[:2], (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
+    )
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -255,22 +247,24 @@ def _match(
     width: float,
     sigma: float,
     cfg: DetailConfig,
-) -> tuple[np.ndarray | None, np.ndarray, float, float]:
+) -> tuple[np.ndarray, np.ndarray, float, float]:
     """How the reference's eye lines up with the generator's, in the band both render.
 
     Both are compared blurred by ``sigma`` (the generator's band) on a grid where the eye is
     ~48 px wide, on luminance normalised inside the eye region. Returns:
 
-    - a dense displacement (h, w, 2) that moves the reference's eye onto the generator's: DIS
-      optical flow (Kroeger et al. 2016), smoothed, capped at ``flow_max`` eye widths and
-      faded out at the region's edge. It is kept only if the two eyes already correlate
-      (``flow_min_corr``) and it raises that correlation by ``flow_min_gain``; otherwise None
-      (an untrained generator's eye does not look like the reference's: nothing to register);
+    - ``sub_to_ref``, refined: DIS optical flow (Kroeger et al. 2016) from the generator's eye
+      to the reference's, reduced to the similarity that fits it best (a rigid move: a
+      non-rigid warp would smear sharp things like catchlights into streaks). It is used only
+      if the two eyes already correlate (``register_min_corr``: an untrained generator's eye
+      does not look like the reference's), stays within ``register_max`` eye widths and the
+      per-eye scale/rotation limits, and raises the correlation by ``register_min_gain``;
     - an agreement map (h, w) in [0, 1]: SSIM's contrast-structure term over a window of 0.1
       eye widths. It is ~1 where both show the same edge or both are flat, and ~0 where one
-      has an edge the other lacks (a reference iris where the generator put skin): there the
-      reference's mid-band structure would draw a ghost contour, so the caller drops it;
-    - the correlation before and after the displacement.
+      has an edge the other lacks (the reference's iris where the generator put the white of
+      the eye): there the reference's structure would draw a ghost contour. A generator eye
+      with almost no contrast (``blank_contrast``) has nothing to conflict with: all 1;
+    - the correlation before and after the refinement.
     """
     import cv2
 
@@ -281,33 +275,38 @@ def _match(
     grid_to_sub = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1.0]])
     g = cv2.resize(luminance(generated_low), (gw, gh), interpolation=cv2.INTER_AREA)
     r = luminance(_warp_from(exemplar.pixels, (_as3(sub_to_ref) @ grid_to_sub)[:2], (gw, gh)))
-    s = max(sigma / f, 0.5)
-    r = cv2.GaussianBlur(r, (0, 0), s)
+    r = cv2.GaussianBlur(r, (0, 0), max(sigma / f, 0.5))
     reg = cv2.resize(region, (gw, gh), interpolation=cv2.INTER_AREA)
     sel = reg > 0.5
     if sel.sum() < 50:
-        return None, np.ones((h, w), dtype=np.float32), 0.0, 0.0
+        return sub_to_ref, np.ones((h, w), dtype=np.float32), 0.0, 0.0
     contrast = float(g[sel].std()) / max(float(r[sel].std()), 1e-3)
     g = (g - g[sel].mean()) / max(float(g[sel].std()), 1e-3)
     r = (r - r[sel].mean()) / max(float(r[sel].std()), 1e-3)
-    gx, gy = np.meshgrid(np.arange(gw, dtype=np.float32), np.arange(gh, dtype=np.float32))
     before = after = _ncc(g, r, sel)
-    flow = None
-    if cfg.flow and before >= cfg.flow_min_corr:
+    if cfg.register and before >= cfg.register_min_corr:
         to8 = lambda a: np.clip(128.0 + 40.0 * a, 0, 255).astype(np.uint8)  # noqa: E731
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        flow = dis.calc(to8(g), to8(r), None)
-        flow = cv2.GaussianBlur(flow, (0, 0), max(0.15 * width / f, 0.5))
-        cap = cfg.flow_max * width / f
-        mag = np.sqrt((flow**2).sum(-1, keepdims=True))
-        flow *= np.minimum(1.0, cap / np.maximum(mag, 1e-6))
-        flow *= np.clip(cv2.GaussianBlur(reg, (0, 0), max(0.1 * width / f, 0.5)), 0.0, 1.0)[..., None]
-        moved = cv2.remap(r, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        after = _ncc(g, moved, sel)
-        if after - before < cfg.flow_min_gain:
-            flow = None
-        else:
-            r = moved
+        flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(to8(g), to8(r), None)
+        ys, xs = np.nonzero(sel)
+        step = max(1, len(xs) // 500)
+        src = np.stack([xs, ys], 1)[::step].astype(np.float64)
+        sim = similarity_transform(src, src + flow[ys, xs][::step])  # grid p -> where r is sampled
+        centre = src.mean(0)
+        shift = float(np.linalg.norm(transform_points(centre[None], sim)[0] - centre)) * f
+        angle = abs(np.degrees(np.arctan2(sim[1, 0], sim[0, 0])))
+        if (
+            shift <= cfg.register_max * width
+            and abs(matrix_scale(sim) - 1.0) <= cfg.max_scale_change
+            and angle <= cfg.max_rotation
+        ):
+            moved = cv2.warpAffine(r, sim, (gw, gh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+            after = _ncc(g, moved, sel)
+            if after - before >= cfg.register_min_gain:
+                r = moved
+                sub_sim = grid_to_sub @ _as3(sim) @ np.linalg.inv(grid_to_sub)
+                sub_to_ref = (_as3(sub_to_ref) @ sub_sim)[:2]
+            else:
+                after = before
     # SSIM's contrast-structure term, local.
     win = max(0.1 * width / f, 1.0)
     blur = lambda a: cv2.GaussianBlur(a, (0, 0), win)  # noqa: E731
@@ -315,20 +314,35 @@ def _match(
     vg, vr, cov = blur(g * g) - mg * mg, blur(r * r) - mr * mr, blur(g * r) - mg * mr
     c = 0.05
     agree = np.clip((2 * cov + c) / (np.maximum(vg, 0) + np.maximum(vr, 0) + c), 0.0, 1.0)
-    # A generator eye with (almost) no contrast has no structure to conflict with.
     lo = cfg.blank_contrast
     informative = float(_smoothstep(np.array(contrast), 0.5 * lo, 1.5 * lo))
     agree = 1.0 - informative * (1.0 - agree)
-    agree = cv2.resize(agree, (w, h), interpolation=cv2.INTER_LINEAR)
-    if flow is not None:
-        flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-        flow[..., 0] *= fx
-        flow[..., 1] *= fy
-    return flow, agree, before, after
+    return sub_to_ref, cv2.resize(agree, (w, h), interpolation=cv2.INTER_LINEAR), before, after
 
 
 # ---------------------------------------------------------------------------------------
 # Rendering
+
+
+def _lowpass(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian low-pass of ``a`` with ``sigma`` pixels (reflected border).
+
+    Wide kernels (a 1,500 px face: sigma ~15 px) run on an area-reduced copy and come back
+    with linear interpolation, the three blurs' variances adding up to sigma^2: the same
+    band split at a fraction of the cost.
+    """
+    import cv2
+
+    if sigma <= 4.0:
+        return cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    h, w = a.shape[:2]
+    k = sigma / 2.0
+    sw, sh = max(2, int(np.ceil(w / k))), max(2, int(np.ceil(h / k)))
+    kx, ky = w / sw, h / sh
+    small = cv2.resize(a, (sw, sh), interpolation=cv2.INTER_AREA)  # box of kx: variance kx^2/12
+    rest = np.sqrt(max(sigma * sigma - kx * kx / 12.0 - kx * kx / 6.0, 0.25)) / kx  # linear up: kx^2/6
+    small = cv2.GaussianBlur(small, (0, 0), rest, borderType=cv2.BORDER_REFLECT)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def render_detail(
@@ -347,7 +361,7 @@ def render_detail(
     (float32 (h, w, 3)). Its low band is kept; the high band comes from the exemplar inside
     the eyes and from ``photo`` around them (see the module's doc). With no exemplar the
     eyes get the target's grain only. The caller blends the result with its alpha.
-    ``info``, when given, receives what was measured (gain, registration) for reports.
+    ``info``, when given, receives what was measured (gains, registration) for reports.
     """
     import cv2
 
@@ -356,28 +370,21 @@ def render_detail(
     crop_px = 1.0 / max(matrix_scale(target_matrix), 1e-9)  # photo pixels per crop pixel
     sigma = max(cfg.split * crop_px, 0.5)
 
-    def low(a: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-
     def fine(a: np.ndarray) -> np.ndarray:
         return a - cv2.GaussianBlur(a, (0, 0), cfg.grain_sigma, borderType=cv2.BORDER_REFLECT)
 
     target = photo[y0:y1, x0:x1].astype(np.float32)
-    base = low(np.asarray(generated, dtype=np.float32))
-    own = target - low(target)  # the target's own detail
+    base = _lowpass(np.asarray(generated, dtype=np.float32), sigma)
+    own = target - _lowpass(target, sigma)  # the target's own detail
+    out = base + own  # around the eyes: the generator's low band with the photo's own detail
 
+    # Per eye: its region (soft), the distance to it, and the reference's detail around it.
     lm = np.asarray(target_landmarks, dtype=np.float64) - (x0, y0)  # ROI coordinates
     mats = eye_matrices(target_landmarks, target_matrix, exemplar, cfg) if exemplar is not None else [None, None]
-    weight = np.zeros((h, w), dtype=np.float32)
-    nearest = np.full((h, w), np.inf, dtype=np.float32)  # distance to the nearest eye region
-    ref_detail = np.zeros_like(target)
-    has_ref = np.zeros((h, w), dtype=bool)
-    agreement = np.ones((h, w), dtype=np.float32)
-    widths, registered = [], []
+    eyes = []
     for eye, m in zip((LEFT_EYE, RIGHT_EYE), mats):
         pts = [lm[eye]]
         width = float(np.linalg.norm(lm[eye][3] - lm[eye][0]))
-        widths.append(width)
         roi_to_ref = None
         if m is not None:
             roi_to_ref = (_as3(m) @ _translate(x0, y0))[:2]
@@ -390,31 +397,54 @@ def render_detail(
         sx1, sy1 = min(w, int(allp[:, 0].max() + margin) + 1), min(h, int(allp[:, 1].max() + margin) + 1)
         if sx1 - sx0 < 4 or sy1 - sy0 < 4:
             continue
-        sw, sh = sx1 - sx0, sy1 - sy0
-        outline = np.full((sh, sw), 255, dtype=np.uint8)
+        outline = np.full((sy1 - sy0, sx1 - sx0), 255, dtype=np.uint8)
         for p in pts:
             cv2.fillPoly(outline, [np.round((p - (sx0, sy0)) * 16).astype(np.int32)], 0, lineType=cv2.LINE_8, shift=4)
         dist = cv2.distanceTransform(outline, cv2.DIST_L2, 5)
-        region = 1.0 - _smoothstep(dist, grow - 2 * soft, grow + 2 * soft)
-        view = (slice(sy0, sy1), slice(sx0, sx1))
+        eyes.append((width, roi_to_ref, (sx0, sy0, sx1, sy1), dist, 1.0 - _smoothstep(dist, grow - 2 * soft, grow + 2 * soft), reach))
+    if not eyes:
+        return out
+
+    # Everything below lives in the box around both eyes.
+    bx0, by0 = min(e[2][0] for e in eyes), min(e[2][1] for e in eyes)
+    bx1, by1 = max(e[2][2] for e in eyes), max(e[2][3] for e in eyes)
+    bw, bh = bx1 - bx0, by1 - by0
+    box = (slice(by0, by1), slice(bx0, bx1))
+    weight = np.zeros((bh, bw), dtype=np.float32)
+    nearest = np.full((bh, bw), np.inf, dtype=np.float32)  # distance to the nearest eye outline
+    ref_detail = np.zeros((bh, bw, 3), dtype=np.float32)
+    has_ref = np.zeros((bh, bw), dtype=bool)
+    agreement = np.ones((bh, bw), dtype=np.float32)
+    registered = []
+    for width, roi_to_ref, (sx0, sy0, sx1, sy1), dist, region, reach in eyes:
+        view = (slice(sy0 - by0, sy1 - by0), slice(sx0 - bx0, sx1 - bx0))
         weight[view] = np.maximum(weight[view], region)
         mine = dist < nearest[view]
         nearest[view] = np.where(mine, dist, nearest[view])
         if roi_to_ref is None:
             continue
         sub_to_ref = (_as3(roi_to_ref) @ _translate(sx0, sy0))[:2]
-        flow, agree, before, after = _match(base[view], exemplar, sub_to_ref, region, width, sigma, cfg)
-        registered.append({"correlation_before": round(before, 3), "correlation_after": round(after, 3), "flow": flow is not None})
-        ref = _warp_from(exemplar.pixels, sub_to_ref, (sw, sh), flow)
-        detail = ref - low(ref)
+        sub_to_ref, agree, before, after = _match(base[sy0:sy1, sx0:sx1], exemplar, sub_to_ref, region, width, sigma, cfg)
+        inside = region > 0.5
+        registered.append(
+            {
+                "correlation_before": round(before, 3),
+                "correlation_after": round(after, 3),
+                "agreement": round(float(agree[inside].mean()) if inside.any() else 1.0, 3),
+            }
+        )
+        ref = _warp_from(exemplar.pixels, sub_to_ref, (sx1 - sx0, sy1 - sy0))
+        detail = ref - _lowpass(ref, sigma)
         ok = mine & (dist <= reach + 1)
         ref_detail[view][ok] = detail[ok]
         agreement[view][ok] = agree[ok]
         has_ref[view] |= ok
 
-    width = float(np.mean(widths))
-    outer = cfg.eye_grow * width + 2 * cfg.eye_soft * width
+    width = float(np.mean([e[0] for e in eyes]))
+    outer = (cfg.eye_grow + 2 * cfg.eye_soft) * width
     calib = (nearest > outer) & (nearest <= outer + cfg.calib_width * width)
+    own_box, target_box = own[box], target[box]
+    lum = np.array([0.299, 0.587, 0.114], dtype=np.float32)
     # The reference's detail, in two bands, each scaled so that on the skin around the eyes it
     # has the target's level: the band between the generator's and the finest (gain_mid), and
     # the finest (gain_fine, the one a smaller, upsampled reference lacks). Both are clipped to
@@ -426,28 +456,33 @@ def render_detail(
         ref_fine = fine(ref_detail)
         ref_mid = ref_detail - ref_fine
         if sel.sum() >= 50:
-            own_fine = fine(own)
-            g_mid = _robust_std(luminance(own - own_fine)[sel]) / max(_robust_std(luminance(ref_mid)[sel]), 1e-6)
-            g_fine = _robust_std(luminance(own_fine)[sel]) / max(_robust_std(luminance(ref_fine)[sel]), 1e-6)
+            own_fine = fine(own_box)[sel]
+            own_mid = own_box[sel] - own_fine
+            g_mid = _robust_std(own_mid @ lum) / max(_robust_std(ref_mid[sel] @ lum), 1e-6)
+            g_fine = _robust_std(own_fine @ lum) / max(_robust_std(ref_fine[sel] @ lum), 1e-6)
             gains = (float(np.clip(g_mid, cfg.min_gain, cfg.max_gain)), float(np.clip(g_fine, cfg.min_gain, cfg.max_gain)))
-            ref_fine_cov = np.cov((gains[1] * ref_fine)[sel].reshape(-1, 3).T)
-        # Mid-band structure only where it agrees with the generator's eye (no ghost contours).
-        ref_detail = gains[0] * agreement[..., None] * ref_mid + gains[1] * ref_fine
+            ref_fine_cov = np.cov((gains[1] * ref_fine[sel]).T)
+        # Structure only where it agrees with the generator's eye (no ghost contours). The
+        # finest band is gated less (``fine_floor``): it is texture more than contour, and
+        # without it a gated eye would be smoother than the skin around it.
+        a = agreement[..., None]
+        ref_detail = gains[0] * a * ref_mid + gains[1] * (cfg.fine_floor + (1.0 - cfg.fine_floor) * a) * ref_fine
 
-    # Grain for what the reference lacks in the finest band (all of it without a reference).
-    grain: np.ndarray | float = 0.0
+    # Grain for what the reference lacks in the finest band (all of it without a reference):
+    # band-limited like the finest band, with the skin's colour covariance.
     if calib.sum() >= 50:
-        target_fine_cov = np.cov(fine(target)[calib].reshape(-1, 3).T)
+        target_fine_cov = np.cov(fine(target_box)[calib].T)
         root = _psd_sqrt(target_fine_cov - ref_fine_cov).astype(np.float32)
-        rng = np.random.default_rng([cfg.seed, x0, y0])
-        noise = fine(rng.standard_normal((h, w, 3), dtype=np.float32))
+        rng = np.random.default_rng([cfg.seed, x0 + bx0, y0 + by0])
+        noise = fine(rng.standard_normal((bh, bw, 3), dtype=np.float32))
         noise /= max(float(noise.std()), 1e-6)
-        grain = noise @ root.T
+        ref_detail += noise @ root.T
     if info is not None:
         info.update({"gain_mid": round(gains[0], 3), "gain_fine": round(gains[1], 3), "registration": registered})
 
     w3 = weight[..., None]
-    return base + (1.0 - w3) * own + w3 * (ref_detail + grain)
+    out[box] += w3 * (ref_detail - own_box)
+    return out
 
 
 @dataclass(eq=False)

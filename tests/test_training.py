@@ -73,11 +73,13 @@ def test_config_round_trip_and_errors():
 
 
 def test_recipes_in_train_folder_are_valid():
-    recipes = sorted((Path(__file__).parent.parent / "train").glob("*.json"))
-    assert recipes, "train/*.json recipes"
-    for path in recipes:
-        cfg = TrainConfig.from_dict(json.loads(path.read_text()))
-        assert cfg.model.resolution % 32 == 0
+    # recipes are the train/*.json files with a "model" (the folder holds other JSON too)
+    docs = {p: json.loads(p.read_text()) for p in sorted((Path(__file__).parent.parent / "train").glob("*.json"))}
+    recipes = {p: d for p, d in docs.items() if isinstance(d, dict) and "model" in d}
+    assert {p.name for p in recipes} >= {"cpu-reference-128.json", "reference-128.json", "code-128.json", "none-128.json"}
+    for path, d in recipes.items():
+        cfg = TrainConfig.from_dict(d)
+        assert cfg.model.resolution == 128 and path.name.startswith(("cpu-" + cfg.model.mode, cfg.model.mode)), path
 
 
 # ---- data: usable faces, pairs, mirroring, masks -------------------------------------------
@@ -296,8 +298,8 @@ def test_masked_l1_falls_when_overfitting_real_faces(tmp_path):
         shutil.copytree(person, data / person.name)
     cache = prepare_dataset(data, tmp_path / "c.npz", AlignConfig(resolution=32), workers=1)
     cfg = TrainConfig(
-        cache=str(cache), out=str(tmp_path / "run"), model=ModelConfig(mode="reference", **{**TINY, "base_channels": 16}),
-        batch_size=8, steps=300, lr=1e-3, d_lr=1e-3, val_fraction=0.0, min_ear=0.0, flip=False, ema_decay=0.9,
+        cache=str(cache), out=str(tmp_path / "run"), model=ModelConfig(mode="reference", **TINY),
+        batch_size=8, steps=200, lr=1e-3, d_lr=1e-3, val_fraction=0.0, min_ear=0.0, flip=False, ema_decay=0.9,
         mask=MaskConfig(jitter_center=0.0, jitter_scale=0.0), log_every=50, eval_every=0, sample_every=0,
         checkpoint_every=0, threads=1,
     )
@@ -314,6 +316,7 @@ def test_masked_l1_falls_when_overfitting_real_faces(tmp_path):
 
     after = training.evaluate_l1(load_pretrained(model).generator, None, "reference", ds, pairs, cfg.mask, torch.device("cpu"))
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    print(f"masked L1 of the 10 faces: {before:.3f} before, {after:.3f} after 200 steps")
     assert after < 0.5 * before, (before, after)
     assert log[-1]["l1"] < 0.6 * log[0]["l1"], (log[0]["l1"], log[-1]["l1"])
 
