@@ -94,8 +94,9 @@ def eye_state(landmarks: np.ndarray, threshold: float = CLOSED_EAR_THRESHOLD) ->
 
 def assess(rgb: np.ndarray, face: Any, threshold: float = CLOSED_EAR_THRESHOLD) -> EyeState:
     """Eye state of one face of a photo (RGB uint8): the classifier's verdict when its weights
-    are present (eye_classifier.default_classifier), with the EARs measured as well; the EAR
-    rule alone otherwise. ``face``: a faces.Face, or its (68, 2) landmarks."""
+    are present (eye_classifier.default_classifier: P(closed) >= its threshold, or both EARs
+    below its ``ear_below``), with the EARs measured as well; the EAR rule alone otherwise.
+    ``face``: a faces.Face, or its (68, 2) landmarks."""
     from .eye_classifier import default_classifier
 
     landmarks = getattr(face, "landmarks", face)
@@ -104,4 +105,4 @@ def assess(rgb: np.ndarray, face: Any, threshold: float = CLOSED_EAR_THRESHOLD) 
     if classifier is None:
         return state
     p = classifier.probability(rgb, landmarks, (state.left, state.right))
-    return replace(state, closed=p >= classifier.threshold, p_closed=p, method="classifier")
+    return replace(state, closed=classifier.decide(p, state.score), p_closed=p, method="classifier")

@@ -11,11 +11,12 @@ Usable faces are open-eyed (not `closed`, and both eye aspect ratios at least `m
 squints are out too); persons with fewer than two usable faces are dropped. Whole persons are
 held out for validation (dataset.split_persons). A training pair is drawn as: a target face
 uniformly among the usable training faces, then a reference uniformly among the *other*
-usable faces of its person. That visits every ordered pair of the paper's Cartesian product,
-but a person weighs in proportion to their photos, not their photos squared, so LFW's George
-W. Bush (530 photos) is 7% of the targets rather than 60% of the pairs. The target's eye
-boxes jitter (geometry.eye_boxes with an rng); the reference's mask is the deterministic one
-that inference uses. A pair may be mirrored (image, landmarks with left/right swapped).
+usable faces of its person. That visits every ordered pair of the paper's Cartesian
+product, but a person weighs in proportion to their photos, not their photos squared: LFW's
+George W. Bush (459 usable training faces) is 7.5% of the targets rather than 64% of the
+pairs. The target's eye boxes jitter (geometry.eye_boxes with an rng); the reference's mask is
+the deterministic one that inference uses. A pair may be mirrored (image, landmarks with
+left/right swapped).
 
 Run folder (`cfg.out`):
 
@@ -48,10 +49,10 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class TrainConfig:
     mask: MaskConfig = field(default_factory=MaskConfig)  # eye boxes and their training jitter
     batch_size: int = 16  # faces per step and per process (the global batch is this x world size)
     steps: int = 50_000  # G steps in all (a resumed run continues up to this count)
-    minutes: float = 0.0  # also stop, with a checkpoint, after this many minutes of training; 0: no limit
+    minutes: float = 0.0  # also stop, with a checkpoint, once the run has trained this many minutes in all (across resumes); 0: no limit
     lr: float = 1e-4  # Adam learning rate of G (and, in code mode, of C and its decoder)
     d_lr: float = 1e-4  # Adam learning rate of D
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas of both optimizers (beta1 0.5 as usual for GANs)
@@ -590,7 +591,8 @@ def hardware_description(device: "torch.device") -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return f"{cpu} ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"{cpu} ({n} CPU thread{'s' if n != 1 else ''})"
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -643,6 +645,7 @@ def data_summary(ds: FaceDataset, cfg: TrainConfig) -> dict:
     usable = usable_faces(ds, cfg.min_ear)
     tr, va = split_faces(ds, cfg.min_ear, cfg.val_fraction, cfg.seed)
     return {
+        "data_dir": ds.meta.get("data_dir"),
         "photos": int(ds.meta.get("photos_seen", len(ds))),
         "faces": len(ds),
         "persons": int(len(np.unique(ds.person))),
@@ -862,7 +865,7 @@ def train(
                 meta = {
                     "step": step, "images_seen": images_seen, "wall_time": wall, "val_l1": val_l1,
                     "world_size": world, "rng": rng, "commands": commands, "hardware": hardware,
-                    "data": summary, "cache": str(cache), "torch": torch.__version__,
+                    "data": summary, "cache": str(Path(cache).resolve()), "torch": torch.__version__,
                 }
                 save_checkpoint(run_dir, modules, optimizers, meta)
 
@@ -1035,11 +1038,12 @@ def model_card(cfg: TrainConfig, meta: dict, commands: list[str], extra: str = "
         cmd_lines,
         "```",
         "",
-        f"- data: `{cfg.data or meta.get('cache', '?')}`: {data.get('photos', '?')} photos, "
+        f"- data: `{cfg.data or data.get('data_dir') or '?'}` (aligned-face cache `{meta.get('cache', '?')}`): "
+        f"{data.get('photos', '?')} photos, "
         f"{data.get('faces', '?')} faces found, {data.get('closed', '?')} closed and {data.get('squinting', '?')} "
         f"squinting (min EAR {cfg.min_ear}) left out; {data.get('train_faces', '?')} training faces of "
         f"{data.get('train_persons', '?')} persons",
-        f"- validation: {data.get('val_persons', '?')} persons held out ({data.get('val_faces', '?')} faces); "
+        f"- validation: {data.get('val_persons', '?')} person(s) held out ({data.get('val_faces', '?')} faces); "
         f"masked L1 of the EMA generator on {'up to ' + str(cfg.val_max) if cfg.val_max else 'all'} pairs, "
         f"deterministic eye masks: {val_txt}",
         f"- steps: {meta.get('step')} at batch {cfg.batch_size} x {meta.get('world_size', 1)} process(es); "

@@ -28,7 +28,7 @@ def synthetic_landmarks(resolution: int, dx: float = 0.0, dy: float = 0.0, ear: 
     lm[31:36] = np.stack([np.linspace(t[2, 0] - 0.06 * r, t[2, 0] + 0.06 * r, 5), np.full(5, t[2, 1] + 0.02 * r)], 1)
     w = 0.15 * r
     h = ear * w / 2
-    for centre, first, outer_left in ((t[0], 36, True), (t[1], 42, False)):
+    for centre, first in ((t[0], 36), (t[1], 42)):
         cx, cy = centre
         pts = [(cx - w / 2, cy), (cx - w / 6, cy - h), (cx + w / 6, cy - h), (cx + w / 2, cy), (cx + w / 6, cy + h), (cx - w / 6, cy + h)]
         lm[first : first + 6] = pts

@@ -279,7 +279,7 @@ def test_export_loads_back_as_the_runs_ema_generator(tmp_path, cache, mode):
     assert torch.equal(expect, got)
     card = (folder / "README.md").read_text()
     for text in ("exgan train --test", "exgan export --test", "steps: 3", "images seen: 12", "wall time", "hardware",
-                 "1 persons held out", "masked L1", "Extra words."):
+                 "1 person(s) held out", "masked L1", "Extra words."):
         assert text in card, text
     training_info = json.loads((folder / "config.json").read_text())["training"]
     assert training_info["steps"] == 3 and training_info["val_l1"] is not None

@@ -111,7 +111,7 @@ def train(
     n_blocks: Optional[int] = typer.Option(None, "--n-blocks", help="Dilated residual blocks in G (default: 4)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per step and process (default: 16)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Total steps (a resumed run continues to this) (default: 50000)."),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop (with a checkpoint) after this many minutes (default: no limit)."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop (with a checkpoint) once the run has trained this many minutes in all, resumes included (default: no limit)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate of G (default: 1e-4)."),
     ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="EMA of G's weights per step (default: 0.999)."),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps between log.jsonl lines (default: 50)."),
