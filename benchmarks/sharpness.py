@@ -155,6 +155,7 @@ def main() -> None:
     ap.add_argument("--weights", default=None, help="model folder when weights/exgan-reference-128 is missing")
     ap.add_argument("--oracle", action="store_true", help="also run with the oracle generator (target's own crop)")
     ap.add_argument("--grid", type=Path, default=None, help="write a before | plain | new grid (JPEG) here")
+    ap.add_argument("--only-grid", action="store_true", help="run only the --grid-pairs (quick: just the picture)")
     ap.add_argument("--grid-pairs", default="img4.jpg:img7.jpg,img7.jpg:img2.jpg,img2.jpg:img6.jpg",
                     help="target:reference pairs shown in the grid, one eye each (oracle rows too with --oracle)")
     args = ap.parse_args()
@@ -191,9 +192,9 @@ def main() -> None:
     for n, (img, found, face) in photos.items():
         print(f"  {n}: {img.shape[1]}x{img.shape[0]}, face {facelib.face_width(face):.0f} px, R real {sharpness_ratio(img, face.landmarks):.2f}")
 
-    modes = [("random" if "RANDOM" in described else "model", None)]
+    modes = [("random G" if "RANDOM" in described else "model", None)]
     if args.oracle:
-        modes.append(("oracle", oracle_generator))
+        modes.append(("oracle G (target's own 128 px crop)", oracle_generator))
     grid_pairs = [tuple(p.split(":")) for p in args.grid_pairs.split(",") if p]
     grid_rows: list[tuple[str, np.ndarray]] = []
     for mode, ctx in modes:
@@ -207,7 +208,7 @@ def main() -> None:
             r_real = sharpness_ratio(img, face.landmarks)
             idx = found.index(face)
             for r in photos:
-                if r == t or not cands.get(r):
+                if r == t or not cands.get(r) or (args.only_grid and (t, r) not in grid_pairs):
                     continue
                 res = {}
                 for detail in (False, True):
@@ -232,7 +233,7 @@ def main() -> None:
                 print(f"{t:<10}{width:6.0f}{r_real:8.2f}{r:>12}{ref_w:9.0f}{rp:9.2f}{rn:8.2f}{ip if ip is not None else float('nan'):10.3f}{inew if inew is not None else float('nan'):8.3f}{added:7.0f}")
                 if (t, r) in grid_pairs:
                     panels = [eye_window(x, face.landmarks) for x in (img, res[False].pixels, res[True].pixels)]
-                    grid_rows.append((f"{mode}: {t} <- {r}", panels))
+                    grid_rows.append((grid_pairs.index((t, r)), len(grid_rows), f"{t} <- ref {r}, {mode}", panels))
         # Per target, the real R once; per pair, the results.
         reals = {row["target"]: row["real"] for row in rows}
         print(f"\nsummary ({mode} generator, {len(rows)} target/reference pairs, {len(reals)} targets):")
@@ -259,7 +260,9 @@ def main() -> None:
                   + f" (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
     if args.grid and grid_rows:
-        write_grid(args.grid, grid_rows)
+        # pair by pair, the oracle row (what a good generator gets) first
+        grid_rows.sort(key=lambda g: (g[0], -g[1]))
+        write_grid(args.grid, [(label, panels) for _, _, label, panels in grid_rows])
         print(f"\ngrid: {args.grid} ({args.grid.stat().st_size / 1024:.0f} KB)")
 
 
@@ -274,8 +277,8 @@ def write_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], width: int 
 
     gap = 6
     lines = []
+    each = min((width - 2 * gap) // 3, max(p.shape[1] for _, panels in rows for p in panels))
     for label, panels in rows:
-        each = (width - 2 * gap) // 3
         cut = []
         for p in panels:
             if p.shape[1] > each:
@@ -286,9 +289,10 @@ def write_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], width: int 
         cut = [np.pad(c, ((0, h - c.shape[0]), (0, 0), (0, 0)), constant_values=255) for c in cut]
         bar = np.full((h, gap, 3), 255, np.uint8)
         row = np.hstack([cut[0], bar, cut[1], bar, cut[2]])
-        head = np.full((26, row.shape[1], 3), 255, np.uint8)
-        for i, name in enumerate(("before", "plain paste", "new (detail)")):
-            cv2.putText(head, f"{name}  [{label}]" if i == 0 else name, (i * (each + gap) + 4, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        head = np.full((44, row.shape[1], 3), 255, np.uint8)
+        cv2.putText(head, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (70, 70, 70), 1, cv2.LINE_AA)
+        for i, name in enumerate(("before (real eyes)", "plain paste", "new (detail)")):
+            cv2.putText(head, name, (i * (each + gap) + 4, 37), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         lines += [head, row, np.full((gap, row.shape[1], 3), 255, np.uint8)]
     full = np.vstack(lines)
     quality = 90

@@ -99,9 +99,9 @@ def paste_back(
     """Blend ``crop`` (res, res, 3) into a copy of ``photo`` with ``alpha`` (res, res).
 
     ``matrix`` maps photo coordinates to crop coordinates (the alignment). With ``detail``
-    the content blended in is ``detail.render`` of the upsampled crop (its low band, with
-    full-resolution high frequencies) instead of the upsampled crop itself; the alpha and
-    the pixels it leaves alone are the same. Returns the new photo and the photo box that
+    (and a face big enough for it to apply) the content blended in is ``detail.render`` of the
+    upsampled crop (its low band, with full-resolution high frequencies) instead of the
+    upsampled crop itself; the alpha and the pixels it leaves alone are the same. Returns the new photo and the photo box that
     was touched (None if nothing was).
     """
     import cv2
@@ -126,7 +126,7 @@ def paste_back(
     to_roi = invert(matrix)
     to_roi[:, 2] -= (x0, y0)
     size = (x1 - x0, y1 - y0)
-    if detail is None:
+    if detail is None or not detail.applies(matrix):
         warped = cv2.warpAffine(crop.astype(np.float32), to_roi, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     else:
         # The detail filters need context around the ROI: render on a padded box, keep the ROI.

@@ -57,6 +57,8 @@ from .geometry import (
 
 @dataclass(frozen=True)
 class DetailConfig:
+    min_upscale: float = 1.5  # photo pixels per crop pixel from which detail is added (face ~130 px wide);
+    # a smaller face's crop is about as fine as the photo, and the plain paste lacks nothing
     split: float = 0.75  # Gaussian sigma, in crop pixels, below which the generator is kept
     grain_sigma: float = 1.0  # Gaussian sigma, in photo pixels: the finest band, where grain is matched
     eye_grow: float = 0.3  # the eye region taking the reference's detail: eye outline grown by this, in eye widths
@@ -493,6 +495,10 @@ class DetailSource:
     exemplar: Exemplar | None  # the reference face; None: the photo's own detail and grain only
     cfg: DetailConfig = DetailConfig()
     info: dict = field(default_factory=dict)  # filled by render: gain, registration
+
+    def applies(self, matrix: np.ndarray) -> bool:
+        """Whether the face is big enough for the crop to lack detail (``min_upscale``)."""
+        return 1.0 / max(matrix_scale(matrix), 1e-9) >= self.cfg.min_upscale
 
     def context(self, matrix: np.ndarray) -> int:
         """Pixels of photo around the paste region the filters need to see."""

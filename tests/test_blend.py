@@ -122,3 +122,19 @@ def test_config_defaults_and_dict():
     assert cfg.detail is True and isinstance(cfg.detail_cfg, DetailConfig)
     d = cfg.to_dict()
     assert d["detail"] is True and d["detail_cfg"]["split"] == DetailConfig().split
+
+
+def test_detail_leaves_small_faces_to_the_plain_paste():
+    """A face whose 128 px crop is about as fine as the photo (LFW's ~100 px faces) lacks no
+    detail: the paste is exactly the plain one."""
+    photo, _, _ = _photo(size=200)
+    lm = synthetic_landmarks(RES) * 1.2 + 20.0  # ~1.2 photo pixels per crop pixel
+    matrix = geometry.align_matrix(lm)
+    boxes = geometry.eye_boxes(geometry.transform_points(lm, matrix))
+    alpha = feather_alpha(boxes, RES)
+    crop = np.full((RES, RES, 3), 90.0, dtype=np.float32)
+    source = DetailSource(lm, Exemplar(photo, lm, matrix))
+    assert not source.applies(matrix)
+    plain, _ = paste_back(photo, crop, alpha, matrix)
+    new, _ = paste_back(photo, crop, alpha, matrix, source)
+    assert np.array_equal(plain, new)

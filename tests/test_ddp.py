@@ -23,7 +23,12 @@ def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         pytest.skip("torchrun is not installed")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "exgan_cli", *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    # --standalone picks a free port and then binds it: on a shared machine another process can
+    # take it in between; that is the machine's race, not training's, so try once more
+    if p.returncode and any(s in p.stderr for s in ("Address already in use", "EADDRINUSE", "DistNetworkError")):
+        p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    return p
 
 
 def test_two_cpu_processes_train_and_resume(tmp_path):
