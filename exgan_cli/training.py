@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import inspect
+import io
 import json
 import os
 import platform
@@ -59,6 +60,7 @@ import numpy as np
 from .dataset import FaceDataset, default_cache_path, load_dataset, prepare_dataset, split_persons
 from .errors import DataError, ExganError, OutputError, WeightsError
 from .geometry import AlignConfig, MaskConfig, boxes_to_mask, eye_boxes
+from .images import atomic_write_bytes
 from .model.config import ModelConfig
 
 if TYPE_CHECKING:
@@ -514,20 +516,10 @@ def _optimizer_from_flat(opt, tensors: dict, meta: dict, prefix: str) -> None:
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_checkpoint(run_dir: Path, modules: dict, optimizers: dict, meta: dict) -> None:
     """checkpoint.safetensors (module tensors under "<name>.", optimizer tensors under
     "<opt>.state.<param>.<key>") and checkpoint.json (meta + optimizer hyper-parameters)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors, opt_meta = {}, {}
     for name, m in modules.items():
@@ -539,11 +531,8 @@ def save_checkpoint(run_dir: Path, modules: dict, optimizers: dict, meta: dict) 
         opt_meta[name] = rest
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {**meta, "format": RUN_FORMAT, "optimizers": opt_meta, "modules": [k for k, m in modules.items() if m is not None]}
-    _atomic_write_bytes(
-        run_dir / CHECKPOINT_TENSORS,
-        lambda p: save_file(tensors, str(p), metadata={"format": "pt", "step": str(meta["step"])}),
-    )
-    _atomic_write_bytes(run_dir / CHECKPOINT_META, lambda p: p.write_text(json.dumps(meta) + "\n", encoding="utf-8"))
+    atomic_write_bytes(run_dir / CHECKPOINT_TENSORS, save(tensors, metadata={"format": "pt", "step": str(meta["step"])}))
+    atomic_write_bytes(run_dir / CHECKPOINT_META, (json.dumps(meta) + "\n").encode("utf-8"))
 
 
 def read_checkpoint(run_dir: Path) -> tuple[dict, dict]:
@@ -669,7 +658,7 @@ def _trim_log(path: Path, step: int) -> None:
         path.unlink()
         return
     keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    _atomic_write_bytes(path, lambda p: p.write_text("".join(line + "\n" for line in keep), encoding="utf-8"))
+    atomic_write_bytes(path, "".join(line + "\n" for line in keep).encode("utf-8"))
 
 
 class _StopFlag:
@@ -777,7 +766,7 @@ def train(
                 raise OutputError(f"{run_dir}: already holds a run (continue it with --resume {run_dir}, or pick another --out)")
             (run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
             config = {"format": RUN_FORMAT, **cfg.to_dict(), "align": cfg.align.to_dict()}
-            _atomic_write_bytes(run_dir / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+            atomic_write_bytes(run_dir / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
             _trim_log(run_dir / LOG_FILE, int(resume_meta["step"]) if resume_meta is not None and (run_dir / CHECKPOINT_META).exists() else 0)
 
         # ---- networks and optimizers (same seed on every rank: identical initial weights) -----
@@ -880,7 +869,9 @@ def train(
 
                 grid = sample_grid(ema_g, ema_enc, mode, ds, show, cfg.mask, device)
                 path = run_dir / SAMPLES_DIR / f"step_{step:06d}.png"
-                _atomic_write_bytes(path, lambda p: Image.fromarray(grid).save(p, format="PNG"))
+                buf = io.BytesIO()
+                Image.fromarray(grid).save(buf, format="PNG")
+                atomic_write_bytes(path, buf.getvalue())
 
         # ---- the loop ----------------------------------------------------------------------
         stopped = "done"

@@ -121,7 +121,7 @@ def save_pretrained(
     into place in one step; in an existing folder each file is replaced by os.replace, so a
     reader never sees a half-written file.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     if model_cfg.mode == "code" and encoder is None:
         raise ValueError("a code-mode model needs its eye encoder saved with it")
@@ -145,7 +145,7 @@ def save_pretrained(
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 would otherwise become the folder's mode
     try:
-        save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        (tmp / MODEL_FILE).write_bytes(save(tensors, metadata={"format": "pt"}))  # umask permissions
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(card if card.endswith("\n") else card + "\n", encoding="utf-8")
         if not folder.exists():
