@@ -62,12 +62,12 @@ class DetailConfig:
     split: float = 0.75  # Gaussian sigma, in crop pixels, below which the generator is kept
     grain_sigma: float = 1.0  # Gaussian sigma, in photo pixels: the finest band, where grain is matched
     eye_grow: float = 0.3  # the eye region taking the reference's detail: eye outline grown by this, in eye widths
-    eye_soft: float = 0.08  # softness of that region's edge (Gaussian sigma), in eye widths
+    eye_soft: float = 0.08  # softness of that region's edge (a smoothstep over +-2 of these), in eye widths
     calib_width: float = 0.35  # skin band around the eye regions used to calibrate gain and grain, in eye widths
     min_gain: float = 0.33  # the reference's detail is scaled by skin(target) / skin(reference), per band,
     max_gain: float = 3.0  # clipped to this range (a blurred reference is not amplified into noise: grain)
-    max_scale_change: float = 0.2  # per-eye refinement may change the global scale by at most this fraction
-    max_rotation: float = 10.0  # ... and the rotation by at most this many degrees (else: translation only)
+    max_scale_change: float = 0.2  # per-eye corner fit and registration may change the scale by at most this
+    max_rotation: float = 10.0  # ... and the rotation by at most this many degrees (corner fit: else translation only)
     register: bool = True  # move the reference's eye onto the generator's (optical flow -> similarity, low band)
     register_max: float = 0.25  # largest move of that registration, in eye widths
     register_min_corr: float = 0.4  # ... only if the two eyes already correlate this much (they look alike)
