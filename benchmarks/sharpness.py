@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -85,7 +86,7 @@ def load_model(weights_arg: str | None, tmp: Path):
     )
     return weights.load_pretrained(folder), (
         f"NO TRAINED WEIGHTS (no {bundled}, no --weights): a RANDOMLY INITIALISED Generator "
-        f"(default ModelConfig, seed 0) saved in {folder}; its eyes are smooth mush"
+        f"(default ModelConfig, seed 0) saved with save_pretrained in a temporary folder; its eyes are smooth mush"
     )
 
 
@@ -175,6 +176,7 @@ def main() -> None:
     print(f"person of {args.person}: {', '.join(names)}")
     tmp = Path(tempfile.mkdtemp(prefix="exgan-sharpness-"))
     model, described = load_model(args.weights, tmp)
+    shutil.rmtree(tmp, ignore_errors=True)  # the model is in memory now
     print(f"generator: {described}")
     print(f"torch threads: {torch.get_num_threads()}, CPU cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}")
 
