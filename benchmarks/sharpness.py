@@ -238,7 +238,7 @@ def main() -> None:
                     grid_rows.append((grid_pairs.index((t, r)), len(grid_rows), f"{t} <- ref {r}, {mode}", panels))
         # Per target, the real R once; per pair, the results.
         reals = {row["target"]: row["real"] for row in rows}
-        print(f"\nsummary ({mode} generator, {len(rows)} target/reference pairs, {len(reals)} targets):")
+        print(f"\nsummary ({mode}, {len(rows)} target/reference pairs, {len(reals)} targets):")
         print("  " + summary("R real eyes", list(reals.values())))
         print("  " + summary("R plain paste", [x["plain"] for x in rows]))
         print("  " + summary("R new (detail)", [x["new"] for x in rows]))
