@@ -7,14 +7,17 @@ training never sees:
 Every photo goes through the library's own path, once, and both methods judge the same face:
 load_image -> detect_faces(detector="auto": HOG, then dlib's CNN when HOG finds nothing) ->
 the face nearest the centre (the labelled one) -> eyes.eye_state (EAR rule: both EARs < 0.21)
-and the classifier's P(closed) >= its threshold (weights/eye-state/config.json).
+and the classifier's decision (weights/eye-state/config.json: P(closed) >= its threshold, or
+both EARs below its ear_below), which is what eyes.assess returns.
 
 Printed per method: closed recall (of the detected closed faces, and of all closed files),
 open faces flagged closed (of the detected LFW faces), and the faces not detected (with HOG
 alone, and with auto). LFW is mostly open eyes but not only: some of its news photos catch a
-blink, a squint or a look down. ``--review FILE`` (default benchmarks/eye_state_review.json)
-lists the held-out LFW photos a person looked at and found not open; "flagged (reviewed)"
-leaves those out of the open faces, the raw "flagged" counts them as false alarms.
+blink, a squint or a look down. ``--review FILE`` (default train/lfw_eye_review.json) holds
+a person's labels of LFW faces (closed / open / unsure; see train/eye_state.md): "flagged
+(reviewed)" leaves the held-out faces labelled closed or unsure out of the open faces, the raw
+"flagged" counts every flag on LFW as a false alarm. The LFW faces labelled closed also give a
+second closed recall, on news photos rather than CEW crops.
 
     python benchmarks/eye_state.py [--data-root ../shared/data] [--jobs 2] [--scores out.json]
     python benchmarks/eye_state.py --calibrate [--n-open 1500 --seed 0]   # the EAR threshold sweep
@@ -46,7 +49,7 @@ from exgan_cli.errors import ExganError  # noqa: E402
 # then recall is maximised under the cap.
 MAX_OPEN_FLAGGED = 0.10
 THRESHOLDS = [round(0.10 + 0.01 * i, 2) for i in range(21)]  # 0.10 .. 0.30
-DEFAULT_REVIEW = Path(__file__).resolve().parent / "eye_state_review.json"
+DEFAULT_REVIEW = ROOT / "train" / "lfw_eye_review.json"
 
 
 def _init_worker() -> None:
@@ -103,9 +106,8 @@ def compare(root: Path, jobs: int, review_file: Path | None, scores: Path | None
     split = eye_classifier.split_of
     closed_paths = sorted(str(p) for p in (root / "closed_eyes").iterdir() if split(p.name) == "test")
     open_paths = sorted(str(p) for p in (root / "lfw").glob("*/*.jpg") if split(p.parent.name) == "test")
-    reviewed: dict[str, str] = {}
-    if review_file is not None and review_file.is_file():
-        reviewed = json.loads(review_file.read_text(encoding="utf-8"))["not_open"]
+    labels = eye_classifier.read_review(review_file) if review_file is not None else {}
+    reviewed = {f"lfw/{k}": v for k, v in labels.items() if v in ("closed", "unsure")}  # not clearly open
 
     t0 = time.time()
     closed = _run(closed_paths, "auto", jobs)
@@ -118,9 +120,11 @@ def compare(root: Path, jobs: int, review_file: Path | None, scores: Path | None
     c_det = [r for r in closed if r["detector"]]
     o_det = [r for r in opened if r["detector"]]
     o_rev = [r for r in o_det if rel(r["path"]) not in reviewed]
+    o_shut = [r for r in o_det if reviewed.get(rel(r["path"])) == "closed"]
     t_clf = clf.threshold
     methods = {
-        f"classifier (P >= {t_clf:.2f})": lambda r: r["p_closed"] >= t_clf,
+        f"classifier (P >= {t_clf:.2f} or EAR < {clf.ear_below:.2f})": lambda r: clf.decide(r["p_closed"], r["max_ear"]),
+        f"  its network alone (P >= {t_clf:.2f})": lambda r: r["p_closed"] >= t_clf,
         f"EAR rule (max EAR < {CLOSED_EAR_THRESHOLD:.2f})": lambda r: r["max_ear"] < CLOSED_EAR_THRESHOLD,
     }
     print(f"data: {root}; weights: {clf.source} (sha256 {clf.sha256[:12]})")
@@ -131,30 +135,35 @@ def compare(root: Path, jobs: int, review_file: Path | None, scores: Path | None
         cnn = sum(r["detector"] == "cnn" for r in rows)
         print(f"  {name:6s}: not detected with HOG alone {len(rows) - hog}, with auto (HOG, then CNN) {len(rows) - hog - cnn} "
               f"(the CNN found {cnn})")
-    print(f"  reviewed LFW photos judged not open ({review_file.name if review_file else '-'}): "
-          f"{sum(rel(r['path']) in reviewed for r in o_det)} of the detected")
+    print(f"  reviewed LFW faces ({review_file.name if review_file else '-'}) among the detected: "
+          f"{len(o_shut)} closed, {sum(reviewed.get(rel(r['path'])) == 'unsure' for r in o_det)} unsure (left out of "
+          f"'flagged (reviewed)'), {sum(labels.get(rel(r['path'])[4:]) == 'open' for r in o_det)} open")
     print()
-    print(f"{'method':34s} {'closed recall':>20s} {'(of all files)':>20s} {'open flagged':>20s} {'flagged (reviewed)':>20s}")
+    print(f"{'method':44s} {'closed recall':>16s} {'(of all files)':>16s} {'open flagged':>18s} {'flagged (reviewed)':>18s}"
+          f" {'LFW closed recall':>17s}")
     summary = {}
     for name, is_closed in methods.items():
         kc = sum(bool(is_closed(r)) for r in c_det)
         ko = sum(bool(is_closed(r)) for r in o_det)
         kr = sum(bool(is_closed(r)) for r in o_rev)
-        print(f"{name:34s} {_pct(kc, len(c_det)):>20s} {_pct(kc, len(closed)):>20s} {_pct(ko, len(o_det)):>20s} {_pct(kr, len(o_rev)):>20s}")
-        summary[name] = {"closed_recall": kc / max(1, len(c_det)), "closed_recall_all": kc / max(1, len(closed)),
-                         "open_flagged": ko / max(1, len(o_det)), "open_flagged_reviewed": kr / max(1, len(o_rev))}
+        ks = sum(bool(is_closed(r)) for r in o_shut)
+        print(f"{name:44s} {_pct(kc, len(c_det)):>16s} {_pct(kc, len(closed)):>16s} {_pct(ko, len(o_det)):>18s} "
+              f"{_pct(kr, len(o_rev)):>18s} {_pct(ks, len(o_shut)):>17s}")
+        summary[name.strip()] = {"closed_recall": kc / max(1, len(c_det)), "closed_recall_all": kc / max(1, len(closed)),
+                                 "open_flagged": ko / max(1, len(o_det)), "open_flagged_reviewed": kr / max(1, len(o_rev)),
+                                 "lfw_closed_recall": ks / max(1, len(o_shut))}
     print()
-    print("classifier at other thresholds (for reference; the shipped one was chosen on the validation split):")
-    pc = np.array([r["p_closed"] for r in c_det])
-    po = np.array([r["p_closed"] for r in o_det])
-    pr = np.array([r["p_closed"] for r in o_rev])
-    for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
-        print(f"  P >= {t:.1f}: closed recall {(pc >= t).mean():6.1%}, open flagged {(po >= t).mean():6.1%}, reviewed {(pr >= t).mean():6.1%}")
+    print(f"classifier at other thresholds, with EAR < {clf.ear_below:.2f} (for reference; the shipped one was chosen on the validation split):")
+    def share(rows: list[dict], t: float) -> float:
+        return float(np.mean([r["p_closed"] >= t or r["max_ear"] < clf.ear_below for r in rows])) if rows else float("nan")
+
+    for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
+        print(f"  P >= {t:.2f}: closed recall {share(c_det, t):6.1%}, open flagged {share(o_det, t):6.1%}, "
+              f"reviewed {share(o_rev, t):6.1%}, LFW closed {share(o_shut, t):6.1%}")
     if scores is not None:
         from exgan_cli.images import atomic_write_bytes
 
-        data = {"closed": closed, "open": opened, "summary": summary, "threshold": t_clf,
-                "not_open_reviewed": sorted(reviewed)}
+        data = {"closed": closed, "open": opened, "summary": summary, "threshold": t_clf, "ear_below": clf.ear_below}
         atomic_write_bytes(scores, json.dumps(data, indent=1).encode())
     return 0
 
@@ -206,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibrate", action="store_true", help="the EAR threshold sweep instead of the held-out comparison")
     ap.add_argument("--n-open", type=int, default=1500, help="--calibrate: LFW photos sampled as open-eyed faces")
     ap.add_argument("--seed", type=int, default=0, help="--calibrate: seed of the LFW sample")
-    ap.add_argument("--review", type=Path, default=DEFAULT_REVIEW, help="JSON {\"not_open\": {lfw path: why}} of reviewed LFW photos")
+    ap.add_argument("--review", type=Path, default=DEFAULT_REVIEW, help="reviewed LFW faces (train/lfw_eye_review.json)")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--scores", type=Path, default=None, help="write the per-photo scores to this JSON file")
     args = ap.parse_args(argv)

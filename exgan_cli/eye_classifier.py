@@ -283,6 +283,7 @@ def save_classifier(
     os.chmod(tmp, 0o755)
     try:
         save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        os.chmod(tmp / MODEL_FILE, 0o644)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(card if card.endswith("\n") else card + "\n", encoding="utf-8")
         if not folder.exists():
@@ -483,7 +484,8 @@ def load_eye_data(closed_cache: Path, lfw_cache: Path, open_min_ear: float = OPE
         "lfw_faces": len(lfw),
         "lfw_dropped_closed_or_squinting": int((~clean & ~shut).sum()),
         "open_min_ear": open_min_ear,
-        "lfw_reviewed": {k: int((verdict == k).sum()) for k in ("closed", "open", "unsure")},
+        # training and validation persons' labels (the review also covers test faces, for the benchmark)
+        "lfw_reviewed": {k: int(((verdict == k) & (l_split != "test")).sum()) for k in ("closed", "open", "unsure")},
     }
     for s in ("train", "val", "test"):
         counts[f"{s}_closed"] = int(((data.split == s) & data.closed).sum())
@@ -724,9 +726,10 @@ Architecture: {len(cfg.channels)} stages of 3x3 conv (no bias) + BatchNorm + ReL
 - Open: LFW faces of the aligned-face cache (`exgan train --prepare-only`), cleaned of LFW's own closed eyes: faces
   whose larger EAR is below {OPEN_MIN_MAX_EAR} are left out ({counts['lfw_dropped_closed_or_squinting']} of {counts['lfw_faces']}), except
   those a person reviewed as open. Squints stay in (as open).
-- Review (`train/lfw_eye_review.json`): every LFW face whose larger EAR is below {REVIEWED_BELOW}, looked at on a
-  contact sheet: {rev.get('closed', 0)} closed, {rev.get('open', 0)} open, {rev.get('unsure', 0)} unsure. It sets the EAR cut ({eb:.2f}: the largest
-  under which at least 60% of the reviewed training/validation faces are closed and at most 10% open).
+- Review (`train/lfw_eye_review.json`, train/eye_state.md): LFW faces looked at on contact sheets, every one
+  whose larger EAR is below {REVIEWED_BELOW} and, for the benchmark, more held-out test faces; of training and validation
+  persons: {rev.get('closed', 0)} closed, {rev.get('open', 0)} open, {rev.get('unsure', 0)} unsure. It sets the EAR cut ({eb:.2f}: the largest under which at least 60% of
+  the reviewed training/validation faces are closed and at most 10% open).
 - Splits fixed by sha256 of the name (CEW: file, LFW: person) modulo 100: < {TEST_PERCENT} test (never seen in
   training; `benchmarks/eye_state.py`), < {TEST_PERCENT + VAL_PERCENT} validation (best step, threshold), else training.
   Train: {counts['train_closed'] - counts.get('train_closed_lfw', 0)} CEW closed / {counts['train_open']} LFW open; validation: {counts['val_closed']} closed / {counts['val_open']} open.
@@ -752,6 +755,15 @@ neither class. The closed training faces are mostly young women; closed eyes of 
 cut. LFW and CEW are research data sets.
 """
     return front + text.strip() + "\n"
+
+
+def rewrite_card(folder: Path) -> Path:
+    """Write README.md again from the folder's config.json (the card text as training writes it)."""
+    config = json.loads((Path(folder) / CONFIG_FILE).read_text(encoding="utf-8"))
+    tr = config["training"]
+    text = eye_card(EyeNetConfig.from_dict(config["model"]), tr["data"], tr, float(config["threshold"]))
+    (Path(folder) / CARD_FILE).write_text(text, encoding="utf-8")
+    return Path(folder) / CARD_FILE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
