@@ -656,7 +656,7 @@ def train_classifier(cfg: EyeTrainConfig, log: Callable[[str], None] = print, co
             # the criterion: recall at the flagged cap, then a lower mean P(closed) on open faces
             key = recall - 5.0 * max(0.0, flagged - cfg.max_open_flagged) - 0.1 * float(p[~val.closed].mean())
             history.append({"step": step, "loss": round(float(loss.detach()), 4), "threshold": t, "val_recall": round(recall, 4), "val_flagged": round(flagged, 4)})
-            log(f"step {step}: loss {float(loss):.3f}, val closed recall {recall:.1%}, open flagged {flagged:.1%} at {t:.2f} ({time.time() - t0:.0f} s)")
+            log(f"step {step}: loss {float(loss.detach()):.3f}, val closed recall {recall:.1%}, open flagged {flagged:.1%} at {t:.2f} ({time.time() - t0:.0f} s)")
             if best is None or key > best[0]:
                 best = (key, step, {k: v.detach().clone() for k, v in net.state_dict().items()})
     assert best is not None

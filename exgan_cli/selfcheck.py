@@ -9,16 +9,19 @@ reference's. A face passes when
   - distance(result, reference) <= max(identity threshold, distance(original, reference) + IDENTITY_MARGIN).
 
 Why that tolerance: the reference was accepted because the original face is within the identity
-threshold (0.6, dlib's same-person cut) of it; in-painting the eyes may move the descriptor a
-little (new eyes, new eye region), and a result that is still within the threshold is the same
-person by the very rule that accepted the reference. Above the threshold (--any-identity, or a
-reference that was already near the cut), the result may be at most IDENTITY_MARGIN farther from
-the reference than the original face was: opening the eyes of a face changes its descriptor by
-0.02 to 0.08 on LFW, so a larger move means the model drew someone else's eyes.
+threshold (0.6, dlib's same-person cut) of it, and a result still within it is the same person by
+the very rule that accepted the reference. Above the threshold (--any-identity, or a reference near
+the cut), the result may be at most IDENTITY_MARGIN farther from the reference than the original
+was. Measured on the test photos (Chavez, Powell, Serena Williams; 7 target/reference pairs):
+pasting the reference's own aligned eyes moved the distance by -0.03 to +0.11; 0.15 lets that
+pass. The descriptor sees the whole face, so this is a guard against gross failures (a smeared or
+misplaced face), not a test of whose eyes they are: another person's eyes moved it by -0.01 to
++0.17 in the same experiment.
 
 A face that fails is retried with the next best reference (references.choose_reference with
 the failed ones excluded); when every usable reference fails, the face is left exactly as it
-was and reported as "failed self-check" with the reasons. Nothing unchecked is ever pasted.
+was and reported as "failed self-check" with the reasons. Nothing unchecked is ever pasted
+(unless the check is turned off: RetouchOptions.self_check, open-eyes --no-self-check).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 
 # How much farther from the reference's identity than the original face a result may move when
 # it is beyond the same-person threshold (see the module doc).
-IDENTITY_MARGIN = 0.10
+IDENTITY_MARGIN = 0.15
 
 
 @dataclass(frozen=True)

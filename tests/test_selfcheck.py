@@ -23,7 +23,7 @@ from exgan_cli.images import load_image
 from exgan_cli.references import load_candidates
 from exgan_cli.weights import load_pretrained
 
-from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, POWELL, SERENA
 
 REFS = CHAVEZ_OPEN[:2]
 
@@ -118,6 +118,22 @@ def test_open_eyes_writes_nothing_and_exits_10(tmp_path, tiny_model, returns_inp
 
 def test_identity_limit():
     assert selfcheck.identity_limit(0.30, 0.6) == 0.6  # within the same-person threshold
-    assert selfcheck.identity_limit(0.58, 0.6) == pytest.approx(0.68)  # near the cut: a margin
+    assert selfcheck.identity_limit(0.58, 0.6) == pytest.approx(0.73)  # near the cut: a margin
     assert selfcheck.identity_limit(0.80, 0.6, margin=0.05) == pytest.approx(0.85)  # --any-identity
     assert selfcheck.identity_limit(float("nan"), 0.6) == 0.6
+
+
+def test_a_face_of_someone_else_fails_on_identity():
+    """check_face on an open-eyed face judged against another person's descriptor."""
+    from exgan_cli import faces
+
+    powell = load_image(POWELL[0]).pixels
+    (face,) = faces.detect_faces(powell)
+    serena = load_image(SERENA[0]).pixels
+    (other,) = faces.detect_faces(serena)
+    check = selfcheck.check_face(powell, face, faces.face_descriptor(serena, other), 0.3, 0.6)
+    assert not check.passed and check.eyes is not None and not check.eyes.closed
+    assert check.identity > check.identity_limit == 0.6
+    assert check.reasons == [f"identity moved away from the reference (distance {check.identity:.2f} > 0.60)"]
+    same = selfcheck.check_face(powell, face, faces.face_descriptor(powell, face), 0.0, 0.6)
+    assert same.passed and same.reasons == [] and same.identity < 0.05
