@@ -26,10 +26,16 @@ unchanged under the same settings and unchanged source file. Originals are never
 
 Report. ``out_dir/report.jsonl``: one JSON object per line, appended and flushed as each
 photo finishes: a "run-start" line (person, settings), one "photo" line per photo (status
-retouched | unchanged | copied | skipped-existing | error, faces, which are the person,
+retouched | failed self-check | unchanged | copied | skipped-existing | error, faces, which are the person,
 references, distances, timings, error text) and a "run-end" line with the counts.
 
-Speed. Decoding, detection, landmarks, eye state and the identity of the faces that could
+Self-check. Every retouched face is checked like in `exgan open-eyes` (selfcheck.py: eyes open
+now, still the same person; else the next reference). A photo in which every face to retouch
+failed the check is not written (only copied byte for byte with ``copy_unchanged``) and is
+recorded as "failed self-check", with each face's reasons (FaceReport.self_check).
+
+Speed. Decoding, detection, landmarks, eye state (eyes.assess: the eye-state
+classifier, loaded once per worker process, or the EAR rule without its weights) and the identity of the faces that could
 be retouched run in ``workers`` processes (descriptors cost ~60-90 ms a face on CPU, so faces
 with open eyes are not identified unless ``identify_all`` or ``all_faces``); pixels come back
 only for photos with something to retouch. The model and the person's references are loaded
@@ -61,7 +67,7 @@ REPORT_NAME = "report.jsonl"  # in out_dir
 LOCK_NAME = ".exgan-batch.lock"  # in out_dir: one run at a time may write there
 # images.atomic_writer's temporary files: "." + final name + "." + 8 mkstemp characters + ".tmp"
 TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
-STATUSES = ("retouched", "unchanged", "copied", "skipped-existing", "error")
+STATUSES = ("retouched", "failed self-check", "unchanged", "copied", "skipped-existing", "error")
 WINDOW_PER_WORKER = 2  # photos in flight per worker process (bounds the decoded pixels held)
 
 
@@ -75,12 +81,14 @@ class BatchOptions:
     workers: Optional[int] = None  # processes decoding and detecting; None: CPU cores; 0: this process
     weights: Optional[str] = None  # model folder or Hub id; None: the bundled default
     device: str = "auto"  # where the generator runs: auto | cpu | cuda
-    detector: str = "hog"  # dlib face detector: hog | cnn
+    detector: str = "auto"  # dlib face detector: auto (HOG, then CNN when HOG finds none) | hog | cnn
     min_face: Optional[float] = None  # smallest face width (px) looked for; None: faces.MIN_FACE (40)
     identity_threshold: Optional[float] = None  # max identity distance; None: faces.SAME_PERSON_THRESHOLD
     identity_k: int = IDENTITY_K  # see the module docstring
     all_faces: bool = False  # retouch every face of the person, open-eyed ones too
     identify_all: bool = False  # measure the identity of every face (fuller report, slower)
+    self_check: bool = True  # check each retouched face (selfcheck.py); never write a failed one
+    detail: bool = True  # full-resolution detail for the new eyes (BlendConfig.detail)
 
 
 # ---------------------------------------------------------------------------------------
@@ -111,7 +119,7 @@ def identity_distance(descriptor: np.ndarray, samples: np.ndarray, k: int = IDEN
     return float(np.sort(d)[:k].mean())
 
 
-def load_person(folder: Path, detector: str = "hog", threshold: Optional[float] = None) -> Person:
+def load_person(folder: Path, detector: str = "auto", threshold: Optional[float] = None) -> Person:
     """The person shown in ``folder`` (not recursive): descriptors and reference candidates.
 
     DataError when the folder is missing or no photo in it holds exactly one face;
@@ -296,7 +304,7 @@ def analyse_photo(path: str, rel: str, matcher: Matcher) -> Analysis:
         out.timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
         out.faces = facelib.detect_faces(image.pixels, detector=matcher.detector, min_face=matcher.min_face)
-        out.eyes = [eyes.eye_state(f.landmarks) for f in out.faces]
+        out.eyes = [eyes.assess(image.pixels, f) for f in out.faces]  # the classifier, as in open-eyes
         out.timings["detect"] = time.perf_counter() - t
         t = time.perf_counter()
         for f, s in zip(out.faces, out.eyes):
@@ -325,6 +333,13 @@ def _init_worker() -> None:
         import cv2
 
         cv2.setNumThreads(1)  # the workers already use every core
+    with contextlib.suppress(Exception):
+        from .eye_classifier import default_folder
+
+        if default_folder().exists():  # eyes.assess runs the eye-state classifier here (torch)
+            import torch
+
+            torch.set_num_threads(1)
 
 
 def analyse_all(
@@ -400,6 +415,7 @@ class PhotoRecord:
     faces: list[dict] = field(default_factory=list)
     matched: list[int] = field(default_factory=list)  # faces that are the person
     retouched: list[int] = field(default_factory=list)
+    failed_check: list[int] = field(default_factory=list)  # faces in-painted but kept: failed the self-check
     references: list[str] = field(default_factory=list)  # reference photos used
     error: Optional[str] = None
     traceback: Optional[str] = None
@@ -417,6 +433,7 @@ class PhotoRecord:
             "faces": self.faces,
             "matched": self.matched,
             "retouched": self.retouched,
+            "failed_check": self.failed_check,
             "references": self.references,
             "error": self.error,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
@@ -456,9 +473,11 @@ class BatchSummary:
     faces_seen: int = 0  # in the photos analysed
     faces_matched: int = 0  # of which the person's
     faces_retouched: int = 0
+    faces_failed_check: int = 0  # in-painted, failed the self-check, left as they were
     analysed: int = 0  # photos decoded and searched in this run
     others: Counter = field(default_factory=Counter)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (relative path, error)
+    failed_check: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why): photos left as they were
     temp_removed: int = 0
     seconds: float = 0.0
     workers: int = 0
@@ -481,8 +500,10 @@ class BatchSummary:
             "faces_seen": self.faces_seen,
             "faces_matched": self.faces_matched,
             "faces_retouched": self.faces_retouched,
+            "faces_failed_check": self.faces_failed_check,
             "other_files": dict(self.others),
             "errors": [{"path": p, "error": e} for p, e in self.errors],
+            "failed_self_check": [{"path": p, "why": w} for p, w in self.failed_check],
             "temp_files_removed": self.temp_removed,
             "seconds": round(self.seconds, 3),
             "photos_per_second": round(self.photos_per_second, 3),
@@ -519,8 +540,16 @@ def _settings_key(person: Person, matcher: Matcher) -> str:
         "detector": matcher.detector,
         "min_face": matcher.min_face,
         "all_faces": matcher.all_faces,
+        "eye_state": _eye_state_key(),  # which classifier (or the EAR rule) judged the eyes
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _eye_state_key() -> str:
+    from .eye_classifier import default_classifier
+
+    classifier = default_classifier()
+    return "ear" if classifier is None else f"classifier:{classifier.sha256[:16]}:{classifier.threshold}:{classifier.ear_below}"
 
 
 def read_report(path: Path) -> dict[str, dict]:
@@ -583,7 +612,7 @@ def _torch_threads(n: Optional[int]) -> Iterator[None]:
 
 
 def _eyes(state) -> dict[str, Any]:
-    return {"left": round(float(state.left), 4), "right": round(float(state.right), 4), "closed": bool(state.closed)}
+    return state.to_dict()  # as the pipeline's FaceReport.eyes_before
 
 
 def _face_dicts(analysis: Analysis, threshold: float, result=None) -> list[dict]:
@@ -597,6 +626,7 @@ def _face_dicts(analysis: Analysis, threshold: float, result=None) -> list[dict]
             fd = {
                 "index": i, "box": [int(v) for v in f.box], "detector": f.detector, "message": "",
                 "eyes_before": _eyes(s), "eyes_after": None, "reference": None, "mask_boxes": [], "identity_after": None,
+                "self_check": None,
             }
             fd["status"] = "other person" if person is False else ("eyes open" if not s.closed else "not selected")
         fd["distance"] = d
@@ -627,7 +657,9 @@ def run_batch(
     single photos never raise: they are recorded and the run goes on.
     """
     from .faces import MIN_FACE, SAME_PERSON_THRESHOLD
+    from .blend import BlendConfig
     from .pipeline import RetouchOptions
+    from .selfcheck import SelfCheckConfig
     from .weights import load_pretrained, resolve_default, resolve_device
 
     t_start = time.perf_counter()
@@ -694,7 +726,8 @@ def run_batch(
                 "kind": "run-start", "time": _now(), "album": str(album), "out_dir": str(out_dir),
                 "person": person.to_dict(), "settings": settings, "threshold": threshold, "k": options.identity_k,
                 "detector": options.detector, "min_face": matcher.min_face, "all_faces": options.all_faces, "overwrite": options.overwrite,
-                "copy_unchanged": options.copy_unchanged, "weights": model.source, "workers": workers,
+                "copy_unchanged": options.copy_unchanged, "self_check": options.self_check, "detail": options.detail,
+                "weights": model.source, "workers": workers,
                 "photos": len(scan.photos), "to_analyse": len(queue), "other_files": dict(scan.others),
                 "temp_files_removed": summary.temp_removed,
             })
@@ -705,11 +738,15 @@ def run_batch(
                 summary.counts[rec.status] += 1
                 if rec.status == "error":
                     summary.errors.append((rec.path, rec.error or ""))
+                if rec.status == "failed self-check":
+                    why = "; ".join(f"face {f['index']}: {f.get('message', '')}" for f in rec.faces if f.get("status") == "failed self-check")
+                    summary.failed_check.append((rec.path, why))
                 if rec.analysed:
                     summary.analysed += 1
                     summary.faces_seen += len(rec.faces)
                     summary.faces_matched += len(rec.matched)
                     summary.faces_retouched += len(rec.retouched)
+                    summary.faces_failed_check += len(rec.failed_check)
                 report.write(rec.to_dict(settings))
                 if on_photo:
                     on_photo(rec)
@@ -720,7 +757,8 @@ def run_batch(
                 record(rec)
 
             base = RetouchOptions(
-                faces="all" if options.all_faces else "closed", identity_threshold=threshold, detector=options.detector
+                faces="all" if options.all_faces else "closed", identity_threshold=threshold, detector=options.detector,
+                blend=BlendConfig(detail=options.detail), self_check=SelfCheckConfig(enabled=options.self_check),
             )
             main_threads = max(1, default_workers() - workers) if workers > 0 else None
             with _torch_threads(main_threads), contextlib.closing(analyse_all(queue, matcher, workers)) as analyses:
@@ -775,7 +813,13 @@ def _finish(analysis: Analysis, album: Path, out_dir: Path, person: Person, mode
                 rec.timings[k] = rec.timings.get(k, 0.0) + v
         rec.faces = _face_dicts(analysis, threshold, result)
         rec.retouched = [f.index for f in result.retouched]
+        rec.failed_check = [f.index for f in result.failed_check]
         rec.references = sorted({f.reference["path"] for f in result.retouched if f.reference})
+        if not result.retouched:  # every face failed the self-check: the photo stays as it was
+            rec = _unchanged(album, out_dir, rec, options)
+            if rec.status != "error":
+                rec.status = "failed self-check"
+            return rec
         t = time.perf_counter()
         dst = out_dir / rel
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,10 @@ from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, POWELL
 runner = CliRunner()
 
 
-def run(*args: str):
-    return runner.invoke(app, ["open-eyes", *map(str, args)])
+def run(*args: str, self_check: bool = False):
+    """open-eyes; the self-check is off by default here because the tiny test model is random
+    (its eyes are not open, so the check would rightly refuse them): it has tests of its own."""
+    return runner.invoke(app, ["open-eyes", *map(str, args), *([] if self_check else ["--no-self-check"])])
 
 
 def sha(path: Path) -> str:
@@ -202,3 +204,20 @@ def test_bad_weights(photo, tmp_path, tiny_model):
 def test_face_index_out_of_range(photo, tiny_model):
     res = run(photo, "--ref", CHAVEZ_OPEN[0], "--weights", tiny_model, "--face", "3")
     assert res.exit_code == errors.EXIT_NO_FACE and "--face 3" in res.output
+
+
+def test_readme_main_command_with_the_bundled_weights(tmp_path, monkeypatch):
+    """The README's main job: the bundled example, the bundled (trained) weights, self-check on."""
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(tmp_path)
+    report = tmp_path / "report.json"
+    res = run(
+        root / "examples" / "hugo_chavez_closed.jpg", "--ref-dir", root / "examples" / "refs",
+        "-o", "example_open.jpg", "--compare", "example_compare.jpg", "--report", report, self_check=True,
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "example_open.jpg").is_file() and (tmp_path / "example_compare.jpg").is_file()
+    face = json.loads(report.read_text())["faces"][0]
+    assert face["status"] == "retouched"
+    assert "exgan-reference-128" in json.loads(report.read_text())["weights"]
+    assert face["eyes_after"]["closed"] is False  # the trained model opened the eyes

@@ -25,12 +25,14 @@ def batch(
     identify_all: bool = typer.Option(False, "--identify-all", help="Measure the identity of every face for the report (slower)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Model folder or Hub id OWNER/NAME@REVISION (default: the bundled reference model)."),
     device: Device = typer.Option(Device.auto, "--device", help="Where the generator runs."),
-    detector: Detector = typer.Option(Detector.hog, "--detector", help="Face detector: dlib HOG (fast) or CNN (MMOD)."),
+    detector: Detector = typer.Option(Detector.auto, "--detector", help="Face detector: auto (HOG, then dlib's CNN when HOG finds no face), HOG (fast) or CNN (MMOD)."),
+    detail: bool = typer.Option(True, "--detail/--no-detail", help="Give the new eyes the photo's full-resolution detail and grain (from the reference photo); --no-detail pastes the generator's 128 px eyes upscaled."),
+    self_check: bool = typer.Option(True, "--self-check/--no-self-check", help="Check each retouched face (eyes open, same person), try the next reference if not, and leave a photo unwritten when none of its faces passes (status 'failed self-check'). --no-self-check keeps every result unchecked."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary; errors only."),
 ) -> None:
     """Open the closed eyes of one person (shown in --person-dir) in every photo of ALBUM.
 
-    Other people are left untouched. Outputs keep the album's layout under the output folder, originals are never modified, existing outputs are skipped (a re-run resumes), and OUT_DIR/report.jsonl gets one line per photo. Exits 0 when the run completed, even if some photos failed (they are listed).
+    Other people are left untouched; every retouched face is self-checked (as in open-eyes) and a photo whose faces all fail is not written. Outputs keep the album's layout under the output folder, originals are never modified, existing outputs are skipped (a re-run resumes), and OUT_DIR/report.jsonl gets one line per photo. Exits 0 when the run completed, even if some photos failed (they are listed).
     """
     from ..batch import BatchOptions, run_batch
 
@@ -38,6 +40,7 @@ def batch(
         album=album, person_dir=person_dir, out_dir=output, overwrite=overwrite, copy_unchanged=copy_unchanged,
         workers=workers, weights=weights, device=device.value, detector=detector.value, min_face=min_face,
         identity_threshold=identity_threshold, all_faces=all_faces, identify_all=identify_all,
+        self_check=self_check, detail=detail,
     )
     if quiet:
         run_batch(options)
@@ -106,17 +109,21 @@ def print_batch_summary(summary) -> None:
     table = Table(title=f"{summary.album} -> {summary.out_dir}", title_justify="left")
     table.add_column("photos")
     table.add_column("count", justify="right")
-    for status in ("retouched", "unchanged", "copied", "skipped-existing", "error"):
+    for status in ("retouched", "failed self-check", "unchanged", "copied", "skipped-existing", "error"):
         table.add_row(status, str(summary.counts.get(status, 0)))
     table.add_row("total", str(summary.photos))
     if summary.others:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.others.items()))
         table.add_row("other files skipped", f"{sum(summary.others.values())} ({kinds})")
     table.add_row("faces seen / the person's / retouched", f"{summary.faces_seen} / {summary.faces_matched} / {summary.faces_retouched}")
+    if summary.faces_failed_check:
+        table.add_row("faces that failed the self-check (left as they were)", str(summary.faces_failed_check))
     table.add_row("time", f"{summary.seconds:.1f} s, {summary.photos_per_second:.2f} photos/s ({summary.analysed} analysed)")
     console.print(table)
     for r in summary.person.rejected:
         console.print(f"[yellow]person photo not used[/] {r['path']}: {r['reason']}")
+    for path, why in summary.failed_check:
+        console.print(f"[yellow]failed self-check, not written[/] {path}: {why}", soft_wrap=True)
     for path, error in summary.errors:
         console.print(f"[red]error[/] {path}: {error}", soft_wrap=True)
     console.print(f"report: {summary.report}")
