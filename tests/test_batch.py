@@ -1,7 +1,10 @@
 """exgan batch: one person's closed eyes across an album (real dlib on the photos in tests/data).
 
 A tiny randomly initialised generator stands in for trained weights: these tests check which
-faces and files are touched, resuming, reports and exit codes, not the quality of the eyes.
+faces and files are touched, resuming, reports and exit codes, not the quality of the eyes. Its
+eyes are not open, so the self-check (rightly) refuses them: the tests of which faces change run
+with the self-check off (``opts``' default here, --no-self-check on the command line), and
+test_self_check_refuses_the_random_model checks the refusal.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ def inside(inner, outer, margin: int = 0) -> bool:
 
 def opts(album: Path, person: Path, weights: Path, **kw) -> BatchOptions:
     kw.setdefault("workers", 0)
+    kw.setdefault("self_check", False)  # the random model's eyes would fail it (see the module doc)
     return BatchOptions(album=album, person_dir=person, weights=str(weights), device="cpu", **kw)
 
 
@@ -224,7 +228,7 @@ def test_resume_after_kill_9(tmp_path, tiny_weights, chavez_dir):
         save(np.roll(face, i, axis=1), album / f"d{i % 3}" / f"chavez{i:02}.jpg", quality=95)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "exgan_cli", "batch", str(album), "--person-dir", str(chavez_dir), "-o", str(out),
-           "--weights", str(tiny_weights), "--workers", "0", "--device", "cpu", "--quiet"]
+           "--weights", str(tiny_weights), "--workers", "0", "--device", "cpu", "--quiet", "--no-self-check"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -326,6 +330,35 @@ def test_odd_files_never_stop_the_run(tmp_path, tiny_weights, chavez_dir):
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
 
 
+def test_self_check_refuses_the_random_model(tmp_path, tiny_weights, chavez_dir):
+    """With the self-check on (the default), the random model's result fails it: the photo is
+    reported "failed self-check" and nothing is written for it (a byte-identical copy with
+    copy_unchanged)."""
+    album = tmp_path / "album"
+    album.mkdir()
+    shutil.copy(CHAVEZ_CLOSED, album / "chavez.jpg")
+    out = tmp_path / "out"
+    s = run_batch(opts(album, chavez_dir, tiny_weights, out_dir=out, self_check=True))
+    assert s.counts["failed self-check"] == 1 and s.counts["retouched"] == 0
+    assert s.faces_retouched == 0 and s.faces_failed_check == 1
+    assert not (out / "chavez.jpg").exists()
+    rec = photo_lines(out / "report.jsonl")["chavez.jpg"]
+    assert rec["status"] == "failed self-check" and rec["output"] is None
+    assert rec["retouched"] == [] and rec["failed_check"] == [0] and rec["references"] == []
+    face = rec["faces"][0]
+    assert face["status"] == "failed self-check" and face["self_check"]["enabled"] is True
+    assert face["self_check"]["passed"] is False and face["self_check"]["attempts"]
+    assert all(a["reasons"] for a in face["self_check"]["attempts"])
+    end = lines(out / "report.jsonl")[-1]
+    assert end["counts"]["failed self-check"] == 1 and end["faces_failed_check"] == 1
+    assert end["failed_self_check"][0]["path"] == "chavez.jpg"
+
+    # --copy-unchanged: a byte-identical copy, still reported as failed.
+    s = run_batch(opts(album, chavez_dir, tiny_weights, out_dir=tmp_path / "out2", self_check=True, copy_unchanged=True))
+    assert s.counts["failed self-check"] == 1
+    assert filecmp.cmp(album / "chavez.jpg", tmp_path / "out2" / "chavez.jpg", shallow=False)
+
+
 def test_huge_photo_by_max_pixels(tmp_path, tiny_weights, chavez_dir, monkeypatch):
     import exgan_cli.images as images
 
@@ -350,7 +383,8 @@ def test_cli_runs_writes_report_and_exits_0_with_failed_photos(tmp_path, tiny_we
     shutil.copy(CHAVEZ_CLOSED, album / "chavez.jpg")
     shutil.copy(POWELL[0], album / "powell.jpg")
     (album / "broken.jpg").write_bytes(b"")
-    res = invoke(album, "--person-dir", chavez_dir, "--weights", tiny_weights, "--workers", "0", "--device", "cpu", "--identify-all")
+    res = invoke(album, "--person-dir", chavez_dir, "--weights", tiny_weights, "--workers", "0", "--device", "cpu", "--identify-all",
+                 "--no-self-check")
     assert res.exit_code == 0, res.output
     assert "broken.jpg" in res.output and "retouched" in res.output
     recs = lines(tmp_path / "album_open" / "report.jsonl")
