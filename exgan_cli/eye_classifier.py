@@ -38,8 +38,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -272,28 +270,12 @@ def save_classifier(
     training: dict | None = None, ear_below: float = 0.0,
 ) -> Path:
     """Write model.safetensors, config.json and README.md (atomically, as weights.save_pretrained)."""
-    from safetensors.torch import save_file
+    from .weights import write_model_folder
 
     tensors = {f"net.{k}": v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
     config = {"format": FORMAT, "model": cfg.to_dict(), "align": align.to_dict(), "threshold": float(threshold),
               "ear_below": float(ear_below), "training": training or {}}
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    os.chmod(tmp, 0o755)
-    try:
-        save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
-        os.chmod(tmp / MODEL_FILE, 0o644)
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        (tmp / CARD_FILE).write_text(card if card.endswith("\n") else card + "\n", encoding="utf-8")
-        if not folder.exists():
-            os.rename(tmp, folder)
-        else:
-            for name in (MODEL_FILE, CONFIG_FILE, CARD_FILE):
-                os.replace(tmp / name, folder / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return write_model_folder(folder, tensors, config, card)
 
 
 def load_classifier(folder: str | Path) -> EyeClassifier:

@@ -115,14 +115,8 @@ def save_pretrained(
     card: str,
     training: dict | None = None,
 ) -> Path:
-    """Write model.safetensors, config.json and README.md into `folder`; returns the folder.
-
-    The files are written to a temporary folder beside it first. A new folder is then renamed
-    into place in one step; in an existing folder each file is replaced by os.replace, so a
-    reader never sees a half-written file.
-    """
-    from safetensors.torch import save
-
+    """Write model.safetensors, config.json and README.md into `folder` (atomically, see
+    write_model_folder); returns the folder."""
     if model_cfg.mode == "code" and encoder is None:
         raise ValueError("a code-mode model needs its eye encoder saved with it")
     if model_cfg.resolution != align_cfg.resolution:
@@ -139,6 +133,18 @@ def save_pretrained(
         "mask": mask_cfg.to_dict(),
         "training": training or {},
     }
+
+    return write_model_folder(folder, tensors, config, card)
+
+
+def write_model_folder(folder: str | Path, tensors: dict, config: dict, card: str) -> Path:
+    """Write model.safetensors, config.json and README.md into ``folder`` atomically.
+
+    The files are written to a temporary folder beside it first. A new folder is then renamed
+    into place in one step; in an existing folder each file is replaced by os.replace, so a
+    reader never sees a half-written file. Shared by every model folder the project writes.
+    """
+    from safetensors.torch import save
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
