@@ -36,7 +36,12 @@ Real closed eyes (``evaluate_closed``): in a per-person folder, every photo with
 is retouched by the full open-eyes pipeline (pipeline.retouch; references = that person's other
 photos through references.load_candidates); reported are the share of retouched faces whose eyes
 the eye-state detector finds open afterwards, and the identity distance to the references before
-and after.
+and after. Eye state is eyes.assess (the eye-state classifier, or the EAR rule without its weights),
+as in open-eyes. The pipeline's self-check (selfcheck.py) stays on, as users get it: faces whose
+every reference failed it are left as they were and counted as "failed_self_check" (not retouched);
+``ClosedConfig.self_check=False`` (evaluate --no-self-check) measures the raw pipeline instead.
+The paper's protocol above (``evaluate``) never involves the self-check: it calls the generator
+directly (pipeline.inpaint_crops) on aligned crops.
 """
 
 from __future__ import annotations
@@ -853,6 +858,7 @@ class ClosedConfig:
     device: str = "auto"
     detector: str = "hog"
     grid_rows: int = GRID_ROWS
+    self_check: bool = True  # the pipeline's self-check (selfcheck.py), as open-eyes runs it; False: the raw pipeline
 
 
 @dataclass
@@ -866,11 +872,13 @@ class ClosedResult:
     limit: Optional[int]
     seconds: float = 0.0
     grid: Optional[np.ndarray] = None
+    self_check: bool = True
 
     def to_dict(self) -> dict:
         return {
             "format": CLOSED_FORMAT,
             "data": self.data,
+            "self_check": self.self_check,
             "seed": self.seed,
             "limit": self.limit,
             "faces": len({(r["photo"], r["face"]) for r in self.rows}),
@@ -883,10 +891,13 @@ class ClosedResult:
 
 
 CLOSED_NOTES = [
-    "Targets: every face that eyes.eye_state finds closed in a photo of DIR/<person>/; references: the person's other photos "
+    "Targets: every face that eyes.assess (the eye-state classifier; the EAR rule without its weights) finds closed in a photo of DIR/<person>/; references: the person's other photos "
     "(references.load_candidates; pipeline.retouch picks the best open-eyed face of the same identity).",
     "opened: the retouched face, re-detected in the result by the pipeline, has open eyes by the same detector "
     "(FaceReport.eyes_after); a face not found again counts as not opened. Share with a Wilson 95% interval.",
+    "self-check (selfcheck.py, on unless --no-self-check): a retouched face whose eyes are not open or whose identity moved is "
+    "redone with the next reference, and left as it was when all fail (status 'failed self-check', counted in failed_self_check, "
+    "not in retouched). With it on, 'opened' among retouched faces is high by construction: compare retouched/faces.",
     "identity_before/after: mean descriptor distance from the face (before: the closed-eyed original; after: re-detected in the "
     "result) to the central face of each of the person's other photos; *_chosen: to the reference the pipeline used.",
 ]
@@ -907,6 +918,7 @@ def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, lo
     from .images import load_image
     from .pipeline import RetouchOptions, _redetect, retouch
     from .references import load_candidates
+    from .selfcheck import SelfCheckConfig
 
     t_start = time.perf_counter()
     if cfg.limit is not None and cfg.limit < 1:
@@ -924,7 +936,7 @@ def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, lo
     photos = person_photos(data_dir, cfg.per_person)
     order = person_order(photos, cfg.seed)
     total_photos = sum(len(photos[p]) for p in order)
-    options = RetouchOptions(faces="closed", detector=cfg.detector)
+    options = RetouchOptions(faces="closed", detector=cfg.detector, self_check=SelfCheckConfig(enabled=cfg.self_check))
     rows: list[dict] = []
     tiles: dict[tuple[str, int], dict[str, np.ndarray]] = {}  # grid: face -> column -> tile
     grid_align = AlignConfig(resolution=max(m.align_cfg.resolution for _, m in models))
@@ -944,7 +956,8 @@ def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, lo
                 found[rel] = (img.pixels, faces)
             if progress:
                 progress("scanning photos", scanned, total_photos)
-        closed = [rel for rel, (_, faces) in found.items() if any(eyelib.eye_state(f.landmarks).closed for f in faces)]
+        states = {rel: [eyelib.assess(px, f) for f in faces] for rel, (px, faces) in found.items()}
+        closed = [rel for rel in found if any(s.closed for s in states[rel])]
         if not closed:
             continue
         cands, _ = load_candidates([data_dir / rel for rel in found], detector=cfg.detector)
@@ -960,7 +973,7 @@ def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, lo
                 mine = [c for c in refs if str(c.path) == other]
                 centre = _central([c.face for c in mine], mine[0].pixels.shape)
                 ref_desc += [c.descriptor for c in mine if c.face is centre and not c.eye.closed]
-            closed_idx = [i for i, f in enumerate(faces) if eyelib.eye_state(f.landmarks).closed]
+            closed_idx = [i for i, st in enumerate(states[rel]) if st.closed]
             n_targets += len(closed_idx)
             before_desc = {i: facelib.face_descriptor(pixels, faces[i]) for i in closed_idx}
             for (name, model), info in zip(models, infos):
@@ -980,13 +993,14 @@ def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, lo
                     row: dict[str, Any] = {
                         "photo": rel, "face": i, "person": person, "method": name, "status": status,
                         "message": (rep.message if rep is not None else why)[:300],
-                        "eyes_before": _eyes(eyelib.eye_state(faces[i].landmarks)),
+                        "eyes_before": states[rel][i].to_dict(),
                         "eyes_after": rep.eyes_after if rep is not None else None,
                         "reference": _relative(rep.reference["path"], data_dir) if rep is not None and rep.reference else None,
                         "references": len(ref_desc),
                         "identity_before": _mean_distance(before_desc[i], ref_desc),
                         "identity_after": None,
                         "identity_before_chosen": None, "identity_after_chosen": None, "opened": None,
+                        "self_check": _check_summary(rep.self_check if rep is not None else None),
                     }
                     if rep is not None and status == "retouched":
                         row["opened"] = bool(rep.eyes_after is not None and not rep.eyes_after["closed"])
@@ -1019,7 +1033,7 @@ def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, lo
         grid = make_grid(columns, tile=grid_align.resolution)
     return ClosedResult(
         data=str(data_dir.resolve()), methods=infos, rows=rows, summary=summary, notes=list(CLOSED_NOTES),
-        seed=cfg.seed, limit=cfg.limit, seconds=time.perf_counter() - t_start, grid=grid,
+        seed=cfg.seed, limit=cfg.limit, seconds=time.perf_counter() - t_start, grid=grid, self_check=cfg.self_check,
     )
 
 
@@ -1030,8 +1044,14 @@ def _relative(path: str, root: Path) -> str:
         return str(path)
 
 
-def _eyes(state) -> dict:
-    return {"left": round(float(state.left), 4), "right": round(float(state.right), 4), "closed": bool(state.closed)}
+def _check_summary(check: Optional[dict]) -> Optional[dict]:
+    """A row's self-check: passed, references tried, and why each failed (FaceReport.self_check, shortened)."""
+    if check is None:
+        return None
+    return {
+        "enabled": check["enabled"], "passed": check["passed"], "attempts": len(check["attempts"]),
+        "reasons": [r for a in check["attempts"] for r in a["reasons"]][:6],
+    }
 
 
 def _mean_distance(desc: np.ndarray, refs: Sequence[np.ndarray]) -> Optional[float]:
@@ -1048,6 +1068,8 @@ def summarise_closed(rows: Sequence[dict]) -> dict:
         "faces": len(rows),
         "retouched": len(done),
         "no_reference": sum(1 for r in rows if r["status"] == "no reference"),
+        "failed_self_check": sum(1 for r in rows if r["status"] == "failed self-check"),
+        "retouched_share": M.proportion_ci(len(done), len(rows)).to_dict(),  # of all closed-eyed faces
         "not_found_after": sum(1 for r in done if r["eyes_after"] is None),
         "opened": M.proportion_ci(opened, len(done)).to_dict(),
     }

@@ -105,7 +105,9 @@ def _to_rgb_and_alpha(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, n
     if has_alpha:
         rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
         return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
-    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy(), None
+    if mode == "RGB":  # the common case: no convert() (it would copy the whole photo once more)
+        return np.array(im, dtype=np.uint8), None
+    return np.array(im.convert("RGB"), dtype=np.uint8), None
 
 
 def _source_mode(im: Image.Image) -> str:
@@ -294,7 +296,8 @@ def save_image(
             if fmt != "JPEG" or len(like.exif) <= 65533:
                 params["exif"] = like.exif
     if fmt == "JPEG":
-        params.update(quality=int(quality), subsampling=0, optimize=True)
+        # No optimize=True: its second Huffman pass doubles the encode time for ~5% smaller files.
+        params.update(quality=int(quality), subsampling=0)
     elif fmt == "WEBP":
         params.update(quality=int(quality), method=4)
     with atomic_writer(path, "wb", overwrite=overwrite) as f:

@@ -207,9 +207,10 @@ def test_models_at_two_resolutions_see_the_same_photos(env):
 
 
 def test_closed_mode_on_the_closed_eyed_photo(env):
-    r = E.evaluate_closed(E.ClosedConfig(data=LFW, weights=[str(env["model"])]))
+    # The raw pipeline: the random model's eyes need not pass the self-check.
+    r = E.evaluate_closed(E.ClosedConfig(data=LFW, weights=[str(env["model"])], self_check=False))
     d = json.loads(json.dumps(r.to_dict()))
-    assert d["format"] == E.CLOSED_FORMAT
+    assert d["format"] == E.CLOSED_FORMAT and d["self_check"] is False
     rows = [x for x in d["rows"] if x["photo"] == CLOSED_PHOTO]
     assert len(rows) == 1 and len(d["rows"]) == 1
     row = rows[0]
@@ -218,8 +219,29 @@ def test_closed_mode_on_the_closed_eyed_photo(env):
     assert isinstance(row["opened"], bool) and row["references"] == 3
     assert 0 < row["identity_before"] < 0.6  # the closed-eyed Chavez is still Chavez to dlib
     s = d["summary"]["tiny-ref"]
-    assert s["faces"] == s["retouched"] == 1 and s["opened"]["n"] == 1
+    assert s["faces"] == s["retouched"] == 1 and s["opened"]["n"] == 1 and s["failed_self_check"] == 0
+    assert row["self_check"]["enabled"] is False and row["self_check"]["attempts"] == 1
     assert r.grid is not None and r.grid.shape[1] == 3 * 128 + 2 * 2  # before | model | reference
+
+
+def test_closed_mode_counts_the_self_check(env, monkeypatch):
+    """With the self-check on (the default), a face whose every reference fails it is counted as
+    failed, not retouched. The eye state is made to say "closed" whatever the pixels, so every
+    attempt fails deterministically (references.load_candidates keeps the real assess)."""
+    from dataclasses import replace
+
+    from exgan_cli import eyes, references  # noqa: F401
+
+    real = eyes.assess
+    monkeypatch.setattr(eyes, "assess", lambda rgb, face, *a, **k: replace(real(rgb, face, *a, **k), closed=True))
+    r = E.evaluate_closed(E.ClosedConfig(data=LFW, weights=[str(env["model"])], limit=1))
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["self_check"] is True
+    row = d["rows"][0]
+    assert row["status"] == "failed self-check" and row["opened"] is None
+    assert row["self_check"]["enabled"] and not row["self_check"]["passed"] and row["self_check"]["attempts"] >= 1
+    s = d["summary"]["tiny-ref"]
+    assert s["retouched"] == 0 and s["failed_self_check"] == s["faces"] >= 1 and s["retouched_share"]["mean"] == 0
 
 
 def test_cli(env, tmp_path):

@@ -126,8 +126,9 @@ def print_report(result) -> None:
 def print_closed_report(result) -> None:
     from rich.table import Table
 
-    table = Table(title="Real closed eyes: the open-eyes pipeline (mean ± 95% CI)")
-    for col, just in (("model", "left"), ("faces", "right"), ("retouched", "right"), ("eyes open after", "right"),
+    check = "with its self-check" if getattr(result, "self_check", True) else "without self-check"
+    table = Table(title=f"Real closed eyes: the open-eyes pipeline, {check} (mean ± 95% CI)")
+    for col, just in (("model", "left"), ("faces", "right"), ("retouched", "right"), ("failed check", "right"), ("eyes open after", "right"),
                       ("ID dist before", "right"), ("ID dist after", "right"), ("change", "right"),
                       ("to chosen ref: before", "right"), ("after", "right")):
         table.add_column(col, justify=just)
@@ -136,7 +137,7 @@ def print_closed_report(result) -> None:
         o = s["opened"]
         share = "-" if o["mean"] is None else f"{100 * o['mean']:.0f}% [{100 * (o['ci95'][0] or 0):.0f}, {100 * (o['ci95'][1] or 0):.0f}]"
         table.add_row(
-            m.name, str(s["faces"]), str(s["retouched"]), share,
+            m.name, str(s["faces"]), str(s["retouched"]), str(s.get("failed_self_check", 0)), share,
             _cell(s["identity_before"], "identity"), _cell(s["identity_after"], "identity"),
             _gain_cell(s["identity_change"], "identity", lower_is_better=True),
             _cell(s["identity_before_chosen"], "identity"), _cell(s["identity_after_chosen"], "identity"),
@@ -168,7 +169,8 @@ def evaluate(
     min_ear: float = typer.Option(0.2, "--min-ear", help="Open-eyed faces: both eye aspect ratios at least this."),
     baselines: str = typer.Option("telea,navier-stokes,poisson-copy", "--baselines", help="Comma-separated baselines, or 'none'."),
     device: str = typer.Option("auto", "--device", help="Where the generators run: auto, cpu, cuda or cuda:N."),
-    detector: str = typer.Option("hog", "--detector", help="--closed: face detector, hog or cnn."),
+    detector: str = typer.Option("hog", "--detector", help="--closed: face detector, hog, cnn or auto (HOG, then CNN when HOG finds none)."),
+    self_check: bool = typer.Option(True, "--self-check/--no-self-check", help="--closed: run the pipeline's self-check as open-eyes does (faces that fail it are left as they were and counted); --no-self-check measures the raw pipeline."),
     batch_size: int = typer.Option(16, "--batch-size", help="Faces per generator call."),
     workers: int = typer.Option(0, "--workers", help="Processes preparing the face cache (0: all cores)."),
     grid_rows: int = typer.Option(6, "--grid-rows", help="Faces in the grid."),
@@ -188,8 +190,8 @@ def evaluate(
     bad = [b for b in chosen if b not in evaluation.BASELINES]
     if bad:
         raise typer.BadParameter(f"unknown baseline {bad[0]!r} (use {', '.join(evaluation.BASELINES)} or none)")
-    if detector not in ("hog", "cnn"):
-        raise typer.BadParameter(f"--detector must be hog or cnn, not {detector!r}")
+    if detector not in ("hog", "cnn", "auto"):
+        raise typer.BadParameter(f"--detector must be hog, cnn or auto, not {detector!r}")
     specs = list(weights) or evaluation.default_weights()
     log = (lambda msg: None) if quiet else (lambda msg: console.print(msg, soft_wrap=True))
     if not weights and not quiet:
@@ -212,7 +214,7 @@ def evaluate(
             result = evaluation.evaluate_closed(
                 evaluation.ClosedConfig(
                     data=closed, weights=specs, limit=limit, seed=seed, per_person=per_person, device=device,
-                    detector=detector, grid_rows=grid_rows,
+                    detector=detector, grid_rows=grid_rows, self_check=self_check,
                 ),
                 progress, log,
             )
