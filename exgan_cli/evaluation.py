@@ -916,7 +916,7 @@ def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, lo
     from .errors import NoReferenceError
     from .geometry import align_face
     from .images import load_image
-    from .pipeline import RetouchOptions, _redetect, retouch
+    from .pipeline import RetouchOptions, retouch
     from .references import load_candidates
     from .selfcheck import SelfCheckConfig
 
@@ -1006,9 +1006,8 @@ def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, lo
                         row["opened"] = bool(rep.eyes_after is not None and not rep.eyes_after["closed"])
                         row["identity_before_chosen"] = rep.reference["distance"] if rep.reference else None
                         row["identity_after_chosen"] = rep.identity_after
-                        after = _redetect(out, faces[i])
-                        if after is not None:
-                            row["identity_after"] = _mean_distance(facelib.face_descriptor(out, after), ref_desc)
+                        after = facelib.refit_face(out, faces[i])
+                        row["identity_after"] = _mean_distance(facelib.face_descriptor(out, after), ref_desc)
                         key = (rel, i)
                         if key in tiles or len(tiles) < cfg.grid_rows:
                             cell = tiles.setdefault(key, {})

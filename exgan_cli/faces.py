@@ -243,6 +243,18 @@ def detect_faces(rgb: np.ndarray, detector: str = "hog", max_side: int = 1600, *
     return faces
 
 
+def refit_face(rgb: np.ndarray, face: Face) -> Face:
+    """The same face with its 68 landmarks fitted again on ``rgb``.
+
+    For a photo whose eyes were just retouched: the face has not moved, so no detection is
+    needed (a fresh detection around a 1,000 px face costs the upsampled HOG pass, ~0.5 s),
+    and the landmarks show the new eyes.
+    """
+    lm = _landmarks(_check_rgb(rgb), face.box)
+    lm.setflags(write=False)
+    return Face(box=face.box, landmarks=lm, detector=face.detector, score=face.score)
+
+
 def central_face(faces: list[Face], image_size: tuple[int, int]) -> Face | None:
     """The face whose centre is nearest the photo's centre (LFW's labelled person), or None.
 

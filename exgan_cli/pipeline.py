@@ -293,25 +293,3 @@ def _paste_face(out: np.ndarray, face, choice, prep: dict, gen: np.ndarray, ref:
         source = DetailSource(face.landmarks, Exemplar(c.pixels, c.face.landmarks, ref["matrix"]), options.blend.detail_cfg)
     pasted, _ = paste_back(out, colour, alpha, prep["matrix"], source)
     return pasted
-
-
-def _redetect(rgb: np.ndarray, face):
-    """The face at ``face.box`` found again in ``rgb`` (after retouching), or None."""
-    from . import faces as facelib
-
-    x0, y0, x1, y1 = face.box
-    w, h = x1 - x0, y1 - y0
-    X0, Y0 = max(0, int(x0 - w)), max(0, int(y0 - h))
-    X1, Y1 = min(rgb.shape[1], int(x1 + w)), min(rgb.shape[0], int(y1 + h))
-    found = facelib.detect_faces(np.ascontiguousarray(rgb[Y0:Y1, X0:X1]), detector=face.detector)
-    if not found:
-        return None
-    cx, cy = (x0 + x1) / 2 - X0, (y0 + y1) / 2 - Y0
-    best = min(found, key=lambda f: ((f.box[0] + f.box[2]) / 2 - cx) ** 2 + ((f.box[1] + f.box[3]) / 2 - cy) ** 2)
-    shift = np.array([X0, Y0], dtype=np.float64)
-    return type(best)(
-        box=(best.box[0] + X0, best.box[1] + Y0, best.box[2] + X0, best.box[3] + Y0),
-        landmarks=best.landmarks + shift,
-        detector=best.detector,
-        score=best.score,
-    )

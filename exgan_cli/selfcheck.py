@@ -93,12 +93,9 @@ def check_face(
 ) -> CheckResult:
     """Judge the face at ``face.box`` in the retouched photo ``result`` (RGB uint8)."""
     from . import eyes, faces as facelib
-    from .pipeline import _redetect
 
     limit = identity_limit(distance_before, threshold, cfg.identity_margin)
-    after = _redetect(result, face)
-    if after is None:
-        return CheckResult(False, ["face not found again in the result"], identity_before=distance_before, identity_limit=limit)
+    after = facelib.refit_face(result, face)
     state = eyes.assess(result, after)
     reasons = []
     if state.closed:
