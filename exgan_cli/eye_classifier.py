@@ -284,7 +284,7 @@ def load_classifier(folder: str | Path) -> EyeClassifier:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .weights import _load_strict, file_sha256
+    from .weights import _load_strict, file_sha256, read_folder_config
 
     folder = Path(folder).expanduser()
     name = str(folder)
@@ -294,16 +294,9 @@ def load_classifier(folder: str | Path) -> EyeClassifier:
         if not (folder / f).is_file():
             raise WeightsError(f"eye-state weights {name}: missing {folder / f}")
     path = folder / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightsError(f"eye-state weights {name}: cannot read {path}: {e}") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        got = config.get("format") if isinstance(config, dict) else None
-        raise WeightsError(f"eye-state weights {name}: {path} is not an {FORMAT} config (format: {got!r})")
-    unknown = sorted(set(config) - {"format", "model", "align", "threshold", "ear_below", "training"})
-    if unknown:
-        raise WeightsError(f"eye-state weights {name}: {path} has unknown keys: {', '.join(unknown)}")
+    config = read_folder_config(
+        path, f"eye-state weights {name}", FORMAT, {"model", "align", "threshold", "ear_below", "training"}
+    )
     try:
         cfg = EyeNetConfig.from_dict(config.get("model", {}))
         align = AlignConfig.from_dict(config["align"]) if "align" in config else AlignConfig()

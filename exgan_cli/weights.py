@@ -219,17 +219,24 @@ def _fetch_from_hub(spec: str, revision: str | None) -> tuple[Path, str]:
     return folder, f"hub:{repo_id}@{folder.name}"
 
 
-def _read_config(path: Path, name: str) -> tuple[ModelConfig, AlignConfig, MaskConfig, dict]:
+def read_folder_config(path: Path, label: str, fmt: str, keys: set[str]) -> dict:
+    """A model folder's config.json, checked: readable JSON, format ``fmt``, only ``keys``
+    (plus "format"). ``label`` starts every error line ("weights NAME")."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightsError(f"weights {name}: cannot read {path}: {e}") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise WeightsError(f"{label}: cannot read {path}: {e}") from None
+    if not isinstance(config, dict) or config.get("format") != fmt:
         got = config.get("format") if isinstance(config, dict) else None
-        raise WeightsError(f"weights {name}: {path} is not an {FORMAT} config (format: {got!r})")
-    unknown = sorted(set(config) - {"format", "model", "align", "mask", "training"})
+        raise WeightsError(f"{label}: {path} is not an {fmt} config (format: {got!r})")
+    unknown = sorted(set(config) - keys - {"format"})
     if unknown:
-        raise WeightsError(f"weights {name}: {path} has unknown keys: {', '.join(unknown)}")
+        raise WeightsError(f"{label}: {path} has unknown keys: {', '.join(unknown)}")
+    return config
+
+
+def _read_config(path: Path, name: str) -> tuple[ModelConfig, AlignConfig, MaskConfig, dict]:
+    config = read_folder_config(path, f"weights {name}", FORMAT, {"model", "align", "mask", "training"})
     try:
         model_cfg = ModelConfig.from_dict(config.get("model", {}))
         align_cfg = AlignConfig.from_dict(config["align"]) if "align" in config else AlignConfig()
