@@ -33,7 +33,7 @@ def floor_seconds(path: Path) -> float:
     return time.perf_counter() - t
 
 
-def one_run(photo: Path, refs: list[Path], model, out_dir: Path) -> dict[str, float]:
+def one_run(photo: Path, refs: list[Path], model, out_dir: Path, min_face: float | None = None) -> dict[str, float]:
     from exgan_cli import faces
     from exgan_cli.images import load_image, save_image
     from exgan_cli.pipeline import RetouchOptions, retouch
@@ -45,10 +45,11 @@ def one_run(photo: Path, refs: list[Path], model, out_dir: Path) -> dict[str, fl
     times["load"] = time.perf_counter() - t
     # detect_faces = boxes (on a bounded copy) + landmarks (full resolution): timed apart.
     t = time.perf_counter()
-    boxes = faces._detect_boxes(image.pixels, "hog", 1600)
+    mf = faces.MIN_FACE if min_face is None else min_face
+    boxes = faces._detect_boxes(image.pixels, "hog", 1600, mf)
     times["detect"] = time.perf_counter() - t
     t = time.perf_counter()
-    found = faces.detect_faces(image.pixels)
+    found = faces.detect_faces(image.pixels, min_face=mf)
     times["landmarks"] = max(0.0, time.perf_counter() - t - times["detect"])
     t = time.perf_counter()
     candidates, _ = load_candidates(refs)
@@ -96,9 +97,14 @@ def main() -> None:
     model = load_pretrained(args.weights or resolve_default(), device=args.device)
     print(f"weights: {model.source}  device: {args.device}  torch threads: {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
-        for label, photo, ref in (("12MP", args.large, args.large_ref), ("250px", args.small, args.small_ref)):
-            one_run(photo, [ref], model, Path(tmp))  # warm-up: model files, allocator, caches
-            runs = [one_run(photo, [ref], model, Path(tmp)) for _ in range(args.repeat)]
+        cases = (
+            ("12MP", args.large, args.large_ref, None),
+            ("12MP --min-face 250", args.large, args.large_ref, 250.0),
+            ("250px", args.small, args.small_ref, None),
+        )
+        for label, photo, ref, min_face in cases:
+            one_run(photo, [ref], model, Path(tmp), min_face)  # warm-up: model files, allocator, caches
+            runs = [one_run(photo, [ref], model, Path(tmp), min_face) for _ in range(args.repeat)]
             floors = [floor_seconds(photo) for _ in range(args.repeat)]
             from PIL import Image
 

@@ -20,6 +20,7 @@ import numpy as np
 from .errors import BadInputError, ExganError, NoReferenceError
 from .eyes import CLOSED_EAR_THRESHOLD, EyeState, assess
 from .faces import (
+    MIN_FACE,
     SAME_PERSON_THRESHOLD,
     Face,
     descriptor_distance,
@@ -43,6 +44,8 @@ WEIGHTS = {
 }
 POSE_SIGMA = 20.0  # degrees: a 20 deg difference in yaw scores 0.61, 40 deg scores 0.14
 OPEN_MARGIN = 0.10  # EAR above the closed threshold at which openness is full (0.31 by default)
+# Reference photos: faces below this fraction of the photo's longer side are not searched for.
+REF_MIN_FACE_FRACTION = 0.05
 FULL_WIDTH = 200.0  # px (jaw width): LFW's ~100 px faces score 0.5; phone photos score 1
 FULL_SHARPNESS = 150.0  # faces.sharpness(): sharp LFW faces ~100, sharp high-res faces > 300
 MAX_LISTED = 6  # rejections spelled out in the NoReferenceError line before "and N more"
@@ -140,11 +143,24 @@ def _reason_of(err: ExganError, path: Path) -> str:
     return text[len(prefix) :] if text.startswith(prefix) else text
 
 
+def reference_min_face(size: tuple[int, int]) -> float:
+    """Smallest face (px) looked for in a reference photo of ``size`` (width, height).
+
+    A reference is only useful when its face is a sizeable part of the photo: at least
+    REF_MIN_FACE_FRACTION of its longer side (or MIN_FACE on small photos). A 12 MP group
+    shot with faces of 200+ px is still searched in full; what this spares is dlib's
+    upsampling pass that finds 40 px faces in the crowd behind, which are worthless as
+    references (on a 2,500 px reference: 787 -> ~200 ms, benchmarks/open_eyes.py).
+    """
+    return max(float(MIN_FACE), REF_MIN_FACE_FRACTION * max(size))
+
+
 def load_candidates(paths: Sequence[Path], detector: str = "hog") -> tuple[list[Candidate], list[Rejection]]:
     """Every face of every reference photo as a measured Candidate.
 
     Photos that cannot be read or have no face become Rejections (never an exception), so
-    one bad file among several references does not stop the run.
+    one bad file among several references does not stop the run. Faces smaller than
+    ``reference_min_face`` are not looked for.
     """
     candidates: list[Candidate] = []
     rejections: list[Rejection] = []
@@ -155,7 +171,7 @@ def load_candidates(paths: Sequence[Path], detector: str = "hog") -> tuple[list[
         except ExganError as e:
             rejections.append(Rejection(path, None, _reason_of(e, path)))
             continue
-        faces = detect_faces(img.pixels, detector=detector)
+        faces = detect_faces(img.pixels, detector=detector, min_face=reference_min_face(img.size))
         if not faces:
             rejections.append(Rejection(path, None, "no face found"))
             continue

@@ -27,6 +27,7 @@ class RetouchRequest:
     weights: Optional[str] = None  # folder or Hub id; None = bundled default
     device: str = "auto"
     detector: str = "auto"  # "auto" (HOG, then CNN when HOG finds no face), "hog" or "cnn"
+    min_face: float | None = None  # smallest face width (px) looked for; None: faces.MIN_FACE (40)
     faces: str = "closed"
     face_index: Optional[int] = None
     any_identity: bool = False
@@ -99,7 +100,8 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     timings["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    found = facelib.detect_faces(image.pixels, detector=request.detector)
+    min_face = facelib.MIN_FACE if request.min_face is None else float(request.min_face)
+    found = facelib.detect_faces(image.pixels, detector=request.detector, min_face=min_face)
     timings["detect"] = time.perf_counter() - t
     if not found:
         raise NoFaceError(f"{request.photo}: no face found")
