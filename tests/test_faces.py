@@ -13,7 +13,7 @@ from exgan_cli import geometry as G
 from exgan_cli.faces import SAME_PERSON_THRESHOLD, Face, descriptor_distance, detect_faces, face_descriptor
 from exgan_cli.images import load_image
 
-from conftest import CHAVEZ_OPEN, GROUP, GROUP_FACES, HIGHRES, POWELL, SERENA
+from conftest import CHAVEZ_OPEN, DATA, GROUP, GROUP_FACES, HIGHRES, POWELL, SERENA
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +159,20 @@ def test_cnn_detector(lfw_faces):
     assert np.linalg.norm(faces[0].landmarks - hog_face.landmarks, axis=1).mean() < 4.0
     with pytest.raises(ValueError):
         detect_faces(rgb, detector="mtcnn")
+
+
+def test_auto_falls_back_to_cnn_when_hog_finds_nothing():
+    # A CEW crop (176 px) whose face HOG misses even with the padded, upsampled copy; the
+    # CNN finds it, the face reports which detector found it, and its eyes read as closed.
+    from exgan_cli import eyes
+
+    rgb = load_image(DATA / "hog_miss" / "closed_eye_2740.jpg_face_1.jpg").pixels
+    assert detect_faces(rgb, detector="hog") == []
+    found = detect_faces(rgb, detector="auto")
+    assert len(found) == 1 and found[0].detector == "cnn"
+    x0, y0, x1, y1 = found[0].box
+    assert x1 - x0 > 100 and y1 - y0 > 100  # the face fills the crop
+    assert eyes.assess(rgb, found[0]).closed
 
 
 def test_no_face_in_blank_image():

@@ -159,6 +159,26 @@ def test_no_face(tmp_path, tiny_model):
     assert not (tmp_path / "wall_open.png").exists()
 
 
+def test_min_face_skips_smaller_faces(tmp_path, tiny_model):
+    # Chavez at half size: a ~52 px face in a 125 px photo. Found by default (dlib's
+    # upsampling), not when only faces of 200 px and more are looked for (the speed knob).
+    small = tmp_path / "small.png"
+    with Image.open(CHAVEZ_CLOSED) as im:
+        im.resize((125, 125), Image.LANCZOS).save(small)
+    res = run(small, "--ref", CHAVEZ_OPEN[0], "--weights", tiny_model, "--min-face", "200", "--no-self-check")
+    assert res.exit_code == errors.EXIT_NO_FACE and "small.png" in res.output, res.output
+    assert not (tmp_path / "small_open.png").exists()
+    res = run(small, "--ref", CHAVEZ_OPEN[0], "--weights", tiny_model, "--no-self-check")
+    assert res.exit_code == 0 and (tmp_path / "small_open.png").is_file(), res.output
+
+
+def test_reference_min_face_scales_with_the_photo():
+    from exgan_cli.references import reference_min_face
+
+    assert reference_min_face((250, 250)) == 40.0  # LFW-sized references: every face
+    assert reference_min_face((4000, 3000)) == 200.0  # a 12 MP group shot: faces of 200+ px
+
+
 @pytest.mark.parametrize(
     "refs,expect",
     [
