@@ -18,7 +18,11 @@ content is rebuilt at the target photo's full resolution from three frequency ba
     level (a sharper or noisier reference is toned down, a softer one lifted, within
     [min_gain, max_gain]). What the finest band still lacks (a reference face smaller than the
     target face) is filled with grain whose 3x3 colour covariance is measured on the
-    target's skin around the eyes.
+    target's skin around the eyes, and, inside the eyes, with the fine band that the
+    reference's own edges would have at the target's resolution: the reference steepened by
+    a one-step shock filter (``synthesize``), in proportion to the part of the finest octave
+    it lacks and never beyond the eye/skin contrast of its own finest octave. Grain alone
+    leaves the eyes only as sharp as the skin.
   * around the eyes (lids, brows, skin inside the paste box) from the TARGET photo itself:
     its own texture stays, so the feathered border blends two layers with the same fine
     detail and nothing softens where the paste ends.

@@ -88,7 +88,7 @@ NOTES = [
     "PSNR, SSIM and MS-SSIM over the eye boxes; SSIM maps use the whole crop (Gaussian window 1.5), averaged over the boxes.",
     "MS-SSIM keeps only the scales at which the eye boxes are still 6 px across (ms_ssim_scales per resolution); weights renormalised.",
     "identity: Euclidean distance between dlib 128-d descriptors of the in-painted and the real aligned crop, both with the cached landmarks (< 0.6: same person for dlib).",
-    "frechet_descriptor: Fréchet distance between Gaussians fitted to the descriptors of the real and the in-painted faces (bootstrap 95% CI); "
+    "frechet_descriptor: Fréchet distance between Gaussians fitted to the descriptors of the real and the in-painted faces, bias-corrected by the bootstrap (basic bootstrap 95% CI); "
     "it is NOT FID: FID needs Inception-v3 weights, unavailable offline. With fewer faces than 128 it is biased upwards: compare methods at equal N only.",
     "Inception score: not computed (needs Inception-v3 weights, unavailable offline).",
     "Results are composited into the eye boxes with the hard mask (no feathering), so no true pixel is mixed back into the hole.",
@@ -546,14 +546,14 @@ def summarise(rows: Sequence[dict], descriptors: dict, real: dict, methods: Sequ
         x = real[info.resolution]
         d_right, d_wrong = descriptors[(info.name, "right")], descriptors[(info.name, "wrong")]
         if np.array_equal(d_right, d_wrong):  # blind to the reference: one set, no gain
-            fr = M.bootstrap_ci(lambda i: M.frechet_from_samples(x[i], d_right[i]), len(x), bootstrap, seed)
+            fr = M.bootstrap_ci(lambda i: M.frechet_from_samples(x[i], d_right[i]), len(x), bootstrap, seed, method="basic")
             fw, fg = fr, M.Interval(0.0, 0.0, 0.0, len(x))
         else:
             def stats(i: np.ndarray) -> list[float]:
                 a, b = M.frechet_from_samples(x[i], d_right[i]), M.frechet_from_samples(x[i], d_wrong[i])
                 return [a, b, b - a]
 
-            fr, fw, fg = M.bootstrap_cis(stats, len(x), bootstrap, seed)
+            fr, fw, fg = M.bootstrap_cis(stats, len(x), bootstrap, seed, method="basic")
         entry["right"][SET_METRIC[0]], entry["wrong"][SET_METRIC[0]] = fr.to_dict(), fw.to_dict()
         gain[SET_METRIC[0]] = fg.to_dict()
         entry["exemplar_gain"] = gain

@@ -118,7 +118,9 @@ def inspect_photo(
                 for c in candidates
             ]
             try:
-                choice = references.choose_reference(desc, pose, candidates, identity_threshold=threshold, rejections=rejections)
+                choice = references.choose_reference(
+                    desc, pose, candidates, identity_threshold=threshold, rejections=rejections, target_width=facelib.face_width(f)
+                )
                 ranking, best, error = choice.ranking, choice.candidate, None
             except NoReferenceError as e:  # every candidate rejected; the error carries the verdicts
                 ranking, best, error = getattr(e, "ranking", []), None, str(e)

@@ -201,7 +201,8 @@ def retouch(
         targets[i] = (desc, pose)
         try:
             choice = references.choose_reference(
-                desc, pose, candidates, identity_threshold=threshold, any_identity=options.any_identity
+                desc, pose, candidates, identity_threshold=threshold, any_identity=options.any_identity,
+                target_width=facelib.face_width(f),
             )
         except NoReferenceError as e:
             reports[i].status, reports[i].message = "no reference", str(e)
@@ -255,7 +256,8 @@ def retouch(
                 desc, pose = targets[i]
                 try:
                     choice = references.choose_reference(
-                        desc, pose, candidates, identity_threshold=threshold, any_identity=options.any_identity, exclude=tried
+                        desc, pose, candidates, identity_threshold=threshold, any_identity=options.any_identity, exclude=tried,
+                        target_width=facelib.face_width(faces[i]),
                     )
                 except NoReferenceError:
                     choice = None

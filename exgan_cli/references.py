@@ -39,14 +39,17 @@ WEIGHTS = {
     "identity": 0.35,  # 1 - distance / threshold: the closer the identity, the better
     "pose": 0.30,  # exp(-(dyaw^2 + dpitch^2) / (2 * POSE_SIGMA^2)); roll is ignored (alignment removes it)
     "openness": 0.15,  # (min EAR - closed threshold) / OPEN_MARGIN: both eyes clearly open
-    "resolution": 0.10,  # face width / FULL_WIDTH: enough pixels for the aligned crop
+    "resolution": 0.10,  # face width / max(FULL_WIDTH, target face width): pixels for the crop and for the detail
     "sharpness": 0.10,  # Laplacian variance / FULL_SHARPNESS: in focus, not motion-blurred
 }
 POSE_SIGMA = 20.0  # degrees: a 20 deg difference in yaw scores 0.61, 40 deg scores 0.14
 OPEN_MARGIN = 0.10  # EAR above the closed threshold at which openness is full (0.31 by default)
 # Reference photos: faces below this fraction of the photo's longer side are not searched for.
 REF_MIN_FACE_FRACTION = 0.05
-FULL_WIDTH = 200.0  # px (jaw width): LFW's ~100 px faces score 0.5; phone photos score 1
+FULL_WIDTH = 200.0  # px (jaw width): LFW's ~100 px faces score 0.5; phone photos score 1 ...
+# ... unless the target face is wider: then only a reference at least as wide as the target scores
+# 1. Its pixels give the new eyes their full-resolution detail (detail.py); a reference half
+# the target's width lacks the target's finest octave, which is then synthesised.
 FULL_SHARPNESS = 150.0  # faces.sharpness(): sharp LFW faces ~100, sharp high-res faces > 300
 MAX_LISTED = 6  # rejections spelled out in the NoReferenceError line before "and N more"
 
@@ -197,7 +200,9 @@ def load_candidates(paths: Sequence[Path], detector: str = "hog") -> tuple[list[
 # Choosing
 
 
-def _terms(cand: Candidate, distance: float, target_pose: Pose | None, threshold: float) -> dict[str, float]:
+def _terms(
+    cand: Candidate, distance: float, target_pose: Pose | None, threshold: float, target_width: float | None = None
+) -> dict[str, float]:
     identity = 0.0 if math.isnan(distance) else float(np.clip(1.0 - distance / threshold, 0.0, 1.0))
     if target_pose is None:
         pose = 1.0
@@ -209,17 +214,20 @@ def _terms(cand: Candidate, distance: float, target_pose: Pose | None, threshold
         "identity": identity,
         "pose": pose,
         "openness": openness,
-        "resolution": float(min(1.0, cand.width / FULL_WIDTH)),
+        "resolution": float(min(1.0, cand.width / max(FULL_WIDTH, target_width or 0.0))),
         "sharpness": float(min(1.0, cand.sharpness / FULL_SHARPNESS)),
     }
 
 
-def _describe(cand: Candidate, distance: float, target_pose: Pose | None) -> str:
+def _describe(cand: Candidate, distance: float, target_pose: Pose | None, target_width: float | None = None) -> str:
     parts = ["any identity" if math.isnan(distance) else f"identity distance {distance:.2f}"]
     if target_pose is not None:
         parts.append(f"pose diff yaw {abs(cand.pose[0] - target_pose[0]):.0f} deg, pitch {abs(cand.pose[1] - target_pose[1]):.0f} deg")
     parts.append(f"eyes open (EAR {cand.eye.left:.2f}/{cand.eye.right:.2f})")
-    parts.append(f"face {cand.width:.0f} px")
+    size = f"face {cand.width:.0f} px"
+    if target_width and target_width > FULL_WIDTH:
+        size += f" ({cand.width / target_width:.2f} of the target's)"
+    parts.append(size)
     parts.append(f"sharpness {cand.sharpness:.0f}")
     return ", ".join(parts)
 
@@ -252,6 +260,7 @@ def choose_reference(
     any_identity: bool = False,
     exclude: Iterable = (),
     rejections: Sequence[Rejection] = (),
+    target_width: float | None = None,
 ) -> Choice:
     """The best open-eyed reference face of the target's person; NoReferenceError if none.
 
@@ -261,6 +270,10 @@ def choose_reference(
     ``exclude``: candidates (or (path, face index) keys) already tried, e.g. by a self-check
     retrying with the next best reference. ``rejections`` from ``load_candidates`` are only
     used to explain a NoReferenceError. ``target_pose`` None: pose is not scored.
+    ``target_width``: the target face's width (``faces.face_width``); on a face wider than
+    FULL_WIDTH the resolution term is relative to it (a reference as wide as the target
+    scores 1, half as wide 0.5), so that larger references are preferred on large faces.
+    None: FULL_WIDTH only.
     """
     if target_descriptor is None and not any_identity:
         raise ValueError("choose_reference needs the target's descriptor unless any_identity")
@@ -279,9 +292,9 @@ def choose_reference(
         if why:
             rejected.append((cand, distance, ", ".join(why)))
             continue
-        terms = _terms(cand, distance, target_pose, identity_threshold)
+        terms = _terms(cand, distance, target_pose, identity_threshold, target_width)
         score = float(sum(WEIGHTS[k] * v for k, v in terms.items()))
-        usable.append((cand, score, distance, _describe(cand, distance, target_pose)))
+        usable.append((cand, score, distance, _describe(cand, distance, target_pose, target_width)))
 
     def order(u: tuple[Candidate, float, float, str]) -> tuple:
         cand, score, distance, _ = u

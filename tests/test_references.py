@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from exgan_cli.errors import BadInputError, NoReferenceError
-from exgan_cli.faces import SAME_PERSON_THRESHOLD, detect_faces, face_descriptor, head_pose
+from exgan_cli.faces import SAME_PERSON_THRESHOLD, detect_faces, face_descriptor, face_width, head_pose
 from exgan_cli.images import load_image
 from exgan_cli.references import (
+    WEIGHTS,
     Candidate,
     Choice,
     Rejection,
@@ -20,7 +21,7 @@ from exgan_cli.references import (
     load_candidates,
 )
 
-from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, GROUP, GROUP_ANGELINA, GROUP_FACES, HIGHRES, POWELL
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, DATA, GROUP, GROUP_ANGELINA, GROUP_FACES, HIGHRES, POWELL
 
 
 def _target(path, index=0):
@@ -185,3 +186,46 @@ def test_collect_reference_paths(tmp_path):
     empty.mkdir()
     with pytest.raises(NoReferenceError, match="no .jpg"):
         collect_reference_paths([], empty)
+
+
+def test_large_target_prefers_the_larger_reference(tmp_path):
+    """On a ~720 px target face, the same reference photo at full size (face ~390 px) beats a
+    copy reduced to 0.55x (face ~215 px): the resolution term is relative to the target's
+    width. Both are over FULL_WIDTH, so with the absolute term alone the reduced copy (a
+    slightly closer descriptor) wins."""
+    full = DATA / "photos" / "img6.jpg"
+    small = tmp_path / "img6_small.jpg"
+    with Image.open(full) as im:
+        im.resize((round(im.width * 0.55), round(im.height * 0.55)), Image.LANCZOS).save(small, quality=95)
+    cands, _ = load_candidates([full, small])
+    assert len(cands) == 2
+    big, little = sorted(cands, key=lambda c: -c.width)
+    assert big.path == full and 200 < little.width < 0.6 * big.width
+    img = load_image(HIGHRES)
+    face = max(detect_faces(img.pixels), key=face_width)
+    width = face_width(face)
+    assert width > 600
+    descriptor, pose = face_descriptor(img.pixels, face), head_pose(face.landmarks, img.size)
+    absolute = choose_reference(descriptor, pose, cands)
+    assert absolute.candidate is little  # what the absolute term alone picks
+    relative = choose_reference(descriptor, pose, cands, target_width=width)
+    assert relative.candidate is big
+    scores = {c.path: s for c, s, _, _ in relative.ranking}
+    old = {c.path: s for c, s, _, _ in absolute.ranking}
+    # only the resolution term moved: from 1 (both over FULL_WIDTH) to face width / target width
+    for c in cands:
+        assert old[c.path] - scores[c.path] == pytest.approx(WEIGHTS["resolution"] * (1 - c.width / width), abs=1e-6)
+    assert "of the target's" in relative.reasons
+
+
+def test_target_width_changes_nothing_on_small_faces(pool):
+    """LFW-sized targets (under FULL_WIDTH): the resolution term is the absolute one, as before."""
+    cands, _ = pool
+    img = load_image(CHAVEZ_CLOSED)
+    face = detect_faces(img.pixels)[0]
+    assert face_width(face) < 200
+    descriptor, pose = face_descriptor(img.pixels, face), head_pose(face.landmarks, img.size)
+    a = choose_reference(descriptor, pose, cands)
+    b = choose_reference(descriptor, pose, cands, target_width=face_width(face))
+    assert [(c.key, s) for c, s, _, _ in a.ranking] == [(c.key, s) for c, s, _, _ in b.ranking]
+    assert a.reasons == b.reasons
