@@ -155,3 +155,19 @@ def test_basic_bootstrap_corrects_the_frechet_resampling_bias():
         assert basic.high - basic.low == pytest.approx(pct.high - pct.low)
     with pytest.raises(ValueError):
         M.bootstrap_ci(stat, len(x), method="bca")
+
+
+def test_detail_ratio_sees_blur_not_the_paste_border():
+    rng = np.random.default_rng(0)
+    truth = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((64, 64), np.float32)
+    mask[20:40, 10:50] = 1
+    assert M.detail_ratio(truth, truth, mask) == pytest.approx(1.0)
+    import cv2
+
+    soft = truth.copy()
+    soft[20:40, 10:50] = cv2.GaussianBlur(truth, (0, 0), 2.0)[20:40, 10:50]
+    assert M.detail_ratio(soft, truth, mask) < 0.1
+    flat = truth.copy()
+    flat[20:40, 10:50] = 128  # a flat fill: its hard border alone must not count as detail
+    assert M.detail_ratio(flat, truth, mask) == pytest.approx(0.0, abs=1e-9)
