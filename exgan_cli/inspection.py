@@ -53,6 +53,7 @@ def _reference_entry(cand) -> dict[str, Any]:
         "pose": dict(zip(("yaw", "pitch", "roll"), (_r(v, 1) for v in cand.pose))),
         "width": _r(cand.width, 1),
         "sharpness": _r(cand.sharpness, 1),
+        "eye_visibility": _r(cand.visibility, 3),  # eyes.eye_visibility (< 0.17: dark glasses)
     }
 
 

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import BadInputError, ExganError, NoReferenceError
-from .eyes import CLOSED_EAR_THRESHOLD, EyeState, assess
+from .eyes import CLOSED_EAR_THRESHOLD, VISIBLE_NONE, EyeState, assess, eye_visibility, visibility_term
 from .faces import (
     MIN_FACE,
     SAME_PERSON_THRESHOLD,
@@ -38,7 +38,8 @@ Pose = tuple[float, float, float]
 WEIGHTS = {
     "identity": 0.35,  # 1 - distance / threshold: the closer the identity, the better
     "pose": 0.30,  # exp(-(dyaw^2 + dpitch^2) / (2 * POSE_SIGMA^2)); roll is ignored (alignment removes it)
-    "openness": 0.15,  # (min EAR - closed threshold) / OPEN_MARGIN: both eyes clearly open
+    "openness": 0.10,  # (min EAR - closed threshold) / OPEN_MARGIN: both eyes clearly open
+    "visibility": 0.05,  # eyes.visibility_term: tinted lenses or deep shadow over the eyes score lower
     "resolution": 0.10,  # face width / max(FULL_WIDTH, target face width): pixels for the crop and for the detail
     "sharpness": 0.10,  # Laplacian variance / FULL_SHARPNESS: in focus, not motion-blurred
 }
@@ -66,6 +67,7 @@ class Candidate:
     sharpness: float  # faces.sharpness: variance of the Laplacian at a fixed face size
     width: float  # face width in pixels (faces.face_width)
     pixels: np.ndarray  # the reference photo's RGB (shared by the photo's candidates)
+    visibility: float = float("nan")  # eyes.eye_visibility: eyes vs cheek luminance (< 0.17: dark glasses)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -191,6 +193,7 @@ def load_candidates(paths: Sequence[Path], detector: str = "hog") -> tuple[list[
                     sharpness=sharpness(img.pixels, face),
                     width=face_width(face),
                     pixels=img.pixels,
+                    visibility=eye_visibility(img.pixels, face.landmarks),
                 )
             )
     return candidates, rejections
@@ -214,6 +217,7 @@ def _terms(
         "identity": identity,
         "pose": pose,
         "openness": openness,
+        "visibility": visibility_term(cand.visibility),
         "resolution": float(min(1.0, cand.width / max(FULL_WIDTH, target_width or 0.0))),
         "sharpness": float(min(1.0, cand.sharpness / FULL_SHARPNESS)),
     }
@@ -289,6 +293,8 @@ def choose_reference(
             why.append(f"another person (distance {distance:.2f} > {identity_threshold:.2f})")
         if cand.eye.closed:
             why.append(f"eyes closed ({cand.eye.describe()})")
+        elif cand.visibility < VISIBLE_NONE:
+            why.append(f"eyes hidden (dark glasses? eye/cheek luminance {cand.visibility:.2f} < {VISIBLE_NONE:.2f})")
         if why:
             rejected.append((cand, distance, ", ".join(why)))
             continue

@@ -229,3 +229,36 @@ def test_target_width_changes_nothing_on_small_faces(pool):
     b = choose_reference(descriptor, pose, cands, target_width=face_width(face))
     assert [(c.key, s) for c, s, _, _ in a.ranking] == [(c.key, s) for c, s, _, _ in b.ranking]
     assert a.reasons == b.reasons
+
+
+SUNGLASSES = DATA / "sunglasses"  # three LFW photos of Keanu Reeves; 0005 behind dark sunglasses
+
+
+def test_eye_visibility_sees_dark_glasses():
+    from exgan_cli.eyes import VISIBLE_FULL, VISIBLE_NONE, eye_visibility
+
+    from exgan_cli.faces import central_face
+
+    def vis(path):
+        img = load_image(path)
+        return eye_visibility(img.pixels, central_face(detect_faces(img.pixels), img.size).landmarks)
+
+    assert vis(SUNGLASSES / "Keanu_Reeves_0005.jpg") < VISIBLE_NONE
+    for p in (SUNGLASSES / "Keanu_Reeves_0001.jpg", SUNGLASSES / "Keanu_Reeves_0002.jpg", CHAVEZ_OPEN[0], POWELL[0]):
+        assert vis(p) > VISIBLE_FULL, p  # Powell wears clear glasses: still visible
+
+
+def test_reference_behind_dark_glasses_is_rejected():
+    # Same person, and the sunglasses photo has the closer head pose (yaw -27 vs the
+    # target's -31; the other reference looks the other way, +26): without the visibility
+    # check it would win. It is rejected, with the reason, and the visible one is chosen.
+    desc, pose = _target(SUNGLASSES / "Keanu_Reeves_0002.jpg")
+    dark, clear = SUNGLASSES / "Keanu_Reeves_0005.jpg", SUNGLASSES / "Keanu_Reeves_0001.jpg"
+    cands, _ = load_candidates([dark, clear])
+    keanu = [c for c in _of(cands, dark) if c.visibility < 0.17]  # (0005 also shows Hugo Weaving)
+    assert len(keanu) == 1 and not keanu[0].eye.closed  # the eye state reads the lenses as open eyes
+    choice = choose_reference(desc, pose, cands)
+    assert choice.candidate.path == clear
+    assert any(c.path == dark and s is None and "dark glasses" in why for c, s, _, why in choice.ranking)
+    with pytest.raises(NoReferenceError, match="dark glasses"):
+        choose_reference(desc, pose, keanu)
