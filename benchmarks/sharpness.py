@@ -14,15 +14,19 @@ the reference (faces.descriptor_distance, as the pipeline reports it) for both; 
 time the detail adds to the paste stage per face (median of 5 runs of that stage, each way).
 The pipeline's self-check is off, so both runs keep the same reference.
 
-The generator: the bundled weights/exgan-reference-128 when it exists, else --weights, else
-a randomly initialised Generator saved with weights.save_pretrained in a temporary folder
-(said in the output). A random model paints smooth mush; that still tests the sharpness
+Also printed: the reference the pipeline itself would choose for each target among the other
+photos (references.choose_reference with the target's face width, as pipeline.retouch calls it)
+and its figures, next to the choice of the older absolute-size scoring (no target width).
+
+The generator: --weights when given, else the bundled weights/exgan-reference-128 (a trained
+model), else a randomly initialised Generator saved with weights.save_pretrained in a temporary
+folder (said in the output). A random model paints smooth mush; that still tests the sharpness
 path, since what is blurry in a plain paste is the upsampling, not the model. With --oracle
 the same pairs also run with an "oracle generator" that returns the target's own aligned crop:
 what a perfect 128 px generator would paint, so "plain" there is the best a 128 px paste can
 be.
 
-    python benchmarks/sharpness.py [--weights DIR] [--oracle] [--grid docs/detail_grid.jpg]
+    python benchmarks/sharpness.py [--weights DIR] [--oracle] [--no-synthesis] [--grid docs/detail_grid.jpg]
 """
 
 from __future__ import annotations
@@ -65,15 +69,15 @@ def person_photos(master: Path, person: str) -> list[str]:
 
 
 def load_model(weights_arg: str | None, tmp: Path):
-    """(model, description): bundled, --weights, or a random Generator saved to ``tmp``."""
+    """(model, description): --weights, bundled, or a random Generator saved to ``tmp``."""
     from exgan_cli import weights
     from exgan_cli.geometry import AlignConfig, MaskConfig
 
+    if weights_arg:
+        return weights.load_pretrained(weights_arg), f"weights {weights_arg} (trained)"
     bundled = weights.bundled_weights_dir() / weights.DEFAULT_MODEL
     if (bundled / weights.CONFIG_FILE).is_file() and (bundled / weights.MODEL_FILE).is_file():
-        return weights.load_pretrained(bundled), f"bundled weights {bundled}"
-    if weights_arg:
-        return weights.load_pretrained(weights_arg), f"weights {weights_arg}"
+        return weights.load_pretrained(bundled), f"bundled weights {bundled} (trained)"
     import torch
 
     from exgan_cli.model import Generator, ModelConfig
@@ -93,7 +97,7 @@ def load_model(weights_arg: str | None, tmp: Path):
 TIMING_RUNS = 5
 
 
-def paste_ms(img: np.ndarray, face, cand, model, detail: bool) -> float:
+def paste_ms(img: np.ndarray, face, cand, model, detail: bool, detail_cfg=None) -> float:
     """Median milliseconds of the paste stage for one face (colour match, alpha, paste_back),
     the way pipeline.retouch runs it, with or without the detail."""
     from exgan_cli import pipeline
@@ -103,7 +107,7 @@ def paste_ms(img: np.ndarray, face, cand, model, detail: bool) -> float:
     prep = pipeline.prepare_face(img, face.landmarks, model)
     ref = pipeline.prepare_face(cand.pixels, cand.face.landmarks, model)
     gen = pipeline.inpaint_crops(model, prep["crop"][None], prep["mask"][None], ref["crop"][None], ref["mask"][None])[0]
-    cfg = BlendConfig(detail=detail)
+    cfg = BlendConfig(detail=detail) if detail_cfg is None else BlendConfig(detail=detail, detail_cfg=detail_cfg)
     times = []
     for _ in range(TIMING_RUNS):
         t = time.perf_counter()
@@ -139,6 +143,14 @@ def eye_window(rgb: np.ndarray, landmarks: np.ndarray, eye: int = 0, pad: float 
     return rgb[y0:y1, x0:x1]
 
 
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -153,11 +165,12 @@ def main() -> None:
     ap.add_argument("--photos", type=Path, default=DATA, help="folder with master.csv and the photos")
     ap.add_argument("--person", default="img1.jpg", help="a photo of the person (master.csv name)")
     ap.add_argument("--min-face", type=float, default=200.0, help="smallest target face width (px)")
-    ap.add_argument("--weights", default=None, help="model folder when weights/exgan-reference-128 is missing")
+    ap.add_argument("--weights", default=None, help="model folder (default: the bundled weights/exgan-reference-128)")
     ap.add_argument("--oracle", action="store_true", help="also run with the oracle generator (target's own crop)")
     ap.add_argument("--grid", type=Path, default=None, help="write a before | plain | new grid (JPEG) here")
     ap.add_argument("--only-grid", action="store_true", help="run only the --grid-pairs (quick: just the picture)")
-    ap.add_argument("--grid-pairs", default="img4.jpg:img7.jpg,img7.jpg:img2.jpg,img2.jpg:img6.jpg",
+    ap.add_argument("--no-synthesis", action="store_true", help="detail without the synthesised finest band (DetailConfig.synthesize=False)")
+    ap.add_argument("--grid-pairs", default="img4.jpg:img10.jpg,img1.jpg:img11.jpg,img7.jpg:img6.jpg,img1.jpg:img7.jpg",
                     help="target:reference pairs shown in the grid, one eye each (oracle rows too with --oracle)")
     args = ap.parse_args()
 
@@ -166,10 +179,10 @@ def main() -> None:
 
     from exgan_cli import faces as facelib
     from exgan_cli.blend import BlendConfig
-    from exgan_cli.detail import sharpness_ratio
+    from exgan_cli.detail import DetailConfig, sharpness_ratio
     from exgan_cli.images import load_image
     from exgan_cli.pipeline import RetouchOptions, retouch
-    from exgan_cli.references import load_candidates
+    from exgan_cli.references import choose_reference, load_candidates
     from exgan_cli.selfcheck import SelfCheckConfig
 
     names = person_photos(args.photos / "master.csv", args.person)
@@ -190,11 +203,33 @@ def main() -> None:
         face = facelib.largest_face(found)
         photos[n] = (img, found, face)
         c, _ = load_candidates([args.photos / n])
-        cands[n] = [x for x in c if x.face == face]
+        # The reference loader detects without the small-face pass (references.reference_min_face),
+        # so its box can differ slightly from the target's detection: match by overlap.
+        cands[n] = [x for x in c if box_iou(x.face.box, face.box) > 0.5][:1]
     for n, (img, found, face) in photos.items():
         print(f"  {n}: {img.shape[1]}x{img.shape[0]}, face {facelib.face_width(face):.0f} px, R real {sharpness_ratio(img, face.landmarks):.2f}")
 
-    modes = [("random G" if "RANDOM" in described else "model", None)]
+    detail_cfg = DetailConfig(synthesize=not args.no_synthesis)
+    print(f"detail: {'WITHOUT' if args.no_synthesis else 'with'} the synthesised finest band")
+    # The reference the pipeline would choose for each target among the other photos: with the
+    # target's face width (pipeline.retouch) and, for comparison, with the absolute size term only.
+    picks: dict[str, dict[str, str]] = {}
+    for t, (img, found, face) in photos.items():
+        if not cands.get(t):
+            continue
+        others = [x for n, found_here in cands.items() if n != t for x in found_here]
+        me = cands[t][0]
+        by = {c.path.name: c for c in others}
+        picks[t] = {
+            "relative": choose_reference(me.descriptor, me.pose, others, target_width=facelib.face_width(face)).candidate.path.name,
+            "absolute": choose_reference(me.descriptor, me.pose, others).candidate.path.name,
+        }
+        if facelib.face_width(face) >= args.min_face:
+            w = facelib.face_width(face)
+            print(f"  {t}: the pipeline picks {picks[t]['relative']} ({by[picks[t]['relative']].width / w:.2f} of the width);"
+                  f" absolute size only: {picks[t]['absolute']} ({by[picks[t]['absolute']].width / w:.2f})")
+
+    modes = [("random G" if "RANDOM" in described else "model (trained)", None)]
     if args.oracle:
         modes.append(("oracle G (target's own 128 px crop)", oracle_generator))
     grid_pairs = [tuple(p.split(":")) for p in args.grid_pairs.split(",") if p]
@@ -216,7 +251,8 @@ def main() -> None:
                 for detail in (False, True):
                     # The self-check is off: both runs keep this reference, whatever the result.
                     opts = RetouchOptions(
-                        faces="all", face_index=idx, blend=BlendConfig(detail=detail), self_check=SelfCheckConfig(enabled=False)
+                        faces="all", face_index=idx, blend=BlendConfig(detail=detail, detail_cfg=detail_cfg),
+                        self_check=SelfCheckConfig(enabled=False),
                     )
                     if ctx is None:
                         res[detail] = retouch(img, cands[r], model, opts, faces=found)
@@ -225,7 +261,7 @@ def main() -> None:
                             res[detail] = retouch(img, cands[r], model, opts, faces=found)
                 added = float("nan")
                 if ctx is None:  # the time does not depend on what the generator painted
-                    added = paste_ms(img, face, cands[r][0], model, detail=True) - paste_ms(img, face, cands[r][0], model, detail=False)
+                    added = paste_ms(img, face, cands[r][0], model, True, detail_cfg) - paste_ms(img, face, cands[r][0], model, False, detail_cfg)
                 rp = sharpness_ratio(res[False].pixels, face.landmarks)
                 rn = sharpness_ratio(res[True].pixels, face.landmarks)
                 ip = res[False].faces[idx].identity_after
@@ -235,7 +271,8 @@ def main() -> None:
                 print(f"{t:<10}{width:6.0f}{r_real:8.2f}{r:>12}{ref_w:9.0f}{rp:9.2f}{rn:8.2f}{ip if ip is not None else float('nan'):10.3f}{inew if inew is not None else float('nan'):8.3f}{added:7.0f}")
                 if (t, r) in grid_pairs:
                     panels = [eye_window(x, face.landmarks) for x in (img, res[False].pixels, res[True].pixels)]
-                    grid_rows.append((grid_pairs.index((t, r)), len(grid_rows), f"{t} <- ref {r}, {mode}", panels))
+                    label = f"{t} ({width:.0f} px face) <- reference {r} ({ref_w:.0f} px, {ref_w / width:.2f} of the width), {mode}"
+                    grid_rows.append((grid_pairs.index((t, r)), len(grid_rows), label, panels))
         # Per target, the real R once; per pair, the results.
         reals = {row["target"]: row["real"] for row in rows}
         print(f"\nsummary ({mode}, {len(rows)} target/reference pairs, {len(reals)} targets):")
@@ -250,6 +287,11 @@ def main() -> None:
             print(f"    with a reference face at least half the target's width: {inside}/{len(half)}"
                   f" (min R {min(x['new'] for x in half):.2f}); smaller references:"
                   f" {sum(REAL_RANGE[0] <= x['new'] <= REAL_RANGE[1] for x in rows if x not in half)}/{len(rows) - len(half)}")
+        for kind, name in (("relative", "the pipeline's own choice"), ("absolute", "choice by absolute size (before)")):
+            chosen = [x for x in rows if picks.get(x["target"], {}).get(kind) == x["ref"]]
+            if chosen:
+                print(f"  {name}: " + ", ".join(f"{x['target']}<-{x['ref']} R {x['new']:.2f}" for x in chosen)
+                      + f"; in range {sum(REAL_RANGE[0] <= x['new'] <= REAL_RANGE[1] for x in chosen)}/{len(chosen)}")
         ids = [(x["id_plain"], x["id_new"]) for x in rows if x["id_plain"] is not None and x["id_new"] is not None]
         if ids:
             p, n = np.array(ids).T
