@@ -94,6 +94,7 @@ NOTES = [
     "it is NOT FID: FID needs Inception-v3 weights, unavailable offline. With fewer faces than 128 it is biased upwards: compare methods at equal N only.",
     "Inception score: not computed (needs Inception-v3 weights, unavailable offline).",
     "Results are composited into the eye boxes with the hard mask (no feathering), so no true pixel is mixed back into the hole.",
+    "vs_primary: per-face paired difference between a method and the first model (both with the right reference), signed so that positive means the first model is better; 95% Student-t interval.",
     "exemplar_gain: per-face paired difference between the wrong-reference and the right-reference score, signed so that positive means the right reference is better; 95% Student-t interval.",
 ]
 
@@ -561,7 +562,26 @@ def summarise(rows: Sequence[dict], descriptors: dict, real: dict, methods: Sequ
         gain[SET_METRIC[0]] = fg.to_dict()
         entry["exemplar_gain"] = gain
         out[info.name] = entry
+    primary = next((m for m in methods if m.kind == "model"), None)
+    if primary is not None:
+        for info in methods:
+            if info.name != primary.name:
+                out[info.name]["vs_primary"] = paired_difference(rows, primary.name, info.name)
     return out
+
+
+def paired_difference(rows: Sequence[dict], primary: str, other: str) -> dict[str, Any]:
+    """How much better ``primary`` is than ``other`` on the same faces, each with its right
+    reference: per metric the mean of the per-face differences with a 95% Student-t interval,
+    signed so that positive means the primary is better. Pairing removes the spread between
+    faces, so it separates two methods whose own intervals overlap."""
+    a = {r["photo"]: r for r in rows if r["method"] == primary and r["ref"] == "right"}
+    b = {r["photo"]: r for r in rows if r["method"] == other and r["ref"] == "right"}
+    both = sorted(set(a) & set(b))
+    return {
+        "primary": primary,
+        **{k: _gain([a[p][k] for p in both], [b[p][k] for p in both], hib).to_dict() for k, _, hib in METRICS},
+    }
 
 
 # ---------------------------------------------------------------------------------------

@@ -133,7 +133,11 @@ def test_json_layout(result):
     metric_keys = [k for k, _, _ in E.METRICS] + ["frechet_descriptor"]
     for name in names:
         entry = d["summary"][name]
-        assert set(entry) == {"right", "wrong", "exemplar_gain"}
+        # every method but the first model is also compared with it, paired on the same faces
+        assert set(entry) == {"right", "wrong", "exemplar_gain"} | ({"vs_primary"} if name != "tiny-ref" else set())
+        if name != "tiny-ref":
+            vs = entry.pop("vs_primary")
+            assert vs.pop("primary") == "tiny-ref" and set(vs) == {k for k, _, _ in E.METRICS}
         for part in entry.values():
             assert set(part) == set(metric_keys)
             for stat in part.values():
@@ -141,6 +145,18 @@ def test_json_layout(result):
                 assert stat["n"] == 9 and lo <= stat["mean"] <= hi
     assert any("Inception" in n for n in d["notes"]) and any("FID" in n for n in d["notes"])
     assert d["ms_ssim_scales"] == {"128": 2}
+
+
+def test_paired_difference_against_the_first_model(result):
+    # the paired difference is the difference of the means (same faces), signed: > 0 = better
+    s = result.summary
+    for name in ("telea", "poisson-copy"):
+        vs = s[name]["vs_primary"]
+        for key, _, higher in E.METRICS:
+            diff = s["tiny-ref"]["right"][key]["mean"] - s[name]["right"][key]["mean"]
+            assert vs[key]["mean"] == pytest.approx(diff if higher else -diff, abs=2e-4)
+            lo, hi = vs[key]["ci95"]
+            assert lo <= vs[key]["mean"] <= hi
 
 
 def test_reference_blind_methods_score_the_same_twice(result):

@@ -114,6 +114,18 @@ def print_report(result) -> None:
             verdict = f"[green]yes[/] ({sig}/{len(shown)} metrics)" if sig else "[yellow]not measurably[/]"
         gain.add_row(m.name, *[_gain_cell(g[k], k) for k, _, _ in shown], verdict)
     _print_wide(gain)
+    others = [m for m in result.methods if "vs_primary" in result.summary[m.name]]
+    if others:
+        primary = result.summary[others[0].name]["vs_primary"]["primary"]
+        paired = Table(title=f"Paired on the same faces (right references): how much better {primary} is (> 0: better) [95% CI]")
+        paired.add_column("than", no_wrap=True)
+        cols = [k for k in METRICS if k[0] in ("l1_eyes", "psnr_eyes", "ms_ssim_eyes", "identity")]
+        for _, label, _ in cols:
+            paired.add_column(label, justify="right", no_wrap=True)
+        for m in others:
+            v = result.summary[m.name]["vs_primary"]
+            paired.add_row(m.name, *[_gain_cell(v[k], k) for k, _, _ in cols])
+        _print_wide(paired)
     scales = ", ".join(f"{s} at {r} px" for r, s in result.ms_ssim_scales.items())
     console.print(
         f"* ignores the reference (its two rows are the same in-painting). MS-SSIM scales: {scales}. "
