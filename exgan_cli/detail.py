@@ -55,8 +55,10 @@ from .geometry import (
     invert,
     matrix_scale,
     similarity_transform,
+    source_region,
     transform_points,
 )
+from .images import LUMA, luminance
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,6 @@ class Exemplar:
 
 # ---------------------------------------------------------------------------------------
 # Measuring
-
-
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma as float32 (what cv2's RGB2GRAY computes, without rounding)."""
-    a = np.asarray(rgb, dtype=np.float32)
-    return a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
 
 
 def sharpness_ratio(
@@ -193,12 +189,7 @@ def _warp_from(src: np.ndarray, dst_to_src: np.ndarray, size: tuple[int, int]) -
 
     w, h = size
     corners = transform_points(np.array([[0, 0], [w, 0], [0, h], [w, h]], dtype=np.float64), dst_to_src)
-    H, W = src.shape[:2]
-    pad = 3
-    x0 = int(max(0, np.floor(corners[:, 0].min()) - pad))
-    y0 = int(max(0, np.floor(corners[:, 1].min()) - pad))
-    x1 = int(min(W, np.ceil(corners[:, 0].max()) + pad))
-    y1 = int(min(H, np.ceil(corners[:, 1].max()) + pad))
+    x0, y0, x1, y1 = source_region(corners, src.shape, pad=3)
     if x1 - x0 < 2 or y1 - y0 < 2:  # the region is outside the reference photo
         return np.zeros((h, w) + src.shape[2:], dtype=np.float32)
     region = src[y0:y1, x0:x1]
@@ -505,7 +496,7 @@ def render_detail(
     outer = (cfg.eye_grow + 2 * cfg.eye_soft) * width
     calib = (nearest > outer) & (nearest <= outer + cfg.calib_width * width)
     own_box, target_box = own[box], target[box]
-    lum = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    lum = LUMA
     # The reference's detail, in two bands, each scaled so that on the skin around the eyes it
     # has the target's level: the band between the generator's and the finest (gain_mid), and
     # the finest (gain_fine, the one a smaller, upsampled reference lacks). Both are clipped to

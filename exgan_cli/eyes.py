@@ -127,6 +127,7 @@ def eye_visibility(rgb: np.ndarray, landmarks: np.ndarray) -> float:
     in its coordinates. NaN when the regions fall outside the photo.
     """
     from .geometry import eye_boxes
+    from .images import luminance
 
     lm = np.asarray(landmarks, dtype=np.float64)
     h, w = rgb.shape[:2]
@@ -136,8 +137,7 @@ def eye_visibility(rgb: np.ndarray, landmarks: np.ndarray) -> float:
         c, d = int(min(w, np.ceil(x1))), int(min(h, np.ceil(y1)))
         if c <= a or d <= b:
             return np.empty(0)
-        px = rgb[b:d, a:c].reshape(-1, 3).astype(np.float32)
-        return px @ np.array([0.299, 0.587, 0.114], np.float32)
+        return luminance(rgb[b:d, a:c]).ravel()
 
     eyes, cheeks = [], []
     nose_y = lm[30, 1]

@@ -121,6 +121,19 @@ def matrix_scale(matrix: np.ndarray) -> float:
     return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
 
+def source_region(points: np.ndarray, shape: tuple[int, ...], pad: int) -> tuple[int, int, int, int]:
+    """Integer box (x0, y0, x1, y1) around ``points`` grown by ``pad`` px and clipped to an image of
+    ``shape`` (H, W, ...): the part of a source image a warp samples. Empty (x1 <= x0 or
+    y1 <= y0) when the points lie outside the image."""
+    h, w = shape[:2]
+    pts = np.asarray(points, dtype=np.float64)
+    x0 = int(max(0, np.floor(pts[:, 0].min()) - pad))
+    y0 = int(max(0, np.floor(pts[:, 1].min()) - pad))
+    x1 = int(min(w, np.ceil(pts[:, 0].max()) + pad))
+    y1 = int(min(h, np.ceil(pts[:, 1].max()) + pad))
+    return x0, y0, x1, y1
+
+
 def warp_to_crop(rgb: np.ndarray, matrix: np.ndarray, resolution: int) -> np.ndarray:
     """Warp an (H, W, C) image into the (resolution, resolution) crop defined by matrix.
 
@@ -132,12 +145,7 @@ def warp_to_crop(rgb: np.ndarray, matrix: np.ndarray, resolution: int) -> np.nda
 
     inv = invert(matrix)
     corners = transform_points(np.array([[0, 0], [resolution, 0], [0, resolution], [resolution, resolution]]), inv)
-    h, w = rgb.shape[:2]
-    pad = 2
-    x0 = int(max(0, np.floor(corners[:, 0].min()) - pad))
-    y0 = int(max(0, np.floor(corners[:, 1].min()) - pad))
-    x1 = int(min(w, np.ceil(corners[:, 0].max()) + pad))
-    y1 = int(min(h, np.ceil(corners[:, 1].max()) + pad))
+    x0, y0, x1, y1 = source_region(corners, rgb.shape, pad=2)
     m = matrix.copy()
     if x1 <= x0 or y1 <= y0:  # face entirely outside the photo: an empty (black) crop
         return np.zeros((resolution, resolution) + rgb.shape[2:], dtype=rgb.dtype)

@@ -92,13 +92,15 @@ def detail_ratio(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     well below 1 (a blind smooth fill such as Telea's near 0)."""
     import cv2
 
+    from .images import luminance
+
     inner = cv2.erode((np.asarray(mask) > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     if inner.sum() < 4:
         return float("nan")
 
     def lap_var(img: np.ndarray) -> float:
         x = _float(img)
-        lum = x[..., 0] if x.shape[2] == 1 else x[..., :3] @ np.array([0.299, 0.587, 0.114])
+        lum = x[..., 0] if x.shape[2] == 1 else luminance(x[..., :3]).astype(np.float64)
         return float(cv2.Laplacian(lum, cv2.CV_64F)[inner].var())
 
     return lap_var(a) / max(lap_var(b), 1e-9)
