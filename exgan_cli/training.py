@@ -982,6 +982,10 @@ def train(
         result = TrainResult(run_dir, step, images_seen, wall, val_l1, stopped)
         if cfg.export and rank == 0 and stopped == "done":
             result.export_dir = export_run(run_dir, Path(cfg.export))  # the command is in the checkpoint
+        if world > 1:
+            # Leave together: a rank that tore down its gloo group while rank 0 was still writing
+            # the checkpoint aborted now and then ("terminate called without an active exception").
+            dist.barrier()
         return result
     finally:
         if world > 1 and dist.is_initialized():
