@@ -88,6 +88,7 @@ class BatchOptions:
     all_faces: bool = False  # retouch every face of the person, open-eyed ones too
     identify_all: bool = False  # measure the identity of every face (fuller report, slower)
     self_check: bool = True  # check each retouched face (selfcheck.py); never write a failed one
+    cache: bool = True  # reuse stored analyses of the person's photos (reference_cache.py; --no-cache)
     detail: bool = True  # full-resolution detail for the new eyes (BlendConfig.detail)
 
 
@@ -119,14 +120,15 @@ def identity_distance(descriptor: np.ndarray, samples: np.ndarray, k: int = IDEN
     return float(np.sort(d)[:k].mean())
 
 
-def load_person(folder: Path, detector: str = "auto", threshold: Optional[float] = None) -> Person:
+def load_person(folder: Path, detector: str = "auto", threshold: Optional[float] = None, cache: bool = False) -> Person:
     """The person shown in ``folder`` (not recursive): descriptors and reference candidates.
 
     DataError when the folder is missing or no photo in it holds exactly one face;
     NoReferenceError when every usable face has closed eyes (nothing to copy eyes from).
+    ``cache``: reuse stored analyses of photos seen before (references.open_cache).
     """
     from .faces import SAME_PERSON_THRESHOLD, descriptor_distance
-    from .references import collect_reference_paths, load_candidates
+    from .references import collect_reference_paths, load_candidates, open_cache
 
     threshold = SAME_PERSON_THRESHOLD if threshold is None else threshold
     folder = Path(folder)
@@ -138,7 +140,7 @@ def load_person(folder: Path, detector: str = "auto", threshold: Optional[float]
         paths = collect_reference_paths([], folder)
     except ExganError as e:
         raise DataError(str(e)) from None
-    candidates, rejections = load_candidates(paths, detector=detector)
+    candidates, rejections = load_candidates(paths, detector=detector, cache=open_cache(detector) if cache else None)
     rejected = [{"path": str(r.path), "reason": r.reason} for r in rejections]
     by_photo: dict[Path, list] = {}
     for c in candidates:
@@ -533,6 +535,8 @@ def _source_stat(path: Path) -> dict[str, int]:
 def _settings_key(person: Person, matcher: Matcher) -> str:
     """What decides whether a photo has anything to retouch: a photo recorded as unchanged
     under the same key (and the same source size and time) needs no second look."""
+    from .eye_classifier import eye_state_key
+
     spec = {
         "person": [[p.name, *_source_stat(p).values()] for p in person.photos],
         "threshold": matcher.threshold,
@@ -540,16 +544,9 @@ def _settings_key(person: Person, matcher: Matcher) -> str:
         "detector": matcher.detector,
         "min_face": matcher.min_face,
         "all_faces": matcher.all_faces,
-        "eye_state": _eye_state_key(),  # which classifier (or the EAR rule) judged the eyes
+        "eye_state": eye_state_key(),  # which classifier (or the EAR rule) judged the eyes
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _eye_state_key() -> str:
-    from .eye_classifier import default_classifier
-
-    classifier = default_classifier()
-    return "ear" if classifier is None else f"classifier:{classifier.sha256[:16]}:{classifier.threshold}:{classifier.ear_below}"
 
 
 def read_report(path: Path) -> dict[str, dict]:
@@ -675,7 +672,7 @@ def run_batch(
         raise ExganError(f"identity threshold must be positive, not {threshold}")
     workers = default_workers() if options.workers is None else max(0, int(options.workers))
 
-    person = load_person(options.person_dir, detector=options.detector, threshold=threshold)
+    person = load_person(options.person_dir, detector=options.detector, threshold=threshold, cache=options.cache)
     spec = options.weights if options.weights else resolve_default()
     model = load_pretrained(spec, device=resolve_device(options.device))
 

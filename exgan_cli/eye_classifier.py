@@ -342,6 +342,13 @@ def default_classifier() -> EyeClassifier | None:
     return _cached(str(folder), mtime)
 
 
+def eye_state_key() -> str:
+    """What judges eye state in this process, as a short string for cache keys: the bundled
+    classifier (its weights' hash and thresholds) or "ear" (the EAR rule, no weights)."""
+    classifier = default_classifier()
+    return "ear" if classifier is None else f"classifier:{classifier.sha256[:16]}:{classifier.threshold}:{classifier.ear_below}"
+
+
 # ---------------------------------------------------------------------------------------
 # Training data
 

@@ -64,11 +64,12 @@ def inspect_photo(
     detector: str = "auto",
     identity_threshold: float | None = None,
     weights: str | None = None,
+    cache: bool = False,
 ) -> dict[str, Any]:
     """Everything inspect reports about ``photo`` (and its references), as JSON-ready data.
 
     Raises BadInputError for an unreadable photo. A photo without faces is not an error here:
-    ``faces`` is empty.
+    ``faces`` is empty. ``cache``: reuse stored reference analyses (references.open_cache).
     """
     from . import eye_classifier, eyes, faces as facelib, geometry, references
     from .blend import photo_boxes
@@ -89,7 +90,9 @@ def inspect_photo(
 
     t = time.perf_counter()
     paths = references.collect_reference_paths(list(refs), ref_dir) if (refs or ref_dir) else []
-    candidates, rejections = references.load_candidates(paths, detector=detector) if paths else ([], [])
+    candidates, rejections = references.load_candidates(
+        paths, detector=detector, cache=references.open_cache(detector) if cache else None
+    ) if paths else ([], [])
     timings["references"] = time.perf_counter() - t
 
     t = time.perf_counter()

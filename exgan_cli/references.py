@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -55,6 +55,33 @@ FULL_SHARPNESS = 150.0  # faces.sharpness(): sharp LFW faces ~100, sharp high-re
 MAX_LISTED = 6  # rejections spelled out in the NoReferenceError line before "and N more"
 
 
+@dataclass(eq=False)
+class ReferencePhoto:
+    """One reference photo file. Its pixels are only needed for the reference that is chosen,
+    so a photo whose analysis came from the cache (reference_cache.py) is decoded on first use,
+    after checking that its content is still what was analysed."""
+
+    path: Path
+    sha256: str | None  # content hash (None: not hashed, i.e. analysed without a cache)
+    size: tuple[int, int]  # (width, height) upright
+    _pixels: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        if self._pixels is None:
+            from .reference_cache import file_sha256
+
+            try:
+                same = self.sha256 is None or file_sha256(self.path) == self.sha256
+            except OSError:
+                same = False
+            img = load_image(self.path) if same else None
+            if img is None or img.size != self.size:
+                raise BadInputError(f"{self.path}: reference photo changed or disappeared while exgan was running")
+            self._pixels = img.pixels
+        return self._pixels
+
+
 @dataclass(eq=False)  # compared by identity (``key`` names it); fields hold numpy arrays
 class Candidate:
     path: Path  # the reference photo
@@ -66,8 +93,13 @@ class Candidate:
     pose: Pose  # (yaw, pitch, roll) degrees, see faces.head_pose
     sharpness: float  # faces.sharpness: variance of the Laplacian at a fixed face size
     width: float  # face width in pixels (faces.face_width)
-    pixels: np.ndarray  # the reference photo's RGB (shared by the photo's candidates)
+    photo: ReferencePhoto  # the reference photo (shared by the photo's candidates); pixels on demand
     visibility: float = float("nan")  # eyes.eye_visibility: eyes vs cheek luminance (< 0.17: dark glasses)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The reference photo's RGB (decoded on first use when the analysis came from the cache)."""
+        return self.photo.pixels
 
     @property
     def key(self) -> tuple[str, int]:
@@ -160,42 +192,125 @@ def reference_min_face(size: tuple[int, int]) -> float:
     return max(float(MIN_FACE), REF_MIN_FACE_FRACTION * max(size))
 
 
-def load_candidates(paths: Sequence[Path], detector: str = "hog") -> tuple[list[Candidate], list[Rejection]]:
+def _measure(img, path: Path, sha256: str | None, detector: str) -> tuple[ReferencePhoto, list[Candidate]]:
+    """Every face of one decoded reference photo, measured."""
+    photo = ReferencePhoto(path, sha256, img.size, img.pixels)
+    faces = detect_faces(img.pixels, detector=detector, min_face=reference_min_face(img.size))
+    candidates = [
+        Candidate(
+            path=path,
+            index=i,
+            faces_in_photo=len(faces),
+            face=face,
+            descriptor=face_descriptor(img.pixels, face),
+            eye=assess(img.pixels, face),  # the eye-state classifier when its weights are there
+            pose=head_pose(face.landmarks, img.size),
+            sharpness=sharpness(img.pixels, face),
+            width=face_width(face),
+            photo=photo,
+            visibility=eye_visibility(img.pixels, face.landmarks),
+        )
+        for i, face in enumerate(faces)
+    ]
+    return photo, candidates
+
+
+def _to_entry(photo: ReferencePhoto, candidates: list[Candidate]) -> dict:
+    """A photo's analysis as JSON-able data (floats kept exactly: repr round-trips)."""
+    return {
+        "size": list(photo.size),
+        "faces": [
+            {
+                "box": list(c.face.box),
+                "landmarks": c.face.landmarks.tolist(),
+                "detector": c.face.detector,
+                "score": c.face.score,
+                "descriptor": c.descriptor.tolist(),
+                "eye": asdict(c.eye),
+                "pose": list(c.pose),
+                "sharpness": c.sharpness,
+                "width": c.width,
+                "visibility": c.visibility,
+            }
+            for c in candidates
+        ],
+    }
+
+
+def _from_entry(entry: dict, path: Path, sha256: str) -> tuple[ReferencePhoto, list[Candidate]] | None:
+    """The analysis stored by ``_to_entry``; None when the entry does not have that shape."""
+    try:
+        photo = ReferencePhoto(path, sha256, (int(entry["size"][0]), int(entry["size"][1])))
+        faces = entry["faces"]
+        out = []
+        for i, f in enumerate(faces):
+            landmarks = np.asarray(f["landmarks"], dtype=np.float64)
+            descriptor = np.asarray(f["descriptor"], dtype=np.float32)
+            if landmarks.shape != (68, 2) or descriptor.shape != (128,):
+                return None
+            landmarks.setflags(write=False)
+            face = Face(box=tuple(int(v) for v in f["box"]), landmarks=landmarks, detector=str(f["detector"]), score=float(f["score"]))
+            out.append(
+                Candidate(
+                    path=path, index=i, faces_in_photo=len(faces), face=face, descriptor=descriptor,
+                    eye=EyeState(**f["eye"]), pose=tuple(float(v) for v in f["pose"]), sharpness=float(f["sharpness"]),
+                    width=float(f["width"]), photo=photo, visibility=float(f["visibility"]),
+                )
+            )
+        return photo, out
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+
+
+def open_cache(detector: str, root: Path | None = None):
+    """The reference-analysis cache for this detector (reference_cache.py), at ``root`` or the
+    default folder."""
+    from .reference_cache import AnalysisCache, default_cache_dir
+
+    settings = {"detector": detector, "min_face": MIN_FACE, "ref_min_face_fraction": REF_MIN_FACE_FRACTION}
+    return AnalysisCache(root if root is not None else default_cache_dir(), settings)
+
+
+def load_candidates(
+    paths: Sequence[Path], detector: str = "hog", cache=None
+) -> tuple[list[Candidate], list[Rejection]]:
     """Every face of every reference photo as a measured Candidate.
 
     Photos that cannot be read or have no face become Rejections (never an exception), so
     one bad file among several references does not stop the run. Faces smaller than
-    ``reference_min_face`` are not looked for.
+    ``reference_min_face`` are not looked for. With ``cache`` (``open_cache(detector)``) a
+    photo analysed before, byte for byte, is not decoded nor measured again: its stored
+    analysis is used and its pixels are decoded only if it is chosen.
     """
+    from .reference_cache import file_sha256
+
     candidates: list[Candidate] = []
     rejections: list[Rejection] = []
     for path in paths:
         path = Path(path)
-        try:
-            img = load_image(path)
-        except ExganError as e:
-            rejections.append(Rejection(path, None, _reason_of(e, path)))
-            continue
-        faces = detect_faces(img.pixels, detector=detector, min_face=reference_min_face(img.size))
-        if not faces:
+        sha256 = None
+        if cache is not None:
+            try:
+                sha256 = file_sha256(path)
+            except OSError:
+                sha256 = None  # load_image below says what is wrong with the path
+        stored = cache.get(sha256) if cache is not None and sha256 is not None else None
+        found = _from_entry(stored, path, sha256) if stored is not None else None
+        if found is None:
+            try:
+                img = load_image(path)
+            except ExganError as e:
+                rejections.append(Rejection(path, None, _reason_of(e, path)))
+                continue
+            photo, found_faces = _measure(img, path, sha256, detector)
+            if cache is not None and sha256 is not None:
+                cache.put(sha256, _to_entry(photo, found_faces))
+        else:
+            found_faces = found[1]
+        if not found_faces:
             rejections.append(Rejection(path, None, "no face found"))
             continue
-        for i, face in enumerate(faces):
-            candidates.append(
-                Candidate(
-                    path=path,
-                    index=i,
-                    faces_in_photo=len(faces),
-                    face=face,
-                    descriptor=face_descriptor(img.pixels, face),
-                    eye=assess(img.pixels, face),  # the eye-state classifier when its weights are there
-                    pose=head_pose(face.landmarks, img.size),
-                    sharpness=sharpness(img.pixels, face),
-                    width=face_width(face),
-                    pixels=img.pixels,
-                    visibility=eye_visibility(img.pixels, face.landmarks),
-                )
-            )
+        candidates.extend(found_faces)
     return candidates, rejections
 
 

@@ -36,6 +36,7 @@ class RetouchRequest:
     report: Optional[Path] = None
     compare: Optional[Path] = None
     self_check: bool = True  # check each retouched face, retry other references, never keep a failed one
+    cache: bool = True  # reuse stored analyses of reference photos (reference_cache.py; --no-cache)
 
 
 @dataclass
@@ -88,7 +89,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     from .blend import BlendConfig
     from .pipeline import RetouchOptions, retouch, select_faces
     from .selfcheck import SelfCheckConfig
-    from .references import collect_reference_paths, load_candidates
+    from .references import collect_reference_paths, load_candidates, open_cache
     from .weights import load_pretrained, resolve_default, resolve_device
 
     say = log or (lambda s: None)
@@ -133,7 +134,8 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     paths = collect_reference_paths(request.refs, request.ref_dir)
     if not paths:
         raise NoReferenceError(f"{request.photo}: no reference photo given (use --ref or --ref-dir)")
-    candidates, rejections = load_candidates(paths, detector=request.detector)
+    cache = open_cache(request.detector) if request.cache else None
+    candidates, rejections = load_candidates(paths, detector=request.detector, cache=cache)
     rejected = [{"path": str(r.path), "face": r.face_index, "reason": r.reason} for r in rejections]
     timings["references"] = time.perf_counter() - t
     if not candidates:

@@ -95,3 +95,12 @@ def tiny_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-model") / "tiny-reference"
     save_pretrained(folder, Generator(cfg), None, cfg, AlignConfig(), MaskConfig(), card="random test model")
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own, empty reference-analysis cache (exgan_cli/reference_cache.py):
+    tests never read each other's entries, nor write into the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("exgan-cache")
+    monkeypatch.setenv("EXGAN_CACHE_DIR", str(folder))
+    return folder

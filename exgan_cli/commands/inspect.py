@@ -23,6 +23,7 @@ def inspect(
     detector: Detector = typer.Option(Detector.auto, "--detector", help="Face detector: auto (HOG, then dlib's CNN when HOG finds no face), HOG or CNN."),
     identity_threshold: Optional[float] = typer.Option(None, "--identity-threshold", min=0.01, help="Max descriptor distance for the same person [default: 0.6]."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Model folder whose eye masks to show [default: bundled model]."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse the stored analysis of reference photos seen before (~/.cache/exgan or $EXGAN_CACHE_DIR)."),
 ) -> None:
     """Show the faces exgan finds in PHOTO: detector, eye state (classifier P(closed) and EARs),
     head pose, eye masks, and with references the identity distances and which references are usable.
@@ -41,7 +42,7 @@ def inspect(
             raise OutputError(f"{draw}: already exists (use --overwrite to replace it)")
         if not draw.parent.is_dir():
             raise OutputError(f"{draw}: folder {draw.parent} does not exist")
-    info = inspect_photo(photo, ref, ref_dir, detector=detector.value, identity_threshold=identity_threshold, weights=weights)
+    info = inspect_photo(photo, ref, ref_dir, detector=detector.value, identity_threshold=identity_threshold, weights=weights, cache=cache)
     if draw is not None:
         image = load_image(photo)
         save_image(draw_inspection(image.pixels, info), draw, like=image, overwrite=overwrite)
