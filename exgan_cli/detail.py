@@ -207,6 +207,14 @@ def _warp_from(src: np.ndarray, dst_to_src: np.ndarray, size: tuple[int, int]) -
     )
 
 
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """``images.luminance`` of a float32 (h, w, 3) array (or a view of one) in a single OpenCV
+    pass: the same weights, float rounding aside, several times faster on big regions."""
+    import cv2
+
+    return cv2.transform(rgb, LUMA[None])
+
+
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     t = np.clip((x - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
@@ -216,11 +224,37 @@ def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 # Statistics
 
 
+def _median(x: np.ndarray) -> float:
+    """``np.median`` of a 1-D array, from one single-k partition of a copy: numpy's vectorised
+    quickselect, an order of magnitude faster than np.median's multi-k partition (which also
+    looks for NaNs). The same value: the middle element, or the mean of the two middle ones."""
+    a = np.array(x, copy=True)
+    k = a.size // 2
+    a.partition(k)
+    if a.size % 2:
+        return float(a[k])
+    return float((a[:k].max() + a[k]) / 2)
+
+
 def _robust_std(x: np.ndarray) -> float:
     """Standard deviation estimated from the median absolute deviation (robust to hair, a mole)."""
     if x.size == 0:
         return 0.0
-    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+    return float(1.4826 * _median(np.abs(x - _median(x))))
+
+
+def _covariance(x: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """3x3 covariance of the colours ``x`` (h, w, 3) at the pixels ``sel``: ``np.cov(x[sel].T)``,
+    computed channel by channel with plain numpy sums (selecting 3-channel pixels, and BLAS
+    products while OpenCV's threads hold the cores, are several times slower)."""
+    chans = [x[..., c][sel].astype(np.float64) for c in range(3)]
+    chans = [c - c.mean() for c in chans]
+    n = max(len(chans[0]) - 1, 1)
+    cov = np.empty((3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            cov[i, j] = cov[j, i] = float(np.sum(chans[i] * chans[j])) / n
+    return cov
 
 
 def _psd_sqrt(c: np.ndarray) -> np.ndarray:
@@ -274,7 +308,7 @@ def _match(
     gw, gh = max(8, int(round(w / f))), max(8, int(round(h / f)))
     fx, fy = w / gw, h / gh  # grid -> sub pixels
     grid_to_sub = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1.0]])
-    g = cv2.resize(luminance(generated_low), (gw, gh), interpolation=cv2.INTER_AREA)
+    g = cv2.resize(_luma(generated_low), (gw, gh), interpolation=cv2.INTER_AREA)
     r = luminance(_warp_from(exemplar.pixels, (_as3(sub_to_ref) @ grid_to_sub)[:2], (gw, gh)))
     r = cv2.GaussianBlur(r, (0, 0), max(sigma / f, 0.5))
     reg = cv2.resize(region, (gw, gh), interpolation=cv2.INTER_AREA)
@@ -346,6 +380,18 @@ def _lowpass(a: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def _fine(a: np.ndarray, sigma: float) -> np.ndarray:
+    """The finest band of ``a``: ``a`` minus its Gaussian blur of ``sigma`` pixels (reflected border)."""
+    import cv2
+
+    return a - cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def _fine_radius(sigma: float) -> int:
+    """How far (pixels) ``_fine`` looks: OpenCV's kernel for float images spans +-4 sigma."""
+    return int(np.ceil(4.0 * sigma)) + 1
+
+
 def _shock(lum: np.ndarray, sigma: float, steps: int) -> np.ndarray:
     """Steepen the edges of ``lum`` (float32) with a morphological shock filter.
 
@@ -384,9 +430,53 @@ def _synthesise_fine(lum_ref: np.ndarray, upscale: float, cfg: DetailConfig) -> 
     top = lum_ref - cv2.GaussianBlur(lum_ref, (0, 0), cfg.grain_sigma * u, borderType=cv2.BORDER_REFLECT)
     if lack <= 0.0:
         return top, np.zeros_like(lum_ref), 0.0
-    fine = lambda a: a - cv2.GaussianBlur(a, (0, 0), cfg.grain_sigma, borderType=cv2.BORDER_REFLECT)  # noqa: E731
     sharp = _shock(lum_ref, cfg.shock_sigma * u, cfg.shock_steps)
-    return top, fine(sharp) - fine(lum_ref), lack
+    return top, _fine(sharp - lum_ref, cfg.grain_sigma), lack  # = fine(sharp) - fine(lum_ref): the band is linear
+
+
+def _band_gains(
+    own: np.ndarray, ref_detail: np.ndarray, ref_fine: np.ndarray, sel: np.ndarray, cfg: DetailConfig
+) -> tuple[float, float]:
+    """(gain_mid, gain_fine): per band, the target's level on the skin ``sel`` over the
+    reference's (robust standard deviations of luminance), clipped to [min_gain, max_gain].
+
+    ``own`` is the target's detail (above the generator's band), ``ref_detail`` the reference's
+    and ``ref_fine`` its finest band (``grain_sigma``). The bands are linear in the colours, so
+    they are split on luminance directly: one channel to filter instead of three.
+    """
+    own_l = _luma(own)
+    own_fine = _fine(own_l, cfg.grain_sigma)[sel]
+    own_mid = own_l[sel] - own_fine
+    ref_fine_l = _luma(ref_fine)[sel]
+    ref_mid = _luma(ref_detail)[sel] - ref_fine_l
+    g_mid = _robust_std(own_mid) / max(_robust_std(ref_mid), 1e-6)
+    g_fine = _robust_std(own_fine) / max(_robust_std(ref_fine_l), 1e-6)
+    return float(np.clip(g_mid, cfg.min_gain, cfg.max_gain)), float(np.clip(g_fine, cfg.min_gain, cfg.max_gain))
+
+
+def _grain(shape: tuple[int, int], seed: list[int], sigma: float) -> tuple[np.ndarray, float]:
+    """White Gaussian noise (h, w, 3) band-limited like the finest band (``_fine`` of ``sigma``),
+    and its standard deviation (to normalise it by). Deterministic for a given seed."""
+    rng = np.random.default_rng(seed)
+    noise = _fine(rng.standard_normal(shape + (3,), dtype=np.float32), sigma)
+    return noise, max(float(noise.std()), 1e-6)
+
+
+def _in_background(fn, *args):
+    """``fn(*args)`` started on a thread now; the returned future's ``result()`` waits for it.
+
+    For the grain: drawing a big face's million normal numbers takes ~10 ms, and numpy's
+    generator (like OpenCV) releases the GIL, so it runs beside the per-eye work. The values
+    do not depend on it: the same seed, the same numbers. A one-thread executor per call that is
+    shut down at once (its thread ends with the job): nothing is kept, so forked or spawned
+    workers are safe.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exgan-grain")
+    future = pool.submit(fn, *args)
+    pool.shutdown(wait=False)
+    return future
 
 
 def render_detail(
@@ -413,9 +503,7 @@ def render_detail(
     w, h = x1 - x0, y1 - y0
     crop_px = 1.0 / max(matrix_scale(target_matrix), 1e-9)  # photo pixels per crop pixel
     sigma = max(cfg.split * crop_px, 0.5)
-
-    def fine(a: np.ndarray) -> np.ndarray:
-        return a - cv2.GaussianBlur(a, (0, 0), cfg.grain_sigma, borderType=cv2.BORDER_REFLECT)
+    gs = cfg.grain_sigma
 
     target = photo[y0:y1, x0:x1].astype(np.float32)
     base = _lowpass(np.asarray(generated, dtype=np.float32), sigma)
@@ -454,6 +542,9 @@ def render_detail(
     bx1, by1 = max(e[2][2] for e in eyes), max(e[2][3] for e in eyes)
     bw, bh = bx1 - bx0, by1 - by0
     box = (slice(by0, by1), slice(bx0, bx1))
+    # The grain (used below where the skin ring is big enough to measure: nearly always) is
+    # drawn on the whole box while the reference's detail is prepared.
+    grain = _in_background(_grain, (bh, bw), [cfg.seed, x0 + bx0, y0 + by0], gs)
     weight = np.zeros((bh, bw), dtype=np.float32)
     nearest = np.full((bh, bw), np.inf, dtype=np.float32)  # distance to the nearest eye outline
     ref_detail = np.zeros((bh, bw, 3), dtype=np.float32)
@@ -481,77 +572,83 @@ def render_detail(
             }
         )
         ref = _warp_from(exemplar.pixels, sub_to_ref, (sx1 - sx0, sy1 - sy0))
-        detail = ref - _lowpass(ref, sigma)
         ok = mine & (dist <= reach + 1)
-        ref_detail[view][ok] = detail[ok]
+        # np.copyto(..., where=): a masked copy into the views (a boolean-indexed assignment
+        # of a 3-channel view costs several times more).
+        np.copyto(ref_detail[view], ref - _lowpass(ref, sigma), where=ok[..., None])
         if cfg.synthesize:
-            top, synth, lack = _synthesise_fine(luminance(ref), 1.0 / max(matrix_scale(sub_to_ref), 1e-9), cfg)
-            ref_top[view][ok] = top[ok]
-            ref_synth[view][ok] = lack * synth[ok]
+            top, synth, lack = _synthesise_fine(_luma(ref), 1.0 / max(matrix_scale(sub_to_ref), 1e-9), cfg)
+            np.copyto(ref_top[view], top, where=ok)
+            np.copyto(ref_synth[view], lack * synth, where=ok)
             missing.append(round(lack, 3))
-        agreement[view][ok] = agree[ok]
+        np.copyto(agreement[view], agree, where=ok)
         has_ref[view] |= ok
 
     width = float(np.mean([e[0] for e in eyes]))
     outer = (cfg.eye_grow + 2 * cfg.eye_soft) * width
     calib = (nearest > outer) & (nearest <= outer + cfg.calib_width * width)
     own_box, target_box = own[box], target[box]
-    lum = LUMA
+    sel = calib & has_ref
+    eye_sel = (weight > 0.5) & has_ref
+    # The output changes only where the eye regions have weight: the detail to paste is built
+    # in the box around that (``work``), grown by the finest band's kernel so that its filter
+    # sees the same pixels as on the whole box. The calibration statistics are taken on the
+    # skin ring, which reaches further: they use the whole box.
+    rows, cols = np.flatnonzero(weight.any(1)), np.flatnonzero(weight.any(0))
+    work = (slice(None), slice(None))  # (no weight anywhere: nothing is pasted; the whole box, as before)
+    if rows.size:
+        r = _fine_radius(gs)
+        work = (slice(max(0, rows[0] - r), rows[-1] + 1 + r), slice(max(0, cols[0] - r), cols[-1] + 1 + r))
+
     # The reference's detail, in two bands, each scaled so that on the skin around the eyes it
     # has the target's level: the band between the generator's and the finest (gain_mid), and
     # the finest (gain_fine, the one a smaller, upsampled reference lacks). Both are clipped to
     # [min_gain, max_gain]; what the clipped fine band still lacks is filled with grain below.
     gains = (1.0, 1.0)
     ref_fine_cov = np.zeros((3, 3))
-    sel = calib & has_ref
+    detail = ref_detail[work]  # without an exemplar: zeros, to which the grain is added
     if exemplar is not None:
-        ref_fine = fine(ref_detail)
-        ref_mid = ref_detail - ref_fine
+        ref_fine = _fine(ref_detail, gs)
         if sel.sum() >= 50:
-            own_fine = fine(own_box)[sel]
-            own_mid = own_box[sel] - own_fine
-            g_mid = _robust_std(own_mid @ lum) / max(_robust_std(ref_mid[sel] @ lum), 1e-6)
-            g_fine = _robust_std(own_fine @ lum) / max(_robust_std(ref_fine[sel] @ lum), 1e-6)
-            gains = (float(np.clip(g_mid, cfg.min_gain, cfg.max_gain)), float(np.clip(g_fine, cfg.min_gain, cfg.max_gain)))
-            ref_fine_cov = np.cov((gains[1] * ref_fine[sel]).T)
+            gains = _band_gains(own_box, ref_detail, ref_fine, sel, cfg)
+            ref_fine_cov = gains[1] ** 2 * _covariance(ref_fine, sel)
         # Structure only where it agrees with the generator's eye (no ghost contours). The
         # finest band is gated less (``fine_floor``): it is texture more than contour, and
         # without it a gated eye would be smoother than the skin around it.
-        a = agreement[..., None]
-        ref_detail = gains[0] * a * ref_mid + gains[1] * (cfg.fine_floor + (1.0 - cfg.fine_floor) * a) * ref_fine
+        a, fine_w = agreement[work][..., None], ref_fine[work]
+        detail = (gains[0] * a) * (detail - fine_w) + (gains[1] * (cfg.fine_floor + (1.0 - cfg.fine_floor) * a)) * fine_w
 
     # Grain for what the reference lacks in the finest band (all of it without a reference):
-    # band-limited like the finest band, with the skin's colour covariance.
+    # band-limited like the finest band, with the skin's colour covariance. It is drawn (and
+    # normalised) on the whole box, so that the same photo gives the same grain.
+    target_fine = None
     if calib.sum() >= 50:
-        target_fine_cov = np.cov(fine(target_box)[calib].T)
-        root = _psd_sqrt(target_fine_cov - ref_fine_cov).astype(np.float32)
-        rng = np.random.default_rng([cfg.seed, x0 + bx0, y0 + by0])
-        noise = fine(rng.standard_normal((bh, bw, 3), dtype=np.float32))
-        noise /= max(float(noise.std()), 1e-6)
-        ref_detail += noise @ root.T
+        target_fine = _fine(target_box, gs)
+        noise, noise_std = grain.result()
+        root = _psd_sqrt(_covariance(target_fine, calib) - ref_fine_cov) / noise_std
+        detail += cv2.transform(noise[work], root.astype(np.float32))  # per pixel: root @ rgb
 
     # The finest band a smaller reference lacks, rebuilt from its own edges (_synthesise_fine),
     # gated like its structure. It is added at most at its natural strength, and only up to
     # the eye/skin contrast the reference's eye has in its own finest octave.
     synth_gain = 0.0
-    eye_sel = (weight > 0.5) & has_ref
     if exemplar is not None and cfg.synthesize and max(missing, default=0.0) > 0 and eye_sel.sum() >= 50 and sel.sum() >= 50:
-        synth = ref_synth * agreement
-        synth_var = float(np.var(synth[eye_sel]))
+        synth = ref_synth[work] * agreement[work]
+        eye_w = eye_sel[work]
+        synth_var = float(np.var(synth[eye_w]))
         synth_gain = 1.0
-        if cfg.synth_calibrate:
+        if cfg.synth_calibrate:  # (sel is inside calib: target_fine is there)
             ratio = float(np.var(ref_top[eye_sel]) / max(float(np.var(ref_top[sel])), 1e-6))
-            skin = float(np.var(fine(target_box)[calib] @ lum))
-            have = float(np.var(fine(ref_detail)[eye_sel] @ lum))
+            skin = float(np.var(_luma(target_fine)[calib]))
+            have = float(np.var(_fine(_luma(detail), gs)[eye_w]))
             need = ratio * skin - have
             synth_gain = float(np.clip(np.sqrt(max(need, 0.0) / max(synth_var, 1e-9)), 0.0, 1.0))
-        ref_detail += synth_gain * synth[..., None]
+        detail += synth_gain * synth[..., None]
     if info is not None:
         info.update({"gain_mid": round(gains[0], 3), "gain_fine": round(gains[1], 3), "registration": registered,
                      "missing_fine": missing, "synth_gain": round(synth_gain, 3)})
 
-    w3 = weight[..., None]
-    out[box] += w3 * (ref_detail - own_box)
+    out[box][work] += weight[work][..., None] * (detail - own_box[work])
     return out
 
 

@@ -209,6 +209,7 @@ def retouch(
             failures.append(f"face {i}: {e}")
             continue
         reports[i].reference = _reference_dict(choice)
+        choice.candidate.pixels  # decoded here, not before: a cached analysis needs no pixels until chosen
         jobs.append((i, choice, prepare_face(rgb, f.landmarks, model)))
     timings["references"] = time.perf_counter() - t
     if not jobs:

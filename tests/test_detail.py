@@ -21,6 +21,9 @@ from exgan_cli.detail import (
     DetailConfig,
     DetailSource,
     Exemplar,
+    _covariance,
+    _luma,
+    _median,
     _shock,
     _synthesise_fine,
     _warp_from,
@@ -279,6 +282,22 @@ def test_warp_from_a_finer_source_does_not_alias():
 
     naive = cv2.warpAffine(src, dst_to_src, (100, 100), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     assert naive[5:-5, 5:-5].std() > 100  # what sampling without the reduction gives
+
+
+def test_fast_statistics_match_numpy():
+    """The render's shortcuts (one-k partition median, per-channel covariance, one-pass luma)
+    give numpy's values: the speed-up changes nothing but float rounding."""
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 5, 6, 1001, 4096):
+        x = rng.standard_normal(n).astype(np.float32)
+        assert _median(x) == float(np.median(x))
+        ties = np.round(3 * x)
+        assert _median(ties) == float(np.median(ties))
+    rgb = rng.normal(120, 30, (40, 60, 3)).astype(np.float32) + rng.normal(0, 20, (40, 60, 1)).astype(np.float32)
+    sel = rng.random((40, 60)) < 0.4
+    assert np.allclose(_covariance(rgb, sel), np.cov(rgb[sel].T), rtol=1e-9, atol=1e-9)
+    view = rgb[3:30, 5:50]  # a view, as the render passes
+    assert np.allclose(_luma(view), luminance(view), atol=1e-3)
 
 
 def test_detail_can_be_turned_off():
