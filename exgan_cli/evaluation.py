@@ -80,6 +80,7 @@ METRICS: tuple[tuple[str, str, bool], ...] = (
     ("ssim_eyes", "SSIM eyes", True),
     ("ms_ssim_eyes", "MS-SSIM eyes", True),
     ("detail_eyes", "detail eyes", True),
+    ("seam_eyes", "seam eyes", False),
     ("identity", "ID dist", False),
 )
 SET_METRIC = ("frechet_descriptor", "FD desc", False)
@@ -89,6 +90,7 @@ NOTES = [
     "PSNR, SSIM and MS-SSIM over the eye boxes; SSIM maps use the whole crop (Gaussian window 1.5), averaged over the boxes.",
     "MS-SSIM keeps only the scales at which the eye boxes are still 6 px across (ms_ssim_scales per resolution); weights renormalised.",
     "detail_eyes: fine detail (variance of the Laplacian of luminance inside the eye boxes, 2 px in from their border) of the result over the real eyes': 1 = as detailed as the truth, below 1 = softer.",
+    "seam_eyes: how visible the eye boxes' border is: mean difference between the result's and the real photo's luminance gradients on a 2 px band straddling the border (0..1 units; 0 = continuous exactly as the truth; a 10-level step ~0.02).",
     "identity: Euclidean distance between dlib 128-d descriptors of the in-painted and the real aligned crop, both with the cached landmarks (< 0.6: same person for dlib).",
     "frechet_descriptor: Fréchet distance between Gaussians fitted to the descriptors of the real and the in-painted faces, bias-corrected by the bootstrap (basic bootstrap 95% CI); "
     "it is NOT FID: FID needs Inception-v3 weights, unavailable offline. With fewer faces than 128 it is biased upwards: compare methods at equal N only.",
@@ -526,6 +528,7 @@ def score_face(result: np.ndarray, truth: np.ndarray, mask: np.ndarray, scales: 
         "ssim_eyes": M.ssim(result, truth, mask),
         "ms_ssim_eyes": M.ms_ssim(result, truth, mask, scales),
         "detail_eyes": M.detail_ratio(result, truth, mask),
+        "seam_eyes": M.seam_error(result, truth, mask),
     }
 
 

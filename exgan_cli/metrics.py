@@ -106,6 +106,32 @@ def detail_ratio(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return lap_var(a) / max(lap_var(b), 1e-9)
 
 
+def seam_error(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """How visible the hole's border is in ``a`` compared with the truth ``b``: the mean length
+    of the difference between their luminance gradients (3x3 Sobel / 8: levels per pixel)
+    over a band two pixels wide straddling the border of the mask (its last pixel inside and
+    first outside), in 0..1 units. 0: across the border the result changes exactly as the real
+    photo does; a colour or brightness step between the in-painted hole and its surroundings
+    adds about its size (a step of 10 levels on a flat surround: ~0.02). Lower is better."""
+    import cv2
+
+    from .images import luminance
+
+    hole = (np.asarray(mask) > 0.5).astype(np.uint8)
+    k = np.ones((3, 3), np.uint8)
+    band = (cv2.dilate(hole, k) > 0) & ~(cv2.erode(hole, k, borderType=cv2.BORDER_CONSTANT, borderValue=1) > 0)
+    if band.sum() < 4:
+        return float("nan")
+
+    def grads(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = _float(img)
+        lum = x[..., 0] if x.shape[2] == 1 else luminance(x[..., :3]).astype(np.float64)
+        return cv2.Sobel(lum, cv2.CV_64F, 1, 0, ksize=3) / 8.0, cv2.Sobel(lum, cv2.CV_64F, 0, 1, ksize=3) / 8.0
+
+    (ax, ay), (bx, by) = grads(a), grads(b)
+    return float(np.hypot(ax - bx, ay - by)[band].mean() / DATA_RANGE)
+
+
 def _blur(a: np.ndarray) -> np.ndarray:
     import cv2
 

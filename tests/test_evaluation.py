@@ -125,7 +125,7 @@ def test_json_layout(result):
     assert len(d["rows"]) == 9 * len(names) * 2
     row = d["rows"][0]
     assert set(row) == {"photo", "person", "reference", "reference_person", "method", "ref",
-                        "l1_face", "l1_eyes", "psnr_eyes", "ssim_eyes", "ms_ssim_eyes", "detail_eyes", "identity"}
+                        "l1_face", "l1_eyes", "psnr_eyes", "ssim_eyes", "ms_ssim_eyes", "detail_eyes", "seam_eyes", "identity"}
     for r in d["rows"]:
         assert (r["reference_person"] == r["person"]) == (r["ref"] == "right")
         assert 0 <= r["l1_face"] <= r["l1_eyes"] <= 1 and -1 <= r["ssim_eyes"] <= 1 and 0 <= r["ms_ssim_eyes"] <= 1

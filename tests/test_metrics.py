@@ -171,3 +171,21 @@ def test_detail_ratio_sees_blur_not_the_paste_border():
     flat = truth.copy()
     flat[20:40, 10:50] = 128  # a flat fill: its hard border alone must not count as detail
     assert M.detail_ratio(flat, truth, mask) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_seam_error_measures_a_step_at_the_border_not_the_content():
+    yy, xx = np.mgrid[0:64, 0:64]
+    truth = np.repeat((60 + xx + 0.5 * yy)[..., None], 3, axis=2).astype(np.uint8)  # a smooth ramp
+    mask = np.zeros((64, 64), np.float32)
+    mask[20:40, 10:50] = 1
+    assert M.seam_error(truth, truth, mask) == pytest.approx(0.0, abs=1e-12)
+    step = truth.copy()
+    step[20:40, 10:50] += 10  # the hole 10 levels brighter: a visible box
+    assert M.seam_error(step, truth, mask) == pytest.approx(10 * 4 / 8 / 255, rel=0.15)  # Sobel: 5 levels/px
+    smaller = truth.copy()
+    smaller[20:40, 10:50] += 3
+    assert M.seam_error(smaller, truth, mask) < M.seam_error(step, truth, mask) / 3
+    inner = truth.copy()
+    inner[24:36, 14:46] = 0  # different content well inside the hole, continuous at its border
+    assert M.seam_error(inner, truth, mask) == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(M.seam_error(truth, truth, np.zeros((64, 64), np.float32)))

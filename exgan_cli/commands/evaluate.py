@@ -119,7 +119,7 @@ def print_report(result) -> None:
         primary = result.summary[others[0].name]["vs_primary"]["primary"]
         paired = Table(title=f"Paired on the same faces (right references): how much better {primary} is (> 0: better) [95% CI]")
         paired.add_column("than", no_wrap=True)
-        cols = [k for k in METRICS if k[0] in ("l1_eyes", "psnr_eyes", "ms_ssim_eyes", "identity")]
+        cols = [k for k in METRICS if k[0] in ("l1_eyes", "psnr_eyes", "ms_ssim_eyes", "seam_eyes", "identity")]
         for _, label, _ in cols:
             paired.add_column(label, justify="right", no_wrap=True)
         for m in others:
