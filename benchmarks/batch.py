@@ -118,6 +118,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpname:
         tmp = args.keep or Path(tmpname)
         album, person = build(tmp)
+        # A private reference-analysis cache: the first run measures the person's photos, later
+        # runs find them there (as a user's second batch over the same person-dir would).
+        os.environ["EXGAN_CACHE_DIR"] = str(tmp / "cache")
         photos = sorted(p for p in album.rglob("*.jpg"))
         weights = args.weights
         if weights is None:
