@@ -13,14 +13,13 @@ not need the run folder or its cache:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from exgan_cli.dataset import load_dataset
-from exgan_cli.training import split_faces
+from exgan_cli.training import read_run_config, split_faces
 
 
 def main() -> None:
@@ -36,9 +35,9 @@ def main() -> None:
         persons = sorted(line.strip() for line in args.list.read_text().splitlines() if line.strip())
         val = None
     else:
-        cfg = json.loads((args.run / "config.json").read_text())
+        cfg = read_run_config(args.run)
         ds = load_dataset(Path(cfg["cache"]))
-        _, val = split_faces(ds, cfg["min_ear"], cfg["val_fraction"], cfg["seed"])
+        _, val = split_faces(ds, cfg["min_ear"], cfg["val_fraction"], cfg["seed"], cfg["split"])
         persons = sorted({ds.persons[p] for p in np.unique(ds.person[val])})
     missing = [name for name in persons if not (args.data / name).is_dir()]
     if missing:

@@ -238,15 +238,34 @@ def default_cache_path(data_dir: Path, align: AlignConfig) -> Path:
     return root / f"{Path(data_dir).resolve().name}-{align.resolution}-{digest}.npz"
 
 
-def split_persons(ds: FaceDataset, val_fraction: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+SPLITS = ("hash", "shuffle")
+
+
+def split_persons(
+    ds: FaceDataset, val_fraction: float = 0.05, seed: int = 0, method: str = "hash"
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val) with whole persons held out for validation (seeded).
 
     Only persons that have faces in ds are drawn, so a subset (say, the usable faces of persons
-    with two or more of them) gives val_fraction of the persons that count.
+    with two or more of them) gives val_fraction of the persons that count. ``method``:
+
+    - "hash": the persons whose SHA-256 of "<seed>:<name>" is smallest. A person's place
+      depends on its name only, so a data folder that gains or loses a few persons keeps the
+      rest of its split (each person added or removed moves at most one other across).
+    - "shuffle": a seeded shuffle of the persons' indices, the first runs' method (the bundled
+      models were trained with it). Any change to the list of persons redraws the whole split.
     """
-    rng = np.random.default_rng(seed)
+    if method not in SPLITS:
+        raise ValueError(f"split method must be one of {', '.join(SPLITS)}, not {method!r}")
     ids = np.unique(ds.person)
-    rng.shuffle(ids)
+    if method == "shuffle":
+        rng = np.random.default_rng(seed)
+        rng.shuffle(ids)
+    else:
+        def rank(i: int) -> bytes:
+            return hashlib.sha256(f"{seed}:{ds.persons[i]}".encode("utf-8")).digest()
+
+        ids = np.array(sorted(ids.tolist(), key=rank), dtype=ids.dtype)
     n_val = max(1, int(round(len(ids) * val_fraction))) if len(ids) > 1 else 0
     val_persons = set(ids[:n_val].tolist())
     is_val = np.array([p in val_persons for p in ds.person])

@@ -9,7 +9,8 @@ steps a log line, a validation score, a sample grid and a checkpoint.
 Data. The cache (dataset.py) holds every aligned face of a one-folder-per-person data set.
 Usable faces are open-eyed (not `closed`, and both eye aspect ratios at least `min_ear`, so
 squints are out too); persons with fewer than two usable faces are dropped. Whole persons are
-held out for validation (dataset.split_persons). A training pair is drawn as: a target face
+held out for validation (dataset.split_persons; by default by a hash of their names, so that a
+data folder that gains persons keeps its split). A training pair is drawn as: a target face
 uniformly among the usable training faces, then a reference uniformly among the *other*
 usable faces of its person. That visits every ordered pair of the paper's Cartesian
 product, but a person weighs in proportion to their photos, not their photos squared: LFW's
@@ -57,7 +58,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-from .dataset import FaceDataset, default_cache_path, load_dataset, prepare_dataset, split_persons
+from .dataset import SPLITS, FaceDataset, default_cache_path, load_dataset, prepare_dataset, split_persons
 from .errors import DataError, ExganError, OutputError, WeightsError
 from .geometry import AlignConfig, MaskConfig, boxes_to_mask, eye_boxes
 from .images import atomic_write_bytes
@@ -99,6 +100,7 @@ class TrainConfig:
     min_ear: float = 0.2  # usable faces: both eye aspect ratios at least this (open, not squinting)
     flip: bool = True  # mirror half of the pairs (pixels, landmarks, left/right eyes swapped)
     val_fraction: float = 0.05  # persons held out whole for validation (of those with 2+ usable faces)
+    split: str = "hash"  # how they are drawn (dataset.split_persons): "hash" (stable as persons come and go) or "shuffle" (older runs)
     val_max: int = 256  # at most this many validation pairs are scored (a fixed, seeded subset)
     log_every: int = 50  # steps between log.jsonl lines (losses averaged over the interval)
     eval_every: int = 1000  # steps between validation masked L1 scores (EMA G, deterministic masks); 0: end only
@@ -122,6 +124,8 @@ class TrainConfig:
         for name in ("log_every", "eval_every", "sample_every", "checkpoint_every", "threads", "workers", "val_max"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {self.split!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -169,6 +173,15 @@ def read_config_file(path: Path) -> dict:
         raise ExganError(f"{path}: cannot read training config: {e}") from None
     if not isinstance(d, dict):
         raise ExganError(f"{path}: a training config must be a JSON object")
+    return d
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """A run folder's config.json as a dict. A run written before the split method was recorded
+    (no "split") drew its validation persons with the seeded shuffle: that is filled in, so a
+    resumed, exported or evaluated run keeps its own split."""
+    d = read_config_file(Path(run_dir) / CONFIG_FILE)
+    d.setdefault("split", "shuffle")
     return d
 
 
@@ -229,14 +242,16 @@ def usable_faces(ds: FaceDataset, min_ear: float) -> np.ndarray:
     return ok & (counts[ds.person] >= 2)
 
 
-def split_faces(ds: FaceDataset, min_ear: float, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_faces(
+    ds: FaceDataset, min_ear: float, val_fraction: float, seed: int, method: str = "hash"
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val) into ds of usable faces, validation persons held out whole."""
     idx = np.nonzero(usable_faces(ds, min_ear))[0]
     if len(idx) == 0:
         return idx, idx
     if val_fraction <= 0:
         return idx, idx[:0]
-    tr, va = split_persons(ds.subset(idx), val_fraction, seed)
+    tr, va = split_persons(ds.subset(idx), val_fraction, seed, method)
     return idx[tr], idx[va]
 
 
@@ -632,7 +647,7 @@ def data_summary(ds: FaceDataset, cfg: TrainConfig) -> dict:
     """Counts for the log, the card and `--prepare-only`."""
     ok = ~ds.closed & (ds.ear.min(axis=1) >= cfg.min_ear)
     usable = usable_faces(ds, cfg.min_ear)
-    tr, va = split_faces(ds, cfg.min_ear, cfg.val_fraction, cfg.seed)
+    tr, va = split_faces(ds, cfg.min_ear, cfg.val_fraction, cfg.seed, cfg.split)
     return {
         "data_dir": ds.meta.get("data_dir"),
         "photos": int(ds.meta.get("photos_seen", len(ds))),
@@ -717,9 +732,11 @@ def train(
     resume_meta, resume_tensors = None, None
     if cfg.resume:
         resume_dir = Path(cfg.resume)
-        saved = TrainConfig.from_dict(read_config_file(resume_dir / CONFIG_FILE))
+        saved = TrainConfig.from_dict(read_run_config(resume_dir))
         if saved.model != cfg.model or saved.mask != cfg.mask:
             raise ExganError(f"{resume_dir}: the model and mask configs cannot change when resuming")
+        if (saved.split, saved.seed, saved.val_fraction, saved.min_ear) != (cfg.split, cfg.seed, cfg.val_fraction, cfg.min_ear):
+            raise ExganError(f"{resume_dir}: the validation split (split, seed, val_fraction, min_ear) cannot change when resuming")
         resume_meta, resume_tensors = read_checkpoint(resume_dir)
         if not cfg.out:
             cfg = replace(cfg, out=str(resume_dir))
@@ -734,7 +751,7 @@ def train(
     ds = load_dataset(cache)
     if ds.align != cfg.align:
         raise DataError(f"{cache}: faces aligned at {ds.align.resolution} px, the model wants {cfg.align.resolution}")
-    train_idx, val_idx = split_faces(ds, cfg.min_ear, cfg.val_fraction, cfg.seed)
+    train_idx, val_idx = split_faces(ds, cfg.min_ear, cfg.val_fraction, cfg.seed, cfg.split)
     if len(train_idx) == 0:
         raise DataError(f"{cache}: no training person has two usable (open-eyed, min EAR {cfg.min_ear}) faces")
     summary = data_summary(ds, cfg)
@@ -1082,7 +1099,7 @@ def export_run(
     if not overwrite and out.exists() and any(out.iterdir()):
         raise OutputError(f"{out}: exists and is not empty (use --overwrite)")
     try:
-        cfg = TrainConfig.from_dict(read_config_file(run_dir / CONFIG_FILE))
+        cfg = TrainConfig.from_dict(read_run_config(run_dir))
     except ValueError as e:
         raise WeightsError(f"{run_dir / CONFIG_FILE}: {e}") from None
     meta, tensors = read_checkpoint(run_dir)

@@ -80,13 +80,44 @@ def test_save_and_load_keep_every_field(tmp_path, prepared):
 
 def test_split_keeps_persons_whole(prepared):
     ds = dataset.load_dataset(prepared[1])
-    for seed in range(5):
-        tr, va = dataset.split_persons(ds, 0.34, seed=seed)
-        assert len(tr) + len(va) == len(ds) and not set(tr) & set(va)
-        assert len(va) > 0 and len(tr) > 0
-        assert not set(ds.person[tr]) & set(ds.person[va])
-    a, b = dataset.split_persons(ds, 0.34, seed=1), dataset.split_persons(ds, 0.34, seed=1)
-    np.testing.assert_array_equal(a[1], b[1])
+    for method in dataset.SPLITS:
+        for seed in range(5):
+            tr, va = dataset.split_persons(ds, 0.34, seed=seed, method=method)
+            assert len(tr) + len(va) == len(ds) and not set(tr) & set(va)
+            assert len(va) > 0 and len(tr) > 0
+            assert not set(ds.person[tr]) & set(ds.person[va])
+        a, b = dataset.split_persons(ds, 0.34, seed=1, method=method), dataset.split_persons(ds, 0.34, seed=1, method=method)
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_hash_split_is_stable_when_persons_come_and_go():
+    from exgan_cli.dataset import FaceDataset
+
+    def fake(names: list[str]) -> FaceDataset:
+        n = len(names) * 2  # two faces each
+        z = np.zeros((n, 1, 1, 3), np.uint8)
+        return FaceDataset(crops=z, landmarks=np.zeros((n, 68, 2), np.float32), closed=np.zeros(n, bool),
+                           ear=np.ones((n, 2), np.float32), person=np.repeat(np.arange(len(names)), 2).astype(np.int32),
+                           persons=names, paths=[f"{p}/{i}.jpg" for p in names for i in range(2)], align=None, meta={})
+
+    names = [f"Person_{i:03d}" for i in range(200)]
+
+    def val_names(ds: FaceDataset, method: str) -> set[str]:
+        _, va = dataset.split_persons(ds, 0.1, seed=3, method=method)
+        return {ds.persons[p] for p in set(ds.person[va].tolist())}
+
+    full = val_names(fake(names), "hash")
+    assert len(full) == 20
+    # A person added (in the middle of the sorted list, shifting every later index) or removed
+    # moves at most one other person across; the old shuffle redraws most of the split.
+    grown = val_names(fake(sorted(names + ["Person_050b"])), "hash")
+    assert len(full - grown) <= 1
+    removed = sorted(full)[0]
+    shrunk = val_names(fake([n for n in names if n != removed]), "hash")
+    assert full - {removed} <= shrunk and len(shrunk - full) <= 1
+    assert len(val_names(fake(names), "shuffle") - val_names(fake(sorted(names + ["Person_050b"])), "shuffle")) > 5
+    with pytest.raises(ValueError, match="split method"):
+        dataset.split_persons(fake(names), 0.1, method="random")
 
 
 def test_split_of_a_subset_draws_only_its_persons(prepared):

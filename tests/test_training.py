@@ -70,6 +70,23 @@ def test_config_round_trip_and_errors():
         TrainConfig(batch_size=0)
     merged = training.merge_config(cfg, {"steps": 7, "model": {"n_blocks": 2}})
     assert merged.steps == 7 and merged.model.n_blocks == 2 and merged.model.mode == "code"
+    assert cfg.split == "hash"
+    with pytest.raises(ValueError, match="split must be one of"):
+        TrainConfig(split="random")
+
+
+def test_older_run_folders_keep_the_shuffle_split_and_resume_cannot_change_it(tmp_path, cache):
+    # The bundled models' checkpoints were written before "split" was recorded: read as "shuffle".
+    for run in ("ref-cpu", "none-cpu"):
+        folder = Path(__file__).resolve().parent.parent / "train" / "checkpoints" / run
+        assert "split" not in json.loads((folder / "config.json").read_text())
+        assert TrainConfig.from_dict(training.read_run_config(folder)).split == "shuffle"
+    for recipe in ("cpu-reference-128", "cpu-code-128", "cpu-none-128"):  # re-training them holds out the same persons
+        assert training.read_config_file(Path(__file__).resolve().parent.parent / "train" / f"{recipe}.json")["split"] == "shuffle"
+    training.train(tiny(cache, tmp_path / "r", steps=1))
+    assert training.read_run_config(tmp_path / "r")["split"] == "hash"
+    with pytest.raises(Exception, match="split .* cannot change"):
+        training.train(tiny(cache, None, steps=2, resume=str(tmp_path / "r"), split="shuffle"))
 
 
 def test_recipes_in_train_folder_are_valid():

@@ -37,7 +37,7 @@ def build_config(
     resume: Optional[Path], recipe: Optional[Path], flags: dict, model_flags: dict, sets: list[str]
 ):
     """The TrainConfig these command-line settings describe (see the module doc for the order)."""
-    from ..training import CONFIG_FILE, TrainConfig, merge_config, read_config_file
+    from ..training import CONFIG_FILE, TrainConfig, merge_config, read_config_file, read_run_config
 
     cfg = TrainConfig()
     try:
@@ -46,7 +46,7 @@ def build_config(
                 from ..errors import WeightsError
 
                 raise WeightsError(f"{resume}: not a run folder (no {CONFIG_FILE})")
-            saved = read_config_file(resume / CONFIG_FILE)
+            saved = read_run_config(resume)
             saved = {k: v for k, v in saved.items() if k not in ("resume", "out", "export")}
             cfg = merge_config(cfg, saved)
         if recipe is not None:
