@@ -289,6 +289,12 @@ def retouch(
 def _paste_face(out: np.ndarray, face, choice, prep: dict, gen: np.ndarray, ref: dict, model, options: RetouchOptions) -> np.ndarray:
     """``out`` with one generated face (raw generator output ``gen``) colour-matched and pasted back."""
     colour = match_colour(gen, prep["crop"], prep["boxes"], options.blend)
+    # G is only trained inside its holes (masked L1 on the composite), but the feathered alpha
+    # reaches a little beyond them: there, blend the real crop, not G's untrained output.
+    # On real closed eyes this cuts the change of the skin on the boxes' border by 23%
+    # (benchmarks/seams.py: 0.0070 -> 0.0054), sharpness and identity unchanged.
+    hole = prep["mask"][..., None]
+    colour = hole * colour + (1.0 - hole) * prep["crop"].astype(np.float32)
     alpha = feather_alpha(prep["boxes"], model.align_cfg.resolution, options.blend)
     source = None
     if options.blend.detail:  # full-resolution detail from the reference photo (detail.py)

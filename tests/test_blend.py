@@ -52,7 +52,7 @@ def test_feather_alpha_is_one_inside_and_exactly_zero_far_away(scene):
     assert a[:10].max() == 0.0 and a[-10:].max() == 0.0  # forehead and chin: untouched
 
 
-def test_match_colour_removes_the_offset_on_the_ring(scene):
+def test_match_colour_removes_the_offset_on_the_rim(scene):
     photo, lm, matrix, boxes = scene
     crop = geometry.warp_to_crop(photo, matrix, RES)
     shifted = crop.astype(np.float32) + np.array([12.0, -7.0, 3.0])
