@@ -18,8 +18,9 @@ Methods, on the same faces and holes:
   telea, navier-stokes  cv2.inpaint of the aligned crop (Telea 2004; Bertalmio et al. 2001)
   poisson-copy          the reference crop's eye boxes, resized to the target's boxes, pasted with
                         Poisson blending (cv2.seamlessClone, normal clone)
-  <model folder>        every --weights: pipeline.inpaint_crops + blend.match_colour, the exact
-                        generator path of open-eyes
+  <model folder>        every --weights: pipeline.inpaint_crops, the generator of open-eyes
+                        (without open-eyes' colour match, which reads the photo under the
+                        holes: here that is the answer)
 Every method's result is composited into the holes with the hard mask: open-eyes feathers the
 border (blend.feather_alpha), which would mix the true pixels back into the hole and flatter the
 scores, so evaluation keeps the hole entirely the method's. Baselines use the eye boxes of the
@@ -455,13 +456,16 @@ class Batch:
 
 def model_inpaint(model, crops: np.ndarray, masks: np.ndarray, boxes: Sequence[Sequence[Box]],
                   refs: np.ndarray, ref_masks: np.ndarray) -> np.ndarray:
-    """The open-eyes generator path (pipeline.inpaint_crops, blend.match_colour), hard-composited."""
-    from .blend import BlendConfig, match_colour
+    """The open-eyes generator (pipeline.inpaint_crops), hard-composited: the model's own output.
+
+    open-eyes then shifts the colours to the photo's skin on a rim just inside the eye boxes
+    (blend.match_colour). Here the boxes hold the real eyes the method must not see, so that
+    step is left out: it would read the answer.
+    """
     from .pipeline import inpaint_crops
 
     raw = inpaint_crops(model, crops, masks, refs, ref_masks)
-    cfg = BlendConfig()
-    return np.stack([composite(match_colour(g, c, b, cfg), c, m) for g, c, b, m in zip(raw, crops, boxes, masks)])
+    return np.stack([composite(g.astype(np.float32), c, m) for g, c, m in zip(raw, crops, masks)])
 
 
 class _Method:

@@ -98,6 +98,28 @@ def test_baselines_fill_only_the_hole():
     assert not np.array_equal(flat, E.poisson_copy_paste(crop, boxes, ref, boxes))
 
 
+def test_no_method_reads_the_truth_under_the_hole(tiny_model):
+    """Two crops that differ only inside the eye boxes (the answer) must get the same in-painting
+    from every method: a method that read the hole (as open-eyes' colour match does with the
+    photo it retouches) would be scored on the truth it copied."""
+    from exgan_cli.geometry import boxes_to_mask
+    from exgan_cli.weights import load_pretrained
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    boxes = [(30.0, 50.0, 58.0, 66.0), (70.0, 50.0, 98.0, 66.0)]
+    mask = boxes_to_mask(boxes, 128)
+    b = a.copy()
+    b[mask > 0] = 255 - a[mask > 0]
+    ref = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    model = load_pretrained(tiny_model, device="cpu")
+    outs = [E.model_inpaint(model, np.stack([c]), mask[None], [boxes], ref[None], mask[None])[0] for c in (a, b)]
+    assert np.array_equal(outs[0], outs[1])
+    for fn in (E.telea_inpaint, E.navier_stokes_inpaint):
+        assert np.array_equal(fn(a, mask), fn(b, mask))
+    assert np.array_equal(E.poisson_copy_paste(a, boxes, ref, boxes), E.poisson_copy_paste(b, boxes, ref, boxes))
+
+
 # ---------------------------------------------------------------------------------------
 # The evaluator on real faces
 
