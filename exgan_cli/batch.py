@@ -89,6 +89,7 @@ class BatchOptions:
     identify_all: bool = False  # measure the identity of every face (fuller report, slower)
     self_check: bool = True  # check each retouched face (selfcheck.py); never write a failed one
     cache: bool = True  # reuse stored analyses of the person's photos (reference_cache.py; --no-cache)
+    best_of: int = 2  # references tried per face, the result closest to the face's identity kept (RetouchOptions.best_of)
     detail: bool = True  # full-resolution detail for the new eyes (BlendConfig.detail)
 
 
@@ -756,6 +757,7 @@ def run_batch(
             base = RetouchOptions(
                 faces="all" if options.all_faces else "closed", identity_threshold=threshold, detector=options.detector,
                 blend=BlendConfig(detail=options.detail), self_check=SelfCheckConfig(enabled=options.self_check),
+                best_of=options.best_of,
             )
             main_threads = max(1, default_workers() - workers) if workers > 0 else None
             with _torch_threads(main_threads), contextlib.closing(analyse_all(queue, matcher, workers)) as analyses:

@@ -432,3 +432,13 @@ def choose_reference(
     best, score, distance, text = usable[0]
     reasons = f"best of {len(usable)} usable: {text}"
     return Choice(candidate=best, distance=distance, score=score, reasons=reasons, ranking=ranking)
+
+
+def top_choices(choice: Choice, n: int) -> list[Choice]:
+    """The ``n`` best usable references of a ``choose_reference`` result, best first (the winner
+    itself and the runners-up of its ranking)."""
+    usable = [(c, s, d, t) for c, s, d, t in choice.ranking if s is not None]
+    out = [choice]
+    for k, (cand, score, distance, text) in enumerate(usable[1:n], start=2):
+        out.append(Choice(candidate=cand, distance=distance, score=score, reasons=f"#{k} of {len(usable)} usable: {text}", ranking=choice.ranking))
+    return out

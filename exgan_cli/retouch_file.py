@@ -37,6 +37,7 @@ class RetouchRequest:
     compare: Optional[Path] = None
     self_check: bool = True  # check each retouched face, retry other references, never keep a failed one
     cache: bool = True  # reuse stored analyses of reference photos (reference_cache.py; --no-cache)
+    best_of: int = 2  # references tried per face, the result closest to the face's identity kept (RetouchOptions.best_of)
 
 
 @dataclass
@@ -114,6 +115,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
         detector=request.detector,
         blend=BlendConfig(detail=request.detail),
         self_check=SelfCheckConfig(enabled=request.self_check),
+        best_of=request.best_of,
     )
     states = [eyes.assess(image.pixels, f) for f in found]
     try:

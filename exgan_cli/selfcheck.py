@@ -52,6 +52,7 @@ class CheckResult:
     identity_before: float | None = None  # original <-> reference
     identity_limit: float | None = None  # the tolerance applied
     face: Any = None  # faces.Face found again in the result
+    descriptor: Any = None  # (128,) identity descriptor of the result face
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,7 +101,8 @@ def check_face(
     reasons = []
     if state.closed:
         reasons.append(f"eyes not open after in-painting ({state.describe()})")
-    d = facelib.descriptor_distance(facelib.face_descriptor(result, after), reference_descriptor)
+    descriptor = facelib.face_descriptor(result, after)
+    d = facelib.descriptor_distance(descriptor, reference_descriptor)
     if d > limit:
         reasons.append(f"identity moved away from the reference (distance {d:.2f} > {limit:.2f})")
-    return CheckResult(not reasons, reasons, state, d, distance_before, limit, after)
+    return CheckResult(not reasons, reasons, state, d, distance_before, limit, after, descriptor)

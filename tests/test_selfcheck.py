@@ -61,7 +61,7 @@ def test_a_model_that_returns_its_input_fails_and_leaves_the_face_untouched(mode
     assert face.eyes_before["closed"] and face.status == "failed self-check"
     assert result.retouched == [] and result.failed_check == [face]
     assert np.array_equal(result.pixels, before) and np.array_equal(rgb, before)
-    assert returns_input == [1, 1]  # the first reference, then the next best one
+    assert returns_input == [2]  # both references in one batch (RetouchOptions.best_of = 2)
     check = face.to_dict()["self_check"]
     assert check["enabled"] and not check["passed"]
     assert sorted(Path(a["reference"]["path"]).name for a in check["attempts"]) == sorted(p.name for p in REFS)
@@ -69,6 +69,13 @@ def test_a_model_that_returns_its_input_fails_and_leaves_the_face_untouched(mode
         assert not a["passed"] and a["eyes_after"]["closed"]
         assert any(r.startswith("eyes not open") for r in a["reasons"])
     assert "eyes not open" in face.message and face.reference is None and face.mask_boxes == []
+
+
+def test_one_reference_at_a_time_when_best_of_1(model, candidates, returns_input):
+    rgb = load_image(CHAVEZ_CLOSED).pixels
+    result = pipeline.retouch(rgb, candidates, model, pipeline.RetouchOptions(best_of=1))
+    assert result.faces[0].status == "failed self-check"
+    assert returns_input == [1, 1]  # the first reference, then the next best one
 
 
 def test_next_reference_is_tried_and_kept_when_it_passes(model, candidates, monkeypatch):
@@ -82,7 +89,7 @@ def test_next_reference_is_tried_and_kept_when_it_passes(model, candidates, monk
 
     monkeypatch.setattr(pipeline, "inpaint_crops", fake)
     rgb = load_image(CHAVEZ_CLOSED).pixels
-    result = pipeline.retouch(rgb, candidates, model)
+    result = pipeline.retouch(rgb, candidates, model, pipeline.RetouchOptions(best_of=1))
     face = result.faces[0]
     assert face.status == "retouched", face.message
     attempts = face.self_check["attempts"]
@@ -93,12 +100,42 @@ def test_next_reference_is_tried_and_kept_when_it_passes(model, candidates, monk
     assert not np.array_equal(result.pixels, rgb)
 
 
+def test_best_of_keeps_the_passing_result_closest_to_the_face(model, candidates, monkeypatch):
+    """Both references in one batch: the first comes back with the closed eyes (fails the check),
+    the second with its own open eyes (passes) and is kept. When both pass, the kept one is the
+    result whose descriptor is closest to the face's own."""
+
+    def first_fails(model_, crops, masks, refs, ref_masks):
+        out = refs.astype(np.float32)
+        out[0] = crops[0]
+        return out
+
+    monkeypatch.setattr(pipeline, "inpaint_crops", first_fails)
+    rgb = load_image(CHAVEZ_CLOSED).pixels
+    face = pipeline.retouch(rgb, candidates, model).faces[0]
+    check = face.self_check
+    assert face.status == "retouched" and len(check["attempts"]) == 2
+    assert not check["attempts"][0]["passed"] and check["attempts"][1]["passed"] and check["kept"] == 1
+    assert face.reference["path"] == check["attempts"][1]["reference"]["path"]
+
+    monkeypatch.setattr(pipeline, "inpaint_crops", lambda m, crops, masks, refs, rm: refs.astype(np.float32))
+    face = pipeline.retouch(rgb, candidates, model).faces[0]
+    attempts = face.self_check["attempts"]
+    assert all(a["passed"] for a in attempts) and len(attempts) == 2
+    own = [a["identity_to_face"] for a in attempts]
+    assert face.self_check["kept"] == int(np.argmin(own))
+    assert face.reference["path"] == attempts[int(np.argmin(own))]["reference"]["path"]
+
+
 def test_self_check_off_keeps_the_unchecked_result(model, candidates, returns_input):
     rgb = load_image(CHAVEZ_CLOSED).pixels
     options = pipeline.RetouchOptions(self_check=selfcheck.SelfCheckConfig(enabled=False))
     face = pipeline.retouch(rgb, candidates, model, options).faces[0]
-    assert face.status == "retouched" and returns_input == [1]
-    assert face.self_check == {"enabled": False, "passed": False, "attempts": face.self_check["attempts"]}
+    assert face.status == "retouched" and returns_input == [2]  # both candidates, both kept unchecked
+    check = face.self_check
+    assert check["enabled"] is False and check["passed"] is False and len(check["attempts"]) == 2
+    own = [a["identity_to_face"] for a in check["attempts"]]
+    assert check["kept"] == int(np.argmin(own))
     assert face.eyes_after["closed"]  # reported, not hidden
 
 
