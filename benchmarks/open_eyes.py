@@ -48,7 +48,7 @@ def one_run(photo: Path, refs: list[Path], model, out_dir: Path, min_face: float
     # detect_faces = boxes (on a bounded copy) + landmarks (full resolution): timed apart.
     t = time.perf_counter()
     mf = faces.MIN_FACE if min_face is None else min_face
-    boxes = faces._detect_boxes(image.pixels, "hog", 1600, mf)
+    faces._detect_boxes(image.pixels, "hog", 1600, mf)
     times["detect"] = time.perf_counter() - t
     t = time.perf_counter()
     found = faces.detect_faces(image.pixels, min_face=mf)

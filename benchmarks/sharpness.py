@@ -174,7 +174,6 @@ def main() -> None:
                     help="target:reference pairs shown in the grid, one eye each (oracle rows too with --oracle)")
     args = ap.parse_args()
 
-    import cv2
     import torch
 
     from exgan_cli import faces as facelib

@@ -120,7 +120,6 @@ def paste_back(
     out = photo.copy()
     if len(xs) == 0:
         return out, None
-    res = alpha.shape[0]
     # Region of the photo covered by the alpha's support, with a pixel of slack.
     corners = np.array(
         [[xs.min() - 1, ys.min() - 1], [xs.max() + 2, ys.min() - 1], [xs.min() - 1, ys.max() + 2], [xs.max() + 2, ys.max() + 2]],

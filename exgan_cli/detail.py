@@ -373,7 +373,7 @@ def _lowpass(a: np.ndarray, sigma: float) -> np.ndarray:
     h, w = a.shape[:2]
     k = sigma / 2.0
     sw, sh = max(2, int(np.ceil(w / k))), max(2, int(np.ceil(h / k)))
-    kx, ky = w / sw, h / sh
+    kx = w / sw
     small = cv2.resize(a, (sw, sh), interpolation=cv2.INTER_AREA)  # box of kx: variance kx^2/12
     rest = np.sqrt(max(sigma * sigma - kx * kx / 12.0 - kx * kx / 6.0, 0.25)) / kx  # linear up: kx^2/6
     small = cv2.GaussianBlur(small, (0, 0), rest, borderType=cv2.BORDER_REFLECT)

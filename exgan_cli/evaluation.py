@@ -454,8 +454,7 @@ class Batch:
     refs: dict[str, tuple[np.ndarray, list[list[Box]], np.ndarray]]  # "right"/"wrong" -> (crops, boxes, masks)
 
 
-def model_inpaint(model, crops: np.ndarray, masks: np.ndarray, boxes: Sequence[Sequence[Box]],
-                  refs: np.ndarray, ref_masks: np.ndarray) -> np.ndarray:
+def model_inpaint(model, crops: np.ndarray, masks: np.ndarray, refs: np.ndarray, ref_masks: np.ndarray) -> np.ndarray:
     """The open-eyes generator (pipeline.inpaint_crops), hard-composited: the model's own output.
 
     open-eyes then shifts the colours to the photo's skin on a rim just inside the eye boxes
@@ -505,7 +504,7 @@ def _model_method(name: str, model) -> _Method:
 
     def run(b: Batch, which: str) -> np.ndarray:
         rc, _, rm = b.refs[which]
-        return model_inpaint(model, b.crops, b.masks, b.boxes, rc, rm)
+        return model_inpaint(model, b.crops, b.masks, rc, rm)
 
     return _Method(info, run)
 

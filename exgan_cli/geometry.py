@@ -9,7 +9,7 @@ would need. Points are (x, y); boxes are (x0, y0, x1, y1) with x1, y1 exclusive.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np

@@ -44,15 +44,6 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "exgan"
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (hex), read in 1 MB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _package_version(*names: str) -> str:
     from importlib import metadata
 

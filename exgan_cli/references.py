@@ -69,7 +69,7 @@ class ReferencePhoto:
     @property
     def pixels(self) -> np.ndarray:
         if self._pixels is None:
-            from .reference_cache import file_sha256
+            from .weights import file_sha256
 
             try:
                 same = self.sha256 is None or file_sha256(self.path) == self.sha256
@@ -282,7 +282,7 @@ def load_candidates(
     photo analysed before, byte for byte, is not decoded nor measured again: its stored
     analysis is used and its pixels are decoded only if it is chosen.
     """
-    from .reference_cache import file_sha256
+    from .weights import file_sha256
 
     candidates: list[Candidate] = []
     rejections: list[Rejection] = []

@@ -89,7 +89,8 @@ def resolve_device(name: str = "auto") -> "torch.device":
     raise ExganError(f"unknown device {name!r} (use auto, cpu or cuda)")
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

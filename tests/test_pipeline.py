@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from exgan_cli import pipeline, selfcheck
 from exgan_cli.images import load_image

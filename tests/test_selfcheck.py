@@ -8,8 +8,6 @@ that gives back the reference's own (open) eyes on the second try passes with th
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -70,7 +70,7 @@ def print_inspection(info: dict) -> None:
                       ("yaw/pitch/roll", "left"), ("width", "right"), ("sharpness", "right")):
         table.add_column(col, justify=just)
     for f in info["faces"]:
-        state = f"[red]closed[/]" if f["eye_state"] == "closed" else "[green]open[/]"
+        state = "[red]closed[/]" if f["eye_state"] == "closed" else "[green]open[/]"
         p = f["pose"]
         table.add_row(str(f["index"]), ",".join(map(str, f["box"])), f"{f['detector']} ({f['detector_score']:.2f})", state,
                       _eyes(f["eyes"]), f"{p['yaw']:.0f}/{p['pitch']:.0f}/{p['roll']:.0f}", f"{f['width']:.0f}", f"{f['sharpness']:.0f}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from enum import Enum
 from pathlib import Path
@@ -59,7 +58,6 @@ def open_eyes(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
 ) -> None:
     """Open the closed eyes of the people in PHOTO, using reference photos of the same people."""
-    from ..errors import NoReferenceError, OutputError
     from ..retouch_file import RetouchRequest, retouch_file
 
     out = output or default_output(photo)
