@@ -106,7 +106,7 @@ def paste_ms(img: np.ndarray, face, cand, model, detail: bool, detail_cfg=None) 
 
     prep = pipeline.prepare_face(img, face.landmarks, model)
     ref = pipeline.prepare_face(cand.pixels, cand.face.landmarks, model)
-    gen = pipeline.inpaint_crops(model, prep["crop"][None], prep["mask"][None], ref["crop"][None], ref["mask"][None])[0]
+    gen = pipeline.inpaint_crops(model, prep["crop"][None], prep["mask"][None], pipeline.exemplar_batch(model, [prep], [ref]))[0]
     cfg = BlendConfig(detail=detail) if detail_cfg is None else BlendConfig(detail=detail, detail_cfg=detail_cfg)
     times = []
     for _ in range(TIMING_RUNS):
@@ -125,7 +125,7 @@ def oracle_generator():
     from exgan_cli import pipeline
 
     real = pipeline.inpaint_crops
-    pipeline.inpaint_crops = lambda model, crops, masks, refs, ref_masks: crops.astype(np.float32)
+    pipeline.inpaint_crops = lambda model, crops, masks, exemplars: crops.astype(np.float32)
     try:
         yield
     finally:

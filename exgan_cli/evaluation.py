@@ -451,20 +451,24 @@ class Batch:
     crops: np.ndarray  # (B, R, R, 3) uint8
     boxes: list[list[Box]]
     masks: np.ndarray  # (B, R, R) float32
-    refs: dict[str, tuple[np.ndarray, list[list[Box]], np.ndarray]]  # "right"/"wrong" -> (crops, boxes, masks)
+    refs: dict[str, tuple[np.ndarray, list[list[Box]], np.ndarray, list[np.ndarray]]]  # "right"/"wrong" -> (crops, boxes, masks, landmarks)
+    landmarks: list[np.ndarray] = field(default_factory=list)  # (68, 2) crop-space landmarks per target
 
 
-def model_inpaint(model, crops: np.ndarray, masks: np.ndarray, refs: np.ndarray, ref_masks: np.ndarray) -> np.ndarray:
+def model_inpaint(model, batch: Batch, which: str) -> np.ndarray:
     """The open-eyes generator (pipeline.inpaint_crops), hard-composited: the model's own output.
 
     open-eyes then shifts the colours to the photo's skin on a rim just inside the eye boxes
     (blend.match_colour). Here the boxes hold the real eyes the method must not see, so that
     step is left out: it would read the answer.
     """
-    from .pipeline import inpaint_crops
+    from .pipeline import exemplar_batch, inpaint_crops
 
-    raw = inpaint_crops(model, crops, masks, refs, ref_masks)
-    return np.stack([composite(g.astype(np.float32), c, m) for g, c, m in zip(raw, crops, masks)])
+    rc, rb, rm, rl = batch.refs[which]
+    targets = [{"crop": c, "landmarks": lm, "mask": m, "boxes": b} for c, lm, m, b in zip(batch.crops, batch.landmarks, batch.masks, batch.boxes)]
+    refs = [{"crop": c, "landmarks": lm, "mask": m} for c, lm, m in zip(rc, rl, rm)]
+    raw = inpaint_crops(model, batch.crops, batch.masks, exemplar_batch(model, targets, refs))
+    return np.stack([composite(g.astype(np.float32), c, m) for g, c, m in zip(raw, batch.crops, batch.masks)])
 
 
 class _Method:
@@ -489,7 +493,7 @@ def _baseline(name: str, resolution: int, mask_cfg: MaskConfig, label: Optional[
         return _Method(info, lambda b, w: np.stack([navier_stokes_inpaint(c, m) for c, m in zip(b.crops, b.masks)]))
     if name == "poisson-copy":
         def run(b: Batch, which: str) -> np.ndarray:
-            rc, rb, _ = b.refs[which]
+            rc, rb, _, _ = b.refs[which]
             return np.stack([poisson_copy_paste(c, bx, r, rbx) for c, bx, r, rbx in zip(b.crops, b.boxes, rc, rb)])
 
         return _Method(info, run)
@@ -503,8 +507,7 @@ def _model_method(name: str, model) -> _Method:
     )
 
     def run(b: Batch, which: str) -> np.ndarray:
-        rc, _, rm = b.refs[which]
-        return model_inpaint(model, b.crops, b.masks, rc, rm)
+        return model_inpaint(model, b, which)
 
     return _Method(info, run)
 
@@ -807,10 +810,10 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
 
             crops, boxes, masks, lms = prep([protocol.targets[i] for i in idx])
             refs = {
-                "right": prep([protocol.references[i] for i in idx])[:3],
-                "wrong": prep([protocol.wrong_references[i] for i in idx])[:3],
+                "right": prep([protocol.references[i] for i in idx]),
+                "wrong": prep([protocol.wrong_references[i] for i in idx]),
             }
-            batch = Batch(crops, boxes, masks, refs)
+            batch = Batch(crops, boxes, masks, refs, lms)
             for j, i in enumerate(idx):
                 if not real_done[res][i]:
                     real[res][i] = crop_descriptor(crops[j], lms[j])

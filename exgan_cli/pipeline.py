@@ -109,15 +109,26 @@ def prepare_face(rgb: np.ndarray, landmarks: np.ndarray, model) -> dict[str, Any
     crop, matrix = geometry.align_face(rgb, landmarks, model.align_cfg)
     boxes = geometry.eye_boxes(geometry.transform_points(landmarks, matrix), model.mask_cfg)
     mask = geometry.boxes_to_mask(boxes, model.align_cfg.resolution)
-    return {"crop": crop, "matrix": matrix, "boxes": boxes, "mask": mask}
+    lm = geometry.transform_points(landmarks, matrix)
+    return {"crop": crop, "matrix": matrix, "boxes": boxes, "mask": mask, "landmarks": lm}
 
 
-def inpaint_crops(
-    model, crops: np.ndarray, masks: np.ndarray, refs: np.ndarray | None, ref_masks: np.ndarray | None
-) -> np.ndarray:
+def exemplar_batch(model, targets: Sequence[dict], refs: Sequence[dict]) -> dict[str, np.ndarray]:
+    """exemplar.pair_inputs for each (target, reference) of prepare_face's dicts, stacked."""
+    from .exemplar import pair_inputs
+
+    rows = [
+        pair_inputs(model.model_cfg, t["crop"], t["landmarks"], t["mask"], t["boxes"], r["crop"], r["landmarks"], r["mask"])
+        for t, r in zip(targets, refs)
+    ]
+    return {k: np.stack([row[k] for row in rows]) for k in rows[0]}
+
+
+def inpaint_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[str, np.ndarray] | None) -> np.ndarray:
     """Run the generator on N aligned crops at once; raw output (N, res, res, 3) float in 0..255.
 
-    crops/refs are uint8 (N, res, res, 3); masks/ref_masks float (N, res, res), 1 = hole.
+    crops are uint8 (N, res, res, 3); masks float (N, res, res), 1 = hole; exemplars the stacked
+    exemplar.pair_inputs of each crop's reference (exemplar_batch; unused in mode "none").
     """
     import torch
 
@@ -130,14 +141,18 @@ def inpaint_crops(
     def mask_t(m: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(m)).to(device).float()[:, None]
 
+    from .exemplar import generator_exemplar
+
     with torch.inference_mode():
         x, m = to_t(crops), mask_t(masks)
         kwargs: dict[str, Any] = {}
         mode = model.model_cfg.mode
-        if mode == "reference":
-            kwargs = {"ref": to_t(refs), "ref_mask": mask_t(ref_masks)}
-        elif mode == "code":
-            kwargs = {"code": model.encoder(to_t(refs))}  # EyeEncoder.forward crops the eye band itself
+        if mode != "none":
+            ex = {k: to_t(exemplars[k]) for k in ("ref", "eyes")} | {k: mask_t(exemplars[k]) for k in ("ref_mask", "eyes_valid")}
+            if mode == "reference":
+                kwargs = generator_exemplar(model.model_cfg, ex)
+            else:
+                kwargs = {"code": model.encoder(ex["ref"])}  # EyeEncoder.forward crops the eye band itself
         raw = gen(x * (1 - m), m, **kwargs)
         out = (raw.float().clamp(-1, 1) + 1) * 127.5
     return out.permute(0, 2, 3, 1).cpu().numpy()
@@ -231,8 +246,7 @@ def retouch(
         model,
         np.stack([jobs[k][2]["crop"] for k, _ in pairs]),
         np.stack([jobs[k][2]["mask"] for k, _ in pairs]),
-        np.stack([r["crop"] for r in refs]),
-        np.stack([r["mask"] for r in refs]),
+        exemplar_batch(model, [jobs[k][2] for k, _ in pairs], refs),
     )
     generated: dict[int, list[tuple[Any, np.ndarray, dict]]] = {}
     for (k, c), gen, ref in zip(pairs, raw, refs):
@@ -276,7 +290,7 @@ def retouch(
                 break
             tg = time.perf_counter()
             ref = prepare_face(choice.candidate.pixels, choice.candidate.face.landmarks, model)
-            gen = inpaint_crops(model, prep["crop"][None], prep["mask"][None], ref["crop"][None], ref["mask"][None])[0]
+            gen = inpaint_crops(model, prep["crop"][None], prep["mask"][None], exemplar_batch(model, [prep], [ref]))[0]
             spent["generate"] += time.perf_counter() - tg
             pending = [(choice, gen, ref)]
         if kept:

@@ -99,6 +99,12 @@ class TrainConfig:
     ae_weight: float = 1.0  # code mode: weight of the eye auto-encoder's L1 (what makes C's code meaningful)
     min_ear: float = 0.2  # usable faces: both eye aspect ratios at least this (open, not squinting)
     flip: bool = True  # mirror half of the pairs (pixels, landmarks, left/right eyes swapped)
+    augment_iris: float = 0.0  # share of pairs whose target and reference irises get one random colour (exemplar.recolour_irises)
+    augment_cast: float = 0.0  # share of pairs whose target and reference get independent colour casts (exemplar.colour_cast)
+    val_persons: Optional[str] = None  # a file naming the validation persons (one a line); overrides split/val_fraction
+    exclude_persons: Optional[str] = None  # a file naming persons kept out of training and validation
+    init: Optional[str] = None  # a weights folder whose generator (and eye encoder) start this run; tensors
+    # new to this config start at their init (see init_from_weights); recorded in the card
     val_fraction: float = 0.05  # persons held out whole for validation (of those with 2+ usable faces)
     split: str = "hash"  # how they are drawn (dataset.split_persons): "hash" (stable as persons come and go) or "shuffle" (older runs)
     val_max: int = 256  # at most this many validation pairs are scored (a fixed, seeded subset)
@@ -124,6 +130,9 @@ class TrainConfig:
         for name in ("log_every", "eval_every", "sample_every", "checkpoint_every", "threads", "workers", "val_max"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+        for name in ("augment_iris", "augment_cast"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {self.split!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -242,17 +251,44 @@ def usable_faces(ds: FaceDataset, min_ear: float) -> np.ndarray:
     return ok & (counts[ds.person] >= 2)
 
 
+def read_person_list(path: str | Path) -> set[str]:
+    """Person names, one a line (blank lines ignored), from a file of train/."""
+    try:
+        return {line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()}
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the person list: {e}") from None
+
+
 def split_faces(
-    ds: FaceDataset, min_ear: float, val_fraction: float, seed: int, method: str = "hash"
+    ds: FaceDataset, min_ear: float, val_fraction: float, seed: int, method: str = "hash",
+    val_persons: set[str] | None = None, exclude_persons: set[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) into ds of usable faces, validation persons held out whole."""
+    """Indices (train, val) into ds of usable faces, validation persons held out whole.
+
+    ``val_persons`` names the validation persons outright (a list kept in train/, so that a cache
+    whose eye-state flags differ cannot move the split); ``exclude_persons`` are in neither set
+    (persons kept for another evaluation)."""
     idx = np.nonzero(usable_faces(ds, min_ear))[0]
+    if exclude_persons:  # a validation person stays one, even when listed for another evaluation too
+        drop = set(exclude_persons) - set(val_persons or ())
+        idx = idx[np.array([ds.persons[ds.person[i]] not in drop for i in idx], dtype=bool)] if len(idx) else idx
     if len(idx) == 0:
         return idx, idx
+    if val_persons is not None:
+        is_val = np.array([ds.persons[ds.person[i]] in val_persons for i in idx], dtype=bool)
+        return idx[~is_val], idx[is_val]
     if val_fraction <= 0:
         return idx, idx[:0]
     tr, va = split_persons(ds.subset(idx), val_fraction, seed, method)
     return idx[tr], idx[va]
+
+
+def person_lists(cfg: "TrainConfig") -> tuple[set[str] | None, set[str] | None]:
+    """cfg's validation and excluded persons, read from their files (None where not given)."""
+    return (
+        read_person_list(cfg.val_persons) if cfg.val_persons else None,
+        read_person_list(cfg.exclude_persons) if cfg.exclude_persons else None,
+    )
 
 
 def _groups(ds: FaceDataset, indices: np.ndarray) -> dict[int, np.ndarray]:
@@ -308,13 +344,21 @@ def make_batch(
     mask_cfg: MaskConfig,
     rng: np.random.Generator | None = None,
     flip: bool = False,
+    model_cfg: ModelConfig | None = None,
+    augment: "Augment | None" = None,
 ) -> dict[str, np.ndarray]:
-    """Arrays for G: image, ref (B, R, R, 3) uint8; mask, ref_mask (B, R, R) float32, 1 = hole.
+    """Arrays for G and D: image (B, R, R, 3) uint8; mask (B, R, R) float32, 1 = hole; and the
+    exemplar inputs of exemplar.pair_inputs for ``model_cfg``: ref, eyes (B, R, R, 3) float32
+    0..255, ref_mask, eyes_valid (B, R, R).
 
     With `rng` (training) the target's eye boxes jitter and, with `flip`, each pair is mirrored
     with probability 1/2 (target and reference together, so a person's asymmetries stay on the
-    same side). Without (validation) the masks are inference's deterministic ones.
+    same side); ``augment`` adds the colour augmentations. Without (validation) the masks are
+    inference's deterministic ones.
     """
+    from .exemplar import colour_cast, pair_inputs, random_iris_colour, recolour_irises
+
+    model_cfg = model_cfg or ModelConfig()
     r = ds.align.resolution
     n = len(targets)
     flips = rng.random(n) < 0.5 if (rng is not None and flip) else np.zeros(n, dtype=bool)
@@ -327,23 +371,67 @@ def make_batch(
         ref[flips] = ref[flips, :, ::-1]
         lm_t[flips] = mirror_landmarks(lm_t[flips], r)
         lm_r[flips] = mirror_landmarks(lm_r[flips], r)
-    mask = np.stack([boxes_to_mask(eye_boxes(lm, mask_cfg, rng=rng), r) for lm in lm_t])
+    need_iris = model_cfg.iris_weight > 0 or (augment is not None and augment.iris > 0)
+    iris_t = _iris_weights(ds, targets, flips) if need_iris else None
+    if augment is not None and rng is not None:
+        iris_r = _iris_weights(ds, refs, flips) if augment.iris > 0 else None
+        for k in range(n):
+            if rng.random() < augment.iris:  # one iris colour for both: only the reference can tell it
+                colour = random_iris_colour(rng)
+                image[k] = recolour_irises(image[k], lm_t[k], colour, iris_t[k])
+                ref[k] = recolour_irises(ref[k], lm_r[k], colour, iris_r[k])
+            if rng.random() < augment.cast:  # independent casts: colour must be read relative to the skin
+                image[k] = colour_cast(image[k], rng)
+                ref[k] = colour_cast(ref[k], rng)
+    boxes = [eye_boxes(lm, mask_cfg, rng=rng) for lm in lm_t]
+    mask = np.stack([boxes_to_mask(b, r) for b in boxes])
     ref_mask = np.stack([boxes_to_mask(eye_boxes(lm, mask_cfg), r) for lm in lm_r])
-    return {"image": image, "mask": mask, "ref": ref, "ref_mask": ref_mask}
+    ex = [pair_inputs(model_cfg, image[k], lm_t[k], mask[k], boxes[k], ref[k], lm_r[k], ref_mask[k]) for k in range(n)]
+    batch = {"image": image, "mask": mask}
+    if model_cfg.iris_weight > 0:
+        batch["iris"] = iris_t * mask
+    for key in ("ref", "ref_mask", "eyes", "eyes_valid"):
+        batch[key] = np.stack([e[key] for e in ex])
+    return batch
+
+
+def _iris_weights(ds: FaceDataset, indices: np.ndarray, flips: np.ndarray) -> np.ndarray:
+    """exemplar.iris_weight of the dataset's faces (B, R, R), mirrored where flipped. Computed once
+    per face from the real crop, before any augmentation, and kept on the dataset object."""
+    from .exemplar import iris_weight
+
+    store = ds.__dict__.setdefault("_iris_weights", {})
+    out = []
+    for i, f in zip(indices, flips):
+        w = store.get(int(i))
+        if w is None:
+            w = store[int(i)] = iris_weight(ds.crops[i], ds.landmarks[i].astype(np.float64)).astype(np.float16)
+        out.append(w[:, ::-1] if f else w)
+    return np.stack(out).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training-only colour augmentations (exemplar.py), as probabilities per pair."""
+
+    iris: float = 0.0  # paint one random iris colour into both the target's and the reference's irises
+    cast: float = 0.0  # give target and reference independent random white balance and exposure
 
 
 def _to_tensors(batch: dict[str, np.ndarray], device: "torch.device", channels_last: bool = True) -> dict:
-    """uint8 images -> float [-1, 1] (B, 3, R, R); masks -> (B, 1, R, R)."""
+    """uint8 / float 0..255 images -> float [-1, 1] (B, 3, R, R); masks -> (B, 1, R, R)."""
     import torch
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = {}
-    for k in ("image", "ref"):
-        t = torch.from_numpy(np.ascontiguousarray(batch[k])).to(device, non_blocking=True)
-        out[k] = (t.permute(0, 3, 1, 2).float() / 127.5 - 1.0).contiguous(memory_format=fmt)
-    for k in ("mask", "ref_mask"):
-        t = torch.from_numpy(np.ascontiguousarray(batch[k])).to(device, non_blocking=True)
-        out[k] = t[:, None].contiguous(memory_format=fmt)
+    for k in ("image", "ref", "eyes"):
+        if k in batch:
+            t = torch.from_numpy(np.ascontiguousarray(batch[k])).to(device, non_blocking=True)
+            out[k] = (t.permute(0, 3, 1, 2).float() / 127.5 - 1.0).contiguous(memory_format=fmt)
+    for k in ("mask", "ref_mask", "eyes_valid", "iris"):
+        if k in batch:
+            t = torch.from_numpy(np.ascontiguousarray(batch[k])).to(device, non_blocking=True)
+            out[k] = t[:, None].float().contiguous(memory_format=fmt)
     return out
 
 
@@ -357,6 +445,7 @@ def _generator_step_module(g, enc, dec):
     import torch.nn as nn
     from torch.func import functional_call
 
+    from .exemplar import generator_exemplar
     from .model.encoder import crop_eye_band
     from .model.generator import composite
 
@@ -365,14 +454,15 @@ def _generator_step_module(g, enc, dec):
             super().__init__()
             self.g, self.enc, self.dec = g, enc, dec
 
-        def forward(self, image, mask, ref, ref_mask):
+        def forward(self, image, mask, ref, ref_mask, eyes, eyes_valid):
             out = {}
             code = None
             if self.enc is not None:
                 band = crop_eye_band(ref)
                 code = self.enc.encode_band(band)
                 out["band"], out["recon"] = band, self.dec(code)
-            raw = self.g(image * (1 - mask), mask, ref=ref, ref_mask=ref_mask, code=code)
+            exemplar = generator_exemplar(g.cfg, {"ref": ref, "ref_mask": ref_mask, "eyes": eyes, "eyes_valid": eyes_valid})
+            raw = self.g(image * (1 - mask), mask, code=code, **exemplar)
             fake = composite(raw, image, mask)
             out["fake"], out["code"] = fake, code
             if self.enc is not None:
@@ -423,11 +513,12 @@ def generate(g, enc, mode: str, x: dict) -> "torch.Tensor":
     """Composited output of G for tensors from _to_tensors (no grad)."""
     import torch
 
+    from .exemplar import generator_exemplar
     from .model.generator import composite
 
     with torch.no_grad():
         code = enc(x["ref"]) if (mode == "code" and enc is not None) else None
-        raw = g(x["image"] * (1 - x["mask"]), x["mask"], ref=x["ref"], ref_mask=x["ref_mask"], code=code)
+        raw = g(x["image"] * (1 - x["mask"]), x["mask"], code=code, **generator_exemplar(g.cfg, x))
         return composite(raw.float(), x["image"], x["mask"])
 
 
@@ -442,7 +533,7 @@ def evaluate_l1(
         return None
     err = holes = 0.0
     for s in range(0, len(targets), batch_size):
-        b = make_batch(ds, targets[s : s + batch_size], refs[s : s + batch_size], mask_cfg)
+        b = make_batch(ds, targets[s : s + batch_size], refs[s : s + batch_size], mask_cfg, model_cfg=g.cfg)
         x = _to_tensors(b, device)
         with _autocast(device):
             out = generate(g, enc, mode, x)
@@ -455,7 +546,7 @@ def evaluate_l1(
 def sample_grid(g, enc, mode: str, ds: FaceDataset, pairs, mask_cfg: MaskConfig, device) -> np.ndarray:
     """(rows*R, 4*R, 3) uint8: per pair, masked input | reference | output | truth."""
     targets, refs = pairs
-    b = make_batch(ds, targets, refs, mask_cfg)
+    b = make_batch(ds, targets, refs, mask_cfg, model_cfg=g.cfg)
     x = _to_tensors(b, device)
     with _autocast(device):
         out = generate(g, enc, mode, x)
@@ -574,6 +665,41 @@ def read_checkpoint(run_dir: Path) -> tuple[dict, dict]:
     return meta, tensors
 
 
+def init_from_weights(folder: Path, g, enc=None) -> None:
+    """Start G (and the eye encoder C) from an exported model folder of the same mode: every
+    tensor whose name and shape match is copied. A reference generator's input convolution is
+    copied for the target's channels only when the exemplar channels changed meaning (a "face"
+    model starting an "eyes" one); those start at zero, so the warm start is the old in-painter
+    and the exemplar's weight grows from there. New modules (G's skips) keep their own init."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .weights import CONFIG_FILE as MODEL_CONFIG, _read_config
+
+    folder = Path(folder)
+    old_cfg = _read_config(folder / MODEL_CONFIG, str(folder))[0]
+    try:
+        tensors = load_file(str(folder / "model.safetensors"))
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{folder}: cannot start from these weights: {e}") from None
+    if old_cfg.mode != g.cfg.mode:
+        raise WeightsError(f"{folder}: a {old_cfg.mode} model cannot start a {g.cfg.mode} run")
+    same_exemplar = old_cfg.ref_input == g.cfg.ref_input
+    with torch.no_grad():
+        for prefix, module in (("generator.", g), ("encoder.", enc)):
+            if module is None:
+                continue
+            for name, p in module.state_dict().items():
+                src = tensors.get(prefix + name)
+                if src is None or src.shape != p.shape:
+                    continue
+                if prefix == "generator." and name == "inp.weight" and g.cfg.mode == "reference" and not same_exemplar:
+                    p.zero_()
+                    p[:, :4].copy_(src[:, :4])
+                else:
+                    p.copy_(src)
+
+
 def _load_module(module, tensors: dict, prefix: str) -> None:
     got = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
     module.load_state_dict(got, strict=True)
@@ -647,7 +773,7 @@ def data_summary(ds: FaceDataset, cfg: TrainConfig) -> dict:
     """Counts for the log, the card and `--prepare-only`."""
     ok = ~ds.closed & (ds.ear.min(axis=1) >= cfg.min_ear)
     usable = usable_faces(ds, cfg.min_ear)
-    tr, va = split_faces(ds, cfg.min_ear, cfg.val_fraction, cfg.seed, cfg.split)
+    tr, va = split_faces(ds, cfg.min_ear, cfg.val_fraction, cfg.seed, cfg.split, *person_lists(cfg))
     return {
         "data_dir": ds.meta.get("data_dir"),
         "photos": int(ds.meta.get("photos_seen", len(ds))),
@@ -735,7 +861,9 @@ def train(
         saved = TrainConfig.from_dict(read_run_config(resume_dir))
         if saved.model != cfg.model or saved.mask != cfg.mask:
             raise ExganError(f"{resume_dir}: the model and mask configs cannot change when resuming")
-        if (saved.split, saved.seed, saved.val_fraction, saved.min_ear) != (cfg.split, cfg.seed, cfg.val_fraction, cfg.min_ear):
+        if (saved.split, saved.seed, saved.val_fraction, saved.min_ear, saved.val_persons, saved.exclude_persons) != (
+            cfg.split, cfg.seed, cfg.val_fraction, cfg.min_ear, cfg.val_persons, cfg.exclude_persons
+        ):
             raise ExganError(f"{resume_dir}: the validation split (split, seed, val_fraction, min_ear) cannot change when resuming")
         resume_meta, resume_tensors = read_checkpoint(resume_dir)
         if not cfg.out:
@@ -751,7 +879,7 @@ def train(
     ds = load_dataset(cache)
     if ds.align != cfg.align:
         raise DataError(f"{cache}: faces aligned at {ds.align.resolution} px, the model wants {cfg.align.resolution}")
-    train_idx, val_idx = split_faces(ds, cfg.min_ear, cfg.val_fraction, cfg.seed, cfg.split)
+    train_idx, val_idx = split_faces(ds, cfg.min_ear, cfg.val_fraction, cfg.seed, cfg.split, *person_lists(cfg))
     if len(train_idx) == 0:
         raise DataError(f"{cache}: no training person has two usable (open-eyed, min EAR {cfg.min_ear}) faces")
     summary = data_summary(ds, cfg)
@@ -831,10 +959,17 @@ def train(
                 sampler_rng = np.random.default_rng([cfg.seed, rank, step])
             del resume_tensors
             say(f"resumed {cfg.resume} at step {step}")
+        elif cfg.init:
+            init_from_weights(Path(cfg.init), g, enc)
+            ema_g.load_state_dict(g.state_dict())
+            if enc is not None:
+                ema_enc.load_state_dict(enc.state_dict())
+            say(f"generator{' and eye encoder' if enc is not None else ''} initialised from {cfg.init}")
         if command:
             commands.append(command)
         hardware.append(f"{world} x {hardware_description(device)}")
         sampler = PairSampler(ds, train_idx, sampler_rng)
+        augment = Augment(iris=cfg.augment_iris, cast=cfg.augment_cast)
 
         gen_step = _generator_step_module(g, enc, dec)
         d_step = d
@@ -900,11 +1035,11 @@ def train(
         with _StopFlag() as stop:
             while step < cfg.steps:
                 targets, refs = sampler.sample(cfg.batch_size)
-                x = _to_tensors(make_batch(ds, targets, refs, cfg.mask, sampler_rng, cfg.flip), device)
+                x = _to_tensors(make_batch(ds, targets, refs, cfg.mask, sampler_rng, cfg.flip, mcfg, augment), device)
 
                 # G's forward, once: its output feeds D's step (detached) and G's own losses
                 with _autocast(device):
-                    out = gen_step(x["image"], x["mask"], x["ref"], x["ref_mask"])
+                    out = gen_step(x["image"], x["mask"], x["ref"], x["ref_mask"], x["eyes"], x["eyes_valid"])
                 fake = out["fake"]
                 cond = _d_inputs(mode, x["ref"], out["code"])
                 stats: dict[str, torch.Tensor] = {}
@@ -927,6 +1062,10 @@ def train(
                 l1 = losses.masked_l1(fake32, x["image"], x["mask"])
                 loss_g = mcfg.l1_weight * l1
                 stats["l1"] = l1.detach()
+                if "iris" in x:
+                    iris = losses.masked_l1(fake32, x["image"], x["iris"])
+                    loss_g = loss_g + mcfg.iris_weight * iris
+                    stats["iris"] = iris.detach()
                 if use_d:
                     d.requires_grad_(False)  # gradients to G only; D's forward here is outside DDP
                     with _autocast(device):

@@ -10,7 +10,7 @@ import pytest
 
 from exgan_cli import faces, metrics
 from exgan_cli.images import load_image
-from exgan_cli.pipeline import inpaint_crops, prepare_face
+from exgan_cli.pipeline import exemplar_batch, inpaint_crops, prepare_face
 from exgan_cli.weights import load_pretrained
 
 from conftest import CHAVEZ_OPEN
@@ -29,7 +29,7 @@ def test_bundled_model_inpaints_real_eyes(folder, mode):
     assert model.model_cfg.mode == mode and model.align_cfg.resolution == 128
     (rgb, face), (ref_rgb, ref_face) = _face(CHAVEZ_OPEN[0]), _face(CHAVEZ_OPEN[1])
     target, ref = prepare_face(rgb, face.landmarks, model), prepare_face(ref_rgb, ref_face.landmarks, model)
-    out = inpaint_crops(model, target["crop"][None], target["mask"][None], ref["crop"][None], ref["mask"][None])[0]
+    out = inpaint_crops(model, target["crop"][None], target["mask"][None], exemplar_batch(model, [target], [ref]))[0]
     assert out.shape == (128, 128, 3) and np.isfinite(out).all()
     hole = target["mask"] > 0.5
     result = target["crop"].astype(np.float64)

@@ -143,7 +143,7 @@ def _paste_inputs(target, cand, model):
     rgb, _, face = target
     prep = pipeline.prepare_face(rgb, face.landmarks, model)
     ref = pipeline.prepare_face(cand.pixels, cand.face.landmarks, model)
-    gen = pipeline.inpaint_crops(model, prep["crop"][None], prep["mask"][None], ref["crop"][None], ref["mask"][None])[0]
+    gen = pipeline.inpaint_crops(model, prep["crop"][None], prep["mask"][None], pipeline.exemplar_batch(model, [prep], [ref]))[0]
     colour = match_colour(gen, prep["crop"], prep["boxes"])
     alpha = feather_alpha(prep["boxes"], model.align_cfg.resolution)
     return rgb, face, prep, ref, colour, alpha

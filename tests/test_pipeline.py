@@ -18,7 +18,7 @@ def test_outside_its_holes_the_generator_output_is_never_pasted(tiny_model, monk
     leave the photo as it was (up to resampling), although the feathered alpha reaches beyond
     the boxes."""
 
-    def black_outside(model, crops, masks, refs, ref_masks):
+    def black_outside(model, crops, masks, exemplars):
         return crops.astype(np.float32) * (masks[..., None] > 0.5)
 
     monkeypatch.setattr(pipeline, "inpaint_crops", black_outside)

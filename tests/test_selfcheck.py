@@ -43,7 +43,7 @@ def returns_input(monkeypatch):
     """The generator gives back its input crop: the closed eyes, unchanged."""
     calls = []
 
-    def fake(model, crops, masks, refs, ref_masks):
+    def fake(model, crops, masks, exemplars):
         calls.append(len(crops))
         return crops.astype(np.float32)
 
@@ -81,9 +81,9 @@ def test_next_reference_is_tried_and_kept_when_it_passes(model, candidates, monk
     (open eyes of the same person), which passes and is kept."""
     calls = []
 
-    def fake(model_, crops, masks, refs, ref_masks):
+    def fake(model_, crops, masks, exemplars):
         calls.append(len(crops))
-        return (crops if len(calls) == 1 else refs).astype(np.float32)
+        return (crops if len(calls) == 1 else exemplars["ref"]).astype(np.float32)
 
     monkeypatch.setattr(pipeline, "inpaint_crops", fake)
     rgb = load_image(CHAVEZ_CLOSED).pixels
@@ -103,8 +103,8 @@ def test_best_of_keeps_the_passing_result_closest_to_the_face(model, candidates,
     the second with its own open eyes (passes) and is kept. When both pass, the kept one is the
     result whose descriptor is closest to the face's own."""
 
-    def first_fails(model_, crops, masks, refs, ref_masks):
-        out = refs.astype(np.float32)
+    def first_fails(model_, crops, masks, exemplars):
+        out = exemplars["ref"].astype(np.float32)
         out[0] = crops[0]
         return out
 
@@ -116,7 +116,7 @@ def test_best_of_keeps_the_passing_result_closest_to_the_face(model, candidates,
     assert not check["attempts"][0]["passed"] and check["attempts"][1]["passed"] and check["kept"] == 1
     assert face.reference["path"] == check["attempts"][1]["reference"]["path"]
 
-    monkeypatch.setattr(pipeline, "inpaint_crops", lambda m, crops, masks, refs, rm: refs.astype(np.float32))
+    monkeypatch.setattr(pipeline, "inpaint_crops", lambda m, crops, masks, ex: ex["ref"].astype(np.float32))
     face = pipeline.retouch(rgb, candidates, model).faces[0]
     attempts = face.self_check["attempts"]
     assert all(a["passed"] for a in attempts) and len(attempts) == 2

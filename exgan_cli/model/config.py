@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 # a code computed from that photo's eyes ("code"), or no exemplar at all ("none", the
 # baseline in-painter: the same network without the exemplar inputs).
 MODES = ("reference", "code", "none")
+REF_INPUTS = ("face", "eyes")
 ADVERSARIAL = ("hinge", "nsgan")
 
 
@@ -24,10 +25,19 @@ class ModelConfig:
     n_blocks: int = 6  # dilated residual blocks at 1/4 resolution; dilations cycle 1, 2, 4, 8
     code_dim: int = 256  # length of the eye code (code mode): the EyeEncoder's output
     code_at_input: bool = True  # code mode: also condition G's first layer, not only the bottleneck
+    ref_input: str = "face"  # reference mode, what G reads: "face" (the aligned reference photo and
+    # its eye mask; the first bundled models) or "eyes" (each reference eye relit to the target's skin
+    # and warped onto the target's eye by its corners, with a validity mask: exemplar.py)
+    relight: bool = False  # scale the reference per channel to the target's cheek colour before G, D
+    # or C sees it (exemplar.relight): colour is then carried relative to the skin
+    skips: bool = False  # G adds its full- and half-resolution input features back on the way up
+    # (zero-initialised 1x1 convolutions), so what it copies from the input keeps its fine detail
     d_channels: int = 32  # D width of its first layer (both branches), doubling per downsampling
     adversarial: str = "hinge"  # GAN loss: "hinge" or "nsgan" (non-saturating logistic)
     l1_weight: float = 1.0  # masked L1 between G's output and the real eyes (0 disables)
     adversarial_weight: float = 0.05  # G's adversarial loss; small, since L1 carries identity (0 disables)
+    iris_weight: float = 0.0  # extra L1 on the true irises (exemplar.iris_weight): a few pixels of the hole
+    # that carry most of a person's eye colour, and that plain masked L1 weighs like any skin pixel
     code_weight: float = 0.5  # code mode: ||C(G(z, c)) - c|| keeps the eyes' identity (0 disables)
 
     def __post_init__(self) -> None:
@@ -36,6 +46,8 @@ class ModelConfig:
             raise ValueError(f"model mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.adversarial not in ADVERSARIAL:
             raise ValueError(f"adversarial loss must be one of {', '.join(ADVERSARIAL)}, not {self.adversarial!r}")
+        if self.ref_input not in REF_INPUTS:
+            raise ValueError(f"ref_input must be one of {', '.join(REF_INPUTS)}, not {self.ref_input!r}")
         if self.resolution < 32 or self.resolution % 32:
             # G downsamples by 4 and the eye encoder's band (R/4 x R/2) by 8
             raise ValueError(f"resolution must be a positive multiple of 32, not {self.resolution}")
@@ -44,7 +56,7 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, not {self.n_blocks}")
-        for name in ("l1_weight", "adversarial_weight", "code_weight"):
+        for name in ("l1_weight", "adversarial_weight", "code_weight", "iris_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
 

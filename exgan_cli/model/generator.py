@@ -59,7 +59,9 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg
         c = cfg.base_channels
-        # masked image (3) + mask (1), and in reference mode the reference face (3) + its eye mask (1)
+        # masked image (3) + mask (1), and in reference mode the reference (3) + a mask (1): the
+        # aligned face and its eye mask (ref_input "face") or the warped eyes and where they are
+        # defined (ref_input "eyes")
         in_channels = 4 + (4 if cfg.mode == "reference" else 0)
         self.inp = nn.Conv2d(in_channels, c, 5, padding=2)
         # 4x4 stride-2 kernels: even size, so each input pixel is covered equally often
@@ -76,6 +78,14 @@ class Generator(nn.Module):
         self.blocks = nn.Sequential(*[ResBlock(4 * c, 2 ** (i % 4)) for i in range(cfg.n_blocks)])
         self.up1 = Up(4 * c, 2 * c)
         self.up2 = Up(2 * c, c)
+        if cfg.skips:
+            # Zero-initialised: a network warm-started from one without skips starts as that
+            # network, and the skips grow only as far as copying detail pays.
+            self.skip1 = nn.Conv2d(2 * c, 2 * c, 1)
+            self.skip0 = nn.Conv2d(c, c, 1)
+            for conv in (self.skip1, self.skip0):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
         self.out = nn.Conv2d(c, 3, 3, padding=1)
 
     def forward(
@@ -90,7 +100,9 @@ class Generator(nn.Module):
         to keep the pixels outside the holes.
 
         image_masked: (B, 3, H, W) in [-1, 1], holes set to 0. mask: (B, 1, H, W), 1 = hole.
-        ref, ref_mask: reference mode, the aligned reference face and its eye mask.
+        ref, ref_mask: reference mode, the aligned reference face and its eye mask (ref_input
+        "face"), or the reference's warped eyes and their validity (ref_input "eyes",
+        exemplar.exemplar_eyes), in [-1, 1] and 0..1.
         code: code mode, (B, code_dim) from the EyeEncoder applied to the reference.
         """
         mode = self.cfg.mode
@@ -104,14 +116,18 @@ class Generator(nn.Module):
         h = self.inp(torch.cat(x, dim=1))
         if mode == "code" and self.code_in is not None:
             h = h + self.code_in(code)[:, :, None, None]
-        h = F.leaky_relu(h, 0.2)
-        h = F.leaky_relu(self.down1(h), 0.2)
-        h = F.leaky_relu(self.down2(h), 0.2)
+        h0 = F.leaky_relu(h, 0.2)
+        h1 = F.leaky_relu(self.down1(h0), 0.2)
+        h = F.leaky_relu(self.down2(h1), 0.2)
         if mode == "code":
             scale, shift = self.code_film(code)[:, :, None, None].chunk(2, dim=1)
             h = h * (1 + scale) + shift
-        h = self.blocks(h)
-        h = self.up2(self.up1(h))
+        h = self.up1(self.blocks(h))
+        if self.cfg.skips:
+            h = h + self.skip1(h1)
+        h = self.up2(h)
+        if self.cfg.skips:
+            h = h + self.skip0(h0)
         return torch.tanh(self.out(h))
 
     def inpaint(
