@@ -17,6 +17,31 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    import platform
+
+    from . import __version__
+    from .bundled import locate_weights
+
+    typer.echo(f"exgan {__version__} (Python {platform.python_version()})")
+    typer.echo(f"default weights: {locate_weights().describe()}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True,
+        help="Print the version and where the default weights come from, and exit.",
+    ),
+) -> None:
+    pass
+
+
 app.command("open-eyes")(open_eyes.open_eyes)
 app.command("batch")(batch.batch)
 app.command("train")(train.train)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .bundled import DEFAULT_MODEL  # the folder under weights/ that open-eyes uses by default
 from .errors import ExganError, WeightsError
 from .geometry import AlignConfig, MaskConfig
 from .model.config import ModelConfig
@@ -41,7 +42,6 @@ FORMAT = "exgan-1"
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
-DEFAULT_MODEL = "exgan-reference-128"  # the folder under weights/ that open-eyes uses by default
 
 # "owner/name" or "owner/name@revision", as the Hub spells repository ids
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
@@ -61,9 +61,11 @@ class Pretrained:
 
 
 def bundled_weights_dir() -> Path:
-    """The repository's top-level weights/ folder, or $EXGAN_WEIGHTS_DIR when set."""
-    env = os.environ.get("EXGAN_WEIGHTS_DIR")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parent.parent / "weights"
+    """The folder of the bundled models: $EXGAN_WEIGHTS_DIR when set, else the copy packaged in
+    an installed wheel, else a source checkout's top-level weights/ (bundled.locate_weights)."""
+    from .bundled import locate_weights
+
+    return locate_weights().path
 
 
 def resolve_default() -> Path:
