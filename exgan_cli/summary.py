@@ -1,54 +1,130 @@
-"""The rich summary printed after a retouch: one row per face."""
+"""The rich summary printed after a retouch: one block per face.
+
+A table with a column per field wrapped every cell into fragments in an 80-column terminal, so
+each face gets a heading line (index, box, detector, what happened) and then one indented
+"key  value" line per field; long values wrap under their own column, never cut.
+
+    hugo_chavez_closed.jpg: 1 face(s)
+    face 0 (box 81,91,171,182, hog): retouched with hugo_chavez_2.jpg
+      eyes before     closed: EAR L/R 0.09/0.07, P closed 0.08
+      reference       hugo_chavez_2.jpg (face 0), distance 0.364
+      why             best of 3 usable: identity distance 0.36, pose diff yaw 13 deg, ...
+      eyes after      open: EAR L/R 0.21/0.19, P closed 0.00
+      identity after  0.459
+    wrote out.jpg (8.9 s, weights weights/exgan-reference-128)
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.text import Text
 
 
-def eyes_text(e: dict | None) -> str:
-    """ "0.09/0.08 closed (P 0.99)": the EARs, the verdict, and the classifier's P(closed) when it ran."""
+def eyes_line(e: dict | None) -> str:
+    """ "closed: EAR L/R 0.09/0.08, P closed 0.99" (P only when the classifier ran)."""
     if not e:
         return ""
-    text = f"{e['left']:.2f}/{e['right']:.2f} {'closed' if e['closed'] else 'open'}"
+    text = f"{'closed' if e['closed'] else 'open'}: EAR L/R {e['left']:.2f}/{e['right']:.2f}"
     if e.get("p_closed") is not None:
-        text += f" (P {e['p_closed']:.2f})"
+        text += f", P closed {e['p_closed']:.2f}"
     return text
 
 
-def print_summary(console: Console, outcome, seconds: float) -> None:
-    table = Table(title=f"{outcome.photo.name}: {len(outcome.faces)} face(s)", title_justify="left")
-    for col in ("face", "box", "detector", "eyes EAR L/R (P closed)", "status", "reference", "distance", "eyes after", "identity after"):
-        table.add_column(col)
-    for f in outcome.faces:
-        ref = f.reference or {}
-        table.add_row(
-            str(f.index),
-            ",".join(str(v) for v in f.box),
-            f.detector,
-            eyes_text(f.eyes_before),
-            f.status if not f.message else f"{f.status}: {f.message}",
-            Path(ref["path"]).name if ref else "",
-            f"{ref['distance']:.3f}" if ref else "",
-            eyes_text(f.eyes_after),
-            f"{f.identity_after:.3f}" if f.identity_after is not None else "",
-        )
-    console.print(table)
-    for f in outcome.faces:
-        if f.reference:
-            console.print(f"face {f.index}: reference {Path(f.reference['path']).name}: {f.reference['why']}")
-        check = getattr(f, "self_check", None) or {}
-        failed = [a for a in check.get("attempts", []) if not a["passed"]]
-        if check.get("enabled") and failed and f.status == "retouched":
-            console.print(f"face {f.index}: self-check passed with reference {len(failed) + 1}; before it: "
-                          + "; ".join(f"{Path(a['reference']['path']).name}: {', '.join(a['reasons'])}" for a in failed), soft_wrap=True)
-        if f.status == "failed self-check":
-            console.print(f"[yellow]face {f.index}: failed self-check, left as it was[/]", soft_wrap=True)
-    for r in outcome.rejected:
-        console.print(f"[dim]reference {Path(r['path']).name} face {r['face']}: not used: {r['reason']}[/]")
-    if outcome.output:
-        console.print(f"[green]wrote[/] {outcome.output}  ({seconds:.1f} s, weights {outcome.weights})")
+KEY_WIDTH = len("identity after")  # the longest key: every block's values start in the same column
+
+
+def _name(path: str | Path) -> str:
+    return Path(path).name
+
+
+class Fields:
+    """Indented "key  value" lines. A long value wraps under itself, at spaces, to the console's
+    width (a word wider than the whole value column is folded); nothing is cut with an ellipsis,
+    and no line is padded with trailing spaces. Below 20 columns for values, each value goes on
+    the lines under its key."""
+
+    def __init__(self, rows: Iterable[tuple[str, str | Text]], indent: int = 2, gap: int = 2, key_width: int = 0):
+        self.rows = [(k, v if isinstance(v, Text) else Text(v)) for k, v in rows]
+        self.indent, self.gap, self.key_width = indent, gap, key_width
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not self.rows:
+            return
+        key_width = max(self.key_width, *(len(k) for k, _ in self.rows))
+        value_width = options.max_width - self.indent - key_width - self.gap
+        stacked = value_width < 20
+        if stacked:
+            value_width = max(1, options.max_width - 2 * self.indent)
+        for key, value in self.rows:
+            lines = value.wrap(console, value_width, overflow="fold")
+            for i, line in enumerate(lines):
+                line.rstrip()
+                if stacked:
+                    if i == 0 and key:
+                        yield Text(" " * self.indent + key, style="dim")
+                    yield Text(" " * (2 * self.indent)) + line
+                else:
+                    yield Text.assemble(" " * self.indent, ((key if i == 0 else "").ljust(key_width), "dim"),
+                                        " " * self.gap, line)
+
+
+def _heading(f) -> Text:
+    ref = f.reference or {}
+    where = f"face {f.index} (box {','.join(str(v) for v in f.box)}, {f.detector}): "
+    text = Text(where, style="bold")
+    if f.status == "retouched":
+        text.append("retouched", style="green")
+        if ref:
+            text.append(f" with {_name(ref['path'])}")
+    elif f.status == "failed self-check":
+        text.append("failed self-check, left as it was", style="yellow")
     else:
-        console.print(f"nothing written ({seconds:.1f} s)")
+        text.append(f.status)
+    return text
+
+
+def face_rows(f) -> list[tuple[str, str]]:
+    """The key/value lines of one face (FaceReport or its to_dict() as an object)."""
+    ref = f.reference or {}
+    rows: list[tuple[str, str]] = [("eyes before", eyes_line(f.eyes_before))]
+    if f.message:
+        rows.append(("note", f.message))
+    if ref:
+        rows.append(("reference", f"{_name(ref['path'])} (face {ref['face']}), distance {ref['distance']:.3f}"))
+        if ref.get("why"):
+            rows.append(("why", ref["why"]))
+    if f.eyes_after:
+        rows.append(("eyes after", eyes_line(f.eyes_after)))
+    if f.identity_after is not None:
+        rows.append(("identity after", f"{f.identity_after:.3f}"))
+    check = getattr(f, "self_check", None) or {}
+    attempts = check.get("attempts", [])
+    failed = [a for a in attempts if not a["passed"]]
+    if check.get("enabled") and failed and f.status == "retouched":
+        kept = check.get("kept")
+        which = f"{kept + 1} of {len(attempts)} tried" if isinstance(kept, int) else f"{len(failed) + 1}"
+        rows.append(("self-check", f"passed with reference {which}; failed it:"))
+        for a in failed:
+            rows.append(("", f"{_name(a['reference']['path'])}: {', '.join(a['reasons'])}"))
+    elif check and not check.get("enabled") and f.status == "retouched":
+        rows.append(("self-check", "off: result not checked"))
+    return [(k, v) for k, v in rows if v]
+
+
+def print_summary(console: Console, outcome, seconds: float) -> None:
+    console.print(Text(f"{outcome.photo.name}: {len(outcome.faces)} face(s)", style="bold"))
+    for f in outcome.faces:
+        console.print(_heading(f))
+        console.print(Fields(face_rows(f), key_width=KEY_WIDTH))
+    if outcome.rejected:
+        console.print(Text("references", style="bold"))
+        console.print(Fields((("not used", f"{_name(r['path'])} (face {r['face']}): {r['reason']}") for r in outcome.rejected),
+                             key_width=KEY_WIDTH))
+    if outcome.output:
+        line = Text.assemble(("wrote", "green"), f" {outcome.output} ({seconds:.1f} s, weights {outcome.weights})")
+    else:
+        line = Text(f"nothing written ({seconds:.1f} s)")
+    console.print(line)

@@ -54,40 +54,54 @@ def inspect(
 
 
 def _eyes(e: dict) -> str:
-    text = f"{e['left']:.2f}/{e['right']:.2f}"
-    return text + (f", P {e['p_closed']:.2f}" if e.get("p_closed") is not None else "")
+    text = f"EAR L/R {e['left']:.2f}/{e['right']:.2f}"
+    return text + (f", P closed {e['p_closed']:.2f}" if e.get("p_closed") is not None else "")
+
+
+def _reference(r: dict):
+    """One reference of a face: 'name (face 0): chosen, distance 0.364, score 0.522', then why."""
+    from rich.text import Text
+
+    head = Text(Path(r["path"]).name + ("" if r["face"] is None else f" (face {r['face']})") + ": ")
+    if r["chosen"]:
+        head.append("chosen", style="bold green")
+    elif r["usable"]:
+        head.append("usable")
+    else:
+        head.append("not usable", style="red")
+    if r["distance"] is not None:
+        head.append(f", distance {r['distance']:.3f}")
+    if r["score"] is not None:
+        head.append(f", score {r['score']:.3f}")
+    return head + Text("\n" + r["why"], style="dim") if r["why"] else head
 
 
 def print_inspection(info: dict) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    """One block per face (a heading, then indented key/value lines), readable at any width."""
+    from rich.text import Text
+
+    from ..summary import Fields
 
     es = info["eye_state"]
     how = f"classifier (P(closed) >= {es['classifier']['threshold']:.2f})" if es["classifier"] else f"EAR rule (< {es['ear_threshold']:.2f})"
-    table = Table(title=f"{Path(info['photo']).name}: {info['size'][0]} x {info['size'][1]}, {len(info['faces'])} face(s); eye state by {how}",
-                  title_justify="left")
-    for col, just in (("face", "right"), ("box", "left"), ("detector", "left"), ("eyes", "left"), ("EAR L/R, P closed", "left"),
-                      ("yaw/pitch/roll", "left"), ("width", "right"), ("sharpness", "right")):
-        table.add_column(col, justify=just)
-    for f in info["faces"]:
-        state = "[red]closed[/]" if f["eye_state"] == "closed" else "[green]open[/]"
-        p = f["pose"]
-        table.add_row(str(f["index"]), ",".join(map(str, f["box"])), f"{f['detector']} ({f['detector_score']:.2f})", state,
-                      _eyes(f["eyes"]), f"{p['yaw']:.0f}/{p['pitch']:.0f}/{p['roll']:.0f}", f"{f['width']:.0f}", f"{f['sharpness']:.0f}")
-    stdout.print(table)
+    stdout.print(Text(f"{Path(info['photo']).name}: {info['size'][0]} x {info['size'][1]}, {len(info['faces'])} face(s); "
+                      f"eye state by {how}", style="bold"))
     if not info["faces"]:
         stdout.print("no face found")
     for f in info["faces"]:
-        if "references" not in f:
-            continue
-        t = Table(title=f"face {f['index']}: references", title_justify="left")
-        for col in ("reference", "face", "distance", "usable", "score", "why"):
-            t.add_column(col)
-        for r in f["references"]:
-            usable = "[bold green]chosen[/]" if r["chosen"] else ("yes" if r["usable"] else "[red]no[/]")
-            t.add_row(Path(r["path"]).name, "" if r["face"] is None else str(r["face"]),
-                      "" if r["distance"] is None else f"{r['distance']:.3f}", usable,
-                      "" if r["score"] is None else f"{r['score']:.3f}", escape(r["why"]))
-        stdout.print(t)
+        closed = f["eye_state"] == "closed"
+        heading = Text(f"face {f['index']} (box {','.join(map(str, f['box']))}, {f['detector']} {f['detector_score']:.2f}): ",
+                       style="bold")
+        heading.append(f"eyes {f['eye_state']}", style="red" if closed else "green")
+        p = f["pose"]
+        rows = [
+            ("eyes", _eyes(f["eyes"])),
+            ("pose", f"yaw {p['yaw']:.0f}, pitch {p['pitch']:.0f}, roll {p['roll']:.0f} deg"),
+            ("width", f"{f['width']:.0f} px"),
+            ("sharpness", f"{f['sharpness']:.0f}"),
+        ]
+        rows += [("reference", _reference(r)) for r in f.get("references", [])]
+        stdout.print(heading)
+        stdout.print(Fields(rows))
     if info.get("drawn"):
         console.print(f"[green]drew[/] {info['drawn']}")
