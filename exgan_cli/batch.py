@@ -426,6 +426,7 @@ class PhotoRecord:
     source: dict[str, int] = field(default_factory=dict)  # {"size", "mtime_ns"} of the photo
     resumed: bool = False  # known from an earlier run's report, not analysed again
     analysed: bool = False  # decoded and searched for faces in this run
+    save: Optional[dict] = None  # how a retouched photo was written: images.SaveInfo.to_dict()
 
     def to_dict(self, settings: str) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -447,6 +448,8 @@ class PhotoRecord:
         }
         if self.traceback:
             d["traceback"] = self.traceback
+        if self.save:
+            d["save"] = self.save
         return d
 
 
@@ -792,7 +795,7 @@ def _finish(analysis: Analysis, album: Path, out_dir: Path, person: Person, mode
     """Retouch and write one analysed photo (this process); never raises for a bad photo."""
     from dataclasses import replace
 
-    from .images import save_image
+    from .images import save_image_info
     from .pipeline import retouch
 
     rel = analysis.rel
@@ -822,7 +825,7 @@ def _finish(analysis: Analysis, album: Path, out_dir: Path, person: Person, mode
         t = time.perf_counter()
         dst = out_dir / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        save_image(result.pixels, dst, like=analysis.image, overwrite=options.overwrite)
+        rec.save = save_image_info(result.pixels, dst, like=analysis.image, overwrite=options.overwrite).to_dict()
         rec.timings["write"] = time.perf_counter() - t
         rec.status, rec.output = "retouched", rel
     except NoReferenceError as e:

@@ -268,6 +268,43 @@ def output_format(path: str | os.PathLike) -> str:
     return SUFFIX_FORMATS[suffix]
 
 
+@dataclass(frozen=True)
+class SaveInfo:
+    """How ``save_image_info`` wrote a photo.
+
+    ``method``: "patched" (JPEG in, JPEG out: only the 8x8 blocks the retouch changed were
+    re-encoded, with the input's own quantisation tables and sampling; every other block is
+    bit-identical to the input's, see jpeg_patch.py) or "full" (the whole image encoded).
+    ``reason`` says why a save was "full" (None when patched).
+    """
+
+    path: Path
+    method: str  # "patched" | "full"
+    reason: str | None = None
+    changed_mcus: int | None = None  # patched: MCUs re-encoded, of total_mcus
+    total_mcus: int | None = None
+    changed_blocks: int | None = None  # patched: 8x8 component blocks whose coefficients changed
+    sampling: str | None = None  # patched: the input's (and output's) chroma sampling, "4:2:0", ...
+    size_ratio: float | None = None  # patched: output bytes / input bytes
+    mean_error: float | None = None  # patched: mean |decoded - retouched| in the re-encoded MCUs
+    max_error: int | None = None
+
+    def to_dict(self) -> dict:
+        d = {"path": str(self.path), "method": self.method, "reason": self.reason}
+        if self.method == "patched":
+            d.update(changed_mcus=self.changed_mcus, total_mcus=self.total_mcus, changed_blocks=self.changed_blocks,
+                     sampling=self.sampling, size_ratio=round(float(self.size_ratio or 0), 4),
+                     mean_error=round(float(self.mean_error or 0), 3), max_error=self.max_error)
+        return d
+
+    def describe(self) -> str:
+        """One line for logs: how the file was written."""
+        if self.method == "patched":
+            return (f"{self.path}: JPEG patched: {self.changed_mcus} of {self.total_mcus} MCUs re-encoded with the "
+                    f"input's own tables ({self.sampling}), every other block unchanged; size {self.size_ratio:.3f}x")
+        return f"{self.path}: encoded in full" + (f" ({self.reason})" if self.reason else "")
+
+
 def save_image(
     pixels: np.ndarray,
     path: str | os.PathLike,
@@ -276,12 +313,32 @@ def save_image(
     overwrite: bool = False,
     quality: int = 95,
 ) -> Path:
+    """Write an (H, W, 3) uint8 RGB array to ``path``; format from the suffix. Returns the path.
+
+    See ``save_image_info``, which this calls, for how; it also says whether a JPEG was patched.
+    """
+    return save_image_info(pixels, path, like, overwrite=overwrite, quality=quality).path
+
+
+def save_image_info(
+    pixels: np.ndarray,
+    path: str | os.PathLike,
+    like: LoadedImage | None = None,
+    *,
+    overwrite: bool = False,
+    quality: int = 95,
+) -> SaveInfo:
     """Write an (H, W, 3) uint8 RGB array to ``path``; format from the suffix.
 
-    With ``like`` (the loaded input) the EXIF (orientation 1) and ICC profile are written
-    back, and its alpha too when the output is PNG or WebP and the size is unchanged.
-    JPEG and WebP use ``quality``; JPEG keeps full chroma resolution (4:4:4). Refuses to
-    write over the input photo, and over an existing file unless ``overwrite``.
+    JPEG in (``like``, read from a file still there) and JPEG out: the input file is patched,
+    only the blocks whose pixels changed are re-encoded with its own quantisation tables and
+    chroma sampling, every other block keeps its coefficients bit for bit, and all of the
+    input's metadata segments (EXIF with its orientation, ICC, XMP, comments) are kept byte
+    for byte (jpeg_patch.py). When that cannot be done or does not verify, and for every other
+    case, the whole image is encoded: with ``like`` its EXIF (orientation 1) and ICC profile
+    are written back, and its alpha too when the output is PNG or WebP and the size is
+    unchanged; JPEG and WebP use ``quality``, JPEG keeps full chroma resolution (4:4:4).
+    Refuses to write over the input photo, and over an existing file unless ``overwrite``.
     """
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
@@ -292,6 +349,27 @@ def save_image(
         raise OutputError(f"{path}: refusing to write over the input photo")
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: output already exists (use --overwrite to replace it)")
+
+    if fmt == "JPEG" and like is not None and like.format == "JPEG":
+        from .jpeg_patch import CannotPatch, patch_jpeg
+
+        try:
+            patched = patch_jpeg(like.path, pixels, like.pixels)
+        except CannotPatch as e:
+            reason = f"input not patchable: {e}"
+        except Exception as e:  # unreadable input, a libjpeg error, a bug: the photo is still written, in full
+            reason = f"patching failed: {type(e).__name__}: {_one_line(e)}"
+        else:
+            atomic_write_bytes(path, patched.data, overwrite=overwrite)
+            return SaveInfo(
+                path=path, method="patched", changed_mcus=patched.changed_mcus, total_mcus=patched.total_mcus,
+                changed_blocks=patched.changed_blocks, sampling=patched.sampling, size_ratio=patched.size_ratio,
+                mean_error=patched.mean_error, max_error=patched.max_error,
+            )
+    elif like is None:
+        reason = "no input photo to patch"
+    else:
+        reason = f"{like.format} input, {fmt} output" if like.format != fmt else f"{fmt} output"
 
     im = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
     params: dict = {}
@@ -312,4 +390,4 @@ def save_image(
         params.update(quality=int(quality), method=4)
     with atomic_writer(path, "wb", overwrite=overwrite) as f:
         im.save(f, format=fmt, **params)
-    return path
+    return SaveInfo(path=path, method="full", reason=reason)

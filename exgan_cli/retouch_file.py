@@ -49,6 +49,7 @@ class Outcome:
     weights: str = ""
     rejected: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    save: Optional[dict] = None  # how the output was written: images.SaveInfo.to_dict() ("patched" | "full")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class Outcome:
             "faces": [f.to_dict() for f in self.faces],
             "rejected_references": self.rejected,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "save": self.save,
         }
 
 
@@ -86,7 +88,7 @@ def check_outputs(request: RetouchRequest) -> None:
 
 def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] = None) -> Outcome:
     from . import eyes, faces as facelib
-    from .images import atomic_write_bytes, load_image, save_image
+    from .images import atomic_write_bytes, load_image, save_image, save_image_info
     from .blend import BlendConfig
     from .pipeline import RetouchOptions, retouch, select_faces
     from .selfcheck import SelfCheckConfig
@@ -167,10 +169,12 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     t = time.perf_counter()
     if request.compare is not None:
         save_image(compare_image(image.pixels, result, candidates), request.compare, overwrite=request.overwrite)
-    if request.report is not None:
-        atomic_write_bytes(request.report, (json.dumps(outcome.to_dict(), indent=2) + "\n").encode())
-    save_image(result.pixels, request.output, like=image, overwrite=request.overwrite)
+    saved = save_image_info(result.pixels, request.output, like=image, overwrite=request.overwrite)
+    outcome.save = saved.to_dict()
+    say(saved.describe())
     timings["write"] = time.perf_counter() - t
+    if request.report is not None:  # after the photo: the report says how it was written
+        atomic_write_bytes(request.report, (json.dumps(outcome.to_dict(), indent=2) + "\n").encode())
     return outcome
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
 from exgan_cli import batch as batchlib
@@ -321,8 +321,12 @@ def test_odd_files_never_stop_the_run(tmp_path, tiny_weights, chavez_dir):
     for name in ("grey.jpg", "cmyk.jpg", "grey16.png", "rgba.png", "rotated.jpg"):
         assert recs[name]["status"] == "retouched", (name, recs[name])
     assert s.others == {".txt": 1, "hidden": 1}
+    with Image.open(out / "rotated.jpg") as im:  # patched (jpeg_patch.py): stored sideways as the input, tag kept
+        assert im.size == (200, 250) and im.getexif().get(0x0112, 1) == 6
     with Image.open(out / "rotated.jpg") as im:
-        assert im.size == (250, 200) and im.getexif().get(0x0112, 1) == 1
+        assert ImageOps.exif_transpose(im).size == (250, 200)  # shown upright
+    assert recs["rotated.jpg"]["save"]["method"] == "patched"
+    assert recs["grey.jpg"]["save"]["method"] == recs["cmyk.jpg"]["save"]["method"] == "full"
     with Image.open(out / "rgba.png") as im:
         assert im.mode == "RGBA" and np.asarray(im)[..., 3].min() == 200
     with Image.open(out / "cmyk.jpg") as im:

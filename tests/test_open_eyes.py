@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from exgan_cli import errors
 from exgan_cli.cli import app
+from exgan_cli.images import load_image
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, POWELL
 
@@ -84,9 +85,12 @@ def test_jpeg_keeps_format_exif_and_icc_and_input(photo, tmp_path, tiny_model):
     assert sha(src) == before
     with Image.open(out) as im:
         assert im.format == "JPEG"
-        assert im.size == upright.size  # upright: the orientation was applied
-        assert im.getexif().get(0x0112, 1) == 1 and im.getexif().get(0x010F) == "TestCam"
+        # Patched in place (jpeg_patch.py): stored rotated like the input, its orientation tag
+        # kept, so it is shown upright exactly as the input is.
+        assert im.size == (upright.height, upright.width)
+        assert im.getexif().get(0x0112, 1) == 6 and im.getexif().get(0x010F) == "TestCam"
         assert im.info.get("icc_profile") == icc
+    assert load_image(out).size == upright.size
 
 
 def test_ref_dir_containing_the_photo_itself_is_fine(tmp_path, tiny_model):
