@@ -90,6 +90,7 @@ class BatchOptions:
     self_check: bool = True  # check each retouched face (selfcheck.py); never write a failed one
     cache: bool = True  # reuse stored analyses of the person's photos (reference_cache.py; --no-cache)
     best_of: int = 2  # references tried per face, the result closest to the face's identity kept (RetouchOptions.best_of)
+    force: bool = False  # retouch past the pose limit (RetouchOptions.force)
     detail: bool = True  # full-resolution detail for the new eyes (BlendConfig.detail)
 
 
@@ -760,7 +761,7 @@ def run_batch(
             base = RetouchOptions(
                 faces="all" if options.all_faces else "closed", identity_threshold=threshold, detector=options.detector,
                 blend=BlendConfig(detail=options.detail), self_check=SelfCheckConfig(enabled=options.self_check),
-                best_of=options.best_of,
+                best_of=options.best_of, force=options.force,
             )
             main_threads = max(1, default_workers() - workers) if workers > 0 else None
             with _torch_threads(main_threads), contextlib.closing(analyse_all(queue, matcher, workers)) as analyses:

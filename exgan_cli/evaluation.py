@@ -82,8 +82,10 @@ METRICS: tuple[tuple[str, str, bool], ...] = (
     ("ms_ssim_eyes", "MS-SSIM eyes", True),
     ("detail_eyes", "detail eyes", True),
     ("seam_eyes", "seam eyes", False),
+    ("colour_eyes", "colour eyes", False),
     ("identity", "ID dist", False),
 )
+LIGHT_SHARE = 1 / 3  # the light-eyed faces: this share whose true irises are least red relative to the skin
 SET_METRIC = ("frechet_descriptor", "FD desc", False)
 
 NOTES = [
@@ -92,6 +94,9 @@ NOTES = [
     "MS-SSIM keeps only the scales at which the eye boxes are still 6 px across (ms_ssim_scales per resolution); weights renormalised.",
     "detail_eyes: fine detail (variance of the Laplacian of luminance inside the eye boxes, 2 px in from their border) of the result over the real eyes': 1 = as detailed as the truth, below 1 = softer.",
     "seam_eyes: how visible the eye boxes' border is: mean difference between the result's and the real photo's luminance gradients on a 2 px band straddling the border (0..1 units; 0 = continuous exactly as the truth; a 10-level step ~0.02).",
+    "colour_eyes: CIE76 distance between the iris colour of the result and of the truth (eye_colour.py: median CIELAB inside each eye contour, in the central 0.44 of the eye's width, minus the cheeks' median), both read at the truth's landmarks.",
+    "natural_colour: the same distance between the right reference's own irises (relative to its cheeks) and the truth's: how far a perfect copy of the reference's eye colour would be.",
+    "light: the third of the faces whose true irises are least red (a*) relative to the skin, where a brown prior is wrong; colour eyes on them, the exemplar gain and the paired comparison.",
     "identity: Euclidean distance between dlib 128-d descriptors of the in-painted and the real aligned crop, both with the cached landmarks (< 0.6: same person for dlib).",
     "frechet_descriptor: Fréchet distance between Gaussians fitted to the descriptors of the real and the in-painted faces, bias-corrected by the bootstrap (basic bootstrap 95% CI); "
     "it is NOT FID: FID needs Inception-v3 weights, unavailable offline. With fewer faces than 128 it is biased upwards: compare methods at equal N only.",
@@ -177,6 +182,7 @@ class EvalResult:
     notes: list[str]
     seconds: float = 0.0
     grid: Optional[np.ndarray] = None
+    colour: dict = field(default_factory=dict)  # colour_summary: light-eyed faces and the natural figure
 
     def to_dict(self) -> dict:
         return {
@@ -192,6 +198,7 @@ class EvalResult:
             "metrics": {k: {"label": label, "higher_is_better": hib} for k, label, hib in (*METRICS, SET_METRIC)},
             "methods": [m.to_dict() for m in self.methods],
             "summary": self.summary,
+            "colour": self.colour,
             "notes": self.notes,
             "rows": self.rows,
         }
@@ -525,9 +532,13 @@ def crop_descriptor(crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return face_descriptor(np.ascontiguousarray(crop), face)
 
 
-def score_face(result: np.ndarray, truth: np.ndarray, mask: np.ndarray, scales: int) -> dict[str, float]:
-    """The per-face image metrics of one in-painted crop against the real one."""
+def score_face(result: np.ndarray, truth: np.ndarray, mask: np.ndarray, scales: int, landmarks: np.ndarray) -> dict[str, float]:
+    """The per-face image metrics of one in-painted crop against the real one (``landmarks``: the
+    real face's, in crop coordinates)."""
+    from .eye_colour import colour_eyes
+
     return {
+        "colour_eyes": colour_eyes(result, truth, landmarks),
         "l1_face": M.l1(result, truth),
         "l1_eyes": M.l1(result, truth, mask),
         "psnr_eyes": M.psnr(result, truth, mask),
@@ -541,6 +552,41 @@ def score_face(result: np.ndarray, truth: np.ndarray, mask: np.ndarray, scales: 
 def _gain(right: Sequence[float], wrong: Sequence[float], higher_is_better: bool) -> M.Interval:
     d = np.asarray(right, np.float64) - np.asarray(wrong, np.float64)
     return M.mean_ci(d if higher_is_better else -d)
+
+
+def light_eyed(redness: Sequence[float], share: float = LIGHT_SHARE) -> list[int]:
+    """Indices of the ``share`` of faces whose true irises are least red relative to the skin
+    (faces whose colour could not be read are left out)."""
+    r = np.asarray(redness, dtype=np.float64)
+    ok = np.nonzero(np.isfinite(r))[0]
+    n = int(round(len(ok) * share))
+    return sorted(ok[np.argsort(r[ok], kind="stable")[:n]].tolist())
+
+
+def colour_summary(rows: Sequence[dict], methods: Sequence[MethodInfo], light: set[str], natural: dict[str, float]) -> dict:
+    """Eye colour where a brown prior is wrong: per method colour eyes on the light-eyed faces
+    (right and wrong reference, exemplar gain, paired with the first model), and the natural
+    figure (the right reference's own iris colour against the truth's) on all and light faces."""
+    def on(photo_rows: Sequence[dict]) -> list[dict]:
+        return [r for r in photo_rows if r["photo"] in light]
+
+    out: dict[str, Any] = {
+        "faces": len(light),
+        "natural": {
+            "all": M.mean_ci(list(natural.values())).to_dict(),
+            "light": M.mean_ci([v for p, v in natural.items() if p in light]).to_dict(),
+        },
+        "methods": {},
+    }
+    primary = next((m for m in methods if m.kind == "model"), None)
+    for info in methods:
+        mine = {w: on([r for r in rows if r["method"] == info.name and r["ref"] == w]) for w in ("right", "wrong")}
+        entry = {w: M.mean_ci([r["colour_eyes"] for r in mine[w]]).to_dict() for w in ("right", "wrong")}
+        entry["exemplar_gain"] = _gain([r["colour_eyes"] for r in mine["right"]], [r["colour_eyes"] for r in mine["wrong"]], False).to_dict()
+        if primary is not None and info.name != primary.name:
+            entry["vs_primary"] = paired_difference(on(rows), primary.name, info.name)["colour_eyes"]
+        out["methods"][info.name] = entry
+    return out
 
 
 def summarise(rows: Sequence[dict], descriptors: dict, real: dict, methods: Sequence[MethodInfo],
@@ -777,7 +823,13 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
     for name, m in models:
         groups.setdefault((m.align_cfg.resolution, m.mask_cfg), []).append(_model_method(name, m))
 
+    from .eye_colour import colour_distance, iris_colour
+    from .faces import head_pose
+    from .pipeline import pose_difference
+
     rows: list[dict] = []
+    redness = np.full(n, np.nan)  # the true irises' a* relative to the skin (light_eyed)
+    natural: dict[str, float] = {}  # target -> the right reference's iris colour against the truth's
     descriptors: dict[tuple[str, str], np.ndarray] = {}
     real: dict[int, np.ndarray] = {}
     real_done: dict[int, np.ndarray] = {}
@@ -814,10 +866,17 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
                 "wrong": prep([protocol.wrong_references[i] for i in idx]),
             }
             batch = Batch(crops, boxes, masks, refs, lms)
+            poses = {w: [pose_difference(head_pose(t, (res, res)), head_pose(r, (res, res))) for t, r in zip(lms, refs[w][3])]
+                     for w in ("right", "wrong")}
             for j, i in enumerate(idx):
                 if not real_done[res][i]:
                     real[res][i] = crop_descriptor(crops[j], lms[j])
                     real_done[res][i] = True
+                if res == resolutions[0] and protocol.targets[i] not in natural:
+                    truth_c = iris_colour(crops[j], lms[j])
+                    ref_c = iris_colour(refs["right"][0][j], refs["right"][3][j])
+                    redness[i] = truth_c.redness if truth_c is not None else float("nan")
+                    natural[protocol.targets[i]] = colour_distance(ref_c, truth_c)
             for j, i in enumerate(idx):
                 if i in grid_idx:
                     grid_tiles.setdefault(f"truth@{res}", {})[i] = crops[j]
@@ -835,13 +894,14 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
                             d, scores = descriptors[(meth.info.name, "right")][i], right_scores[j]
                         else:
                             d = crop_descriptor(out, lms[j])
-                            scores = score_face(out, crops[j], masks[j], scales[res])
+                            scores = score_face(out, crops[j], masks[j], scales[res], lms[j])
                             scores["identity"] = float(np.linalg.norm(d.astype(np.float64) - real[res][i]))
                         if which == "right":
                             right_scores.append(scores)
                         descriptors[(meth.info.name, which)][i] = d
                         rows.append({
                             "photo": protocol.targets[i],
+                            "pose_difference": round(poses[which][j], 1),
                             "person": protocol.persons[i],
                             "reference": protocol.references[i] if which == "right" else protocol.wrong_references[i],
                             "reference_person": protocol.persons[i] if which == "right" else protocol.wrong_persons[i],
@@ -857,6 +917,8 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
 
     rows.sort(key=lambda r: (r["photo"], r["method"], r["ref"]))
     summary = summarise(rows, descriptors, real, method_infos, cfg.bootstrap, cfg.seed)
+    light = {protocol.targets[i] for i in light_eyed(redness)}
+    summary_colour = colour_summary(rows, method_infos, light, natural)
     r0 = resolutions[0]
     keys = [("masked", f"masked@{r0}"), ("reference", f"reference@{r0}"), *[(m.name, m.name) for m in method_infos], ("truth", f"truth@{r0}")]
     columns = [(label, [grid_tiles[key][i] for i in grid_idx]) for label, key in keys]
@@ -868,6 +930,7 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
         protocol=protocol, methods=method_infos, rows=rows, summary=summary,
         data=str(data_dir.resolve()) if data_dir else "", caches=caches, ms_ssim_scales=scales,
         seed=cfg.seed, limit=cfg.limit, notes=notes, seconds=time.perf_counter() - t_start, grid=grid,
+        colour=summary_colour,
     )
 
 
@@ -917,6 +980,7 @@ class ClosedResult:
             "seconds": round(self.seconds, 2),
             "methods": [m.to_dict() for m in self.methods],
             "summary": self.summary,
+            "colour": self.colour,
             "notes": self.notes,
             "rows": self.rows,
         }

@@ -57,6 +57,25 @@ def _reference_entry(cand) -> dict[str, Any]:
     }
 
 
+def self_check_plan(face_width: float, reference, threshold: float, d_best: float) -> dict[str, Any]:
+    """What the self-check (selfcheck.py) would demand of this face's new eyes with ``reference``
+    (the chosen references.Candidate): each test and its limit."""
+    from . import selfcheck
+
+    cfg = selfcheck.SelfCheckConfig()
+    ref = selfcheck.ReferenceEyes.measure(reference.pixels, reference.face.landmarks)
+    colour = None if ref.colour is None else [round(float(v), 1) for v in ref.colour.lab]
+    return {
+        "eyes_open": "the eye-state classifier (or both EARs) must say open",
+        "eye_contrast_min": _r(None if ref.contrast is None else cfg.contrast_ratio * ref.contrast, 3),
+        "sharpness_min": _r(selfcheck.sharpness_floor(face_width), 2),
+        "reference_iris_lab": colour,  # L*, a*, b* relative to the skin
+        "redness_max_difference": cfg.redness_tolerance,
+        "colour_max_difference": cfg.colour_tolerance,
+        "identity_max": _r(selfcheck.identity_limit(d_best, threshold, cfg.identity_margin)),
+    }
+
+
 def inspect_photo(
     photo: Path,
     refs: Sequence[Path] = (),
@@ -75,6 +94,9 @@ def inspect_photo(
     from .blend import photo_boxes
     from .errors import NoReferenceError
     from .images import load_image
+    from .pipeline import RetouchOptions, pose_difference
+
+    POSE_LIMIT = RetouchOptions().pose_limit
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -130,12 +152,16 @@ def inspect_photo(
                 ranking, best, error = getattr(e, "ranking", []), None, str(e)
             entry["references"] = [
                 {"path": str(c.path), "face": c.index, "usable": score is not None, "chosen": c is best,
-                 "score": _r(score) if score is not None else None, "distance": _r(d), "why": why}
+                 "score": _r(score) if score is not None else None, "distance": _r(d), "why": why,
+                 "pose_difference": _r(pose_difference(pose, c.pose), 1),
+                 "within_pose_limit": bool(pose_difference(pose, c.pose) <= POSE_LIMIT)}
                 for c, score, d, why in ranking
             ] + [{"path": str(r.path), "face": r.face_index, "usable": False, "chosen": False, "score": None,
                   "distance": None, "why": r.reason} for r in rejections]
             if error:
                 entry["no_reference"] = error
+            if best is not None:
+                entry["self_check"] = self_check_plan(facelib.face_width(f), best, threshold, d_best=facelib.descriptor_distance(desc, best.descriptor))
         out_faces.append(entry)
     timings["faces"] = time.perf_counter() - t
 

@@ -38,6 +38,11 @@ class RetouchOptions:
     # identity descriptor is closest to the face's own (1: the best-ranked reference only). On
     # real closed eyes, 2 cuts the identity cost of new eyes by ~a quarter (benchmarks/best_of.py).
     best_of: int = 2
+    # Largest head-pose difference (degrees, yaw and pitch together) between a face and its reference
+    # that the model handles well (measured: docs/self_check.md); beyond it the face is left as it
+    # was with the reason, unless ``force``.
+    pose_limit: float = 30.0
+    force: bool = False  # retouch past the pose limit (the report says so)
 
 
 @dataclass
@@ -46,7 +51,7 @@ class FaceReport:
     box: tuple[int, int, int, int]
     detector: str
     eyes_before: dict[str, Any]
-    status: str  # "retouched" | "eyes open" | "not selected" | "no reference" | "failed self-check"
+    status: str  # "retouched" | "eyes open" | "not selected" | "no reference" | "pose out of range" | "failed self-check"
     message: str = ""
     eyes_after: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
@@ -158,6 +163,11 @@ def inpaint_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[s
     return out.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def pose_difference(a: Sequence[float], b: Sequence[float]) -> float:
+    """Degrees between two head poses (yaw, pitch, ...): yaw and pitch differences together."""
+    return float(np.hypot(a[0] - b[0], a[1] - b[1]))
+
+
 def _reference_dict(choice) -> dict[str, Any]:
     c = choice.candidate
     return {
@@ -231,12 +241,24 @@ def retouch(
         choices = references.top_choices(choice, max(1, options.best_of))
         if check_limit := options.self_check.max_references:
             choices = choices[:check_limit]
+        within = [c for c in choices if pose_difference(pose, c.candidate.pose) <= options.pose_limit]
+        if not within:
+            closest = min(pose_difference(pose, c.candidate.pose) for c in choice.ranking_candidates())
+            limit_text = f"reference pose differs by {closest:.0f}°; the model is reliable up to {options.pose_limit:.0f}°"
+            if not options.force:
+                reports[i].status, reports[i].message = "pose out of range", limit_text + " (--force to retouch anyway)"
+                continue
+            reports[i].message = f"forced past the pose limit: {limit_text}"
+        else:
+            choices = within
         for c in choices:
             c.candidate.pixels  # decoded here, not before: a cached analysis needs no pixels until chosen
         jobs.append((i, choices, prepare_face(rgb, f.landmarks, model)))
     timings["references"] = time.perf_counter() - t
     if not jobs:
-        raise NoReferenceError("; ".join(failures))
+        if failures:
+            raise NoReferenceError("; ".join(failures))
+        return result  # every face beyond the pose limit: nothing to do, each report says why
 
     # Generator, batched over faces and their candidate references.
     t = time.perf_counter()
@@ -261,6 +283,13 @@ def retouch(
     out = rgb
     check_cfg = options.self_check
     spent = {"check": 0.0, "generate": 0.0}
+    measured: dict[int, selfcheck.ReferenceEyes] = {}  # per reference face, what its results are checked against
+
+    def reference_eyes(c) -> selfcheck.ReferenceEyes:
+        if id(c) not in measured:
+            measured[id(c)] = selfcheck.ReferenceEyes.measure(c.pixels, c.face.landmarks)
+        return measured[id(c)]
+
     for k, (i, _, prep) in enumerate(jobs):
         desc, pose = targets[i]
         attempts: list[dict[str, Any]] = []
@@ -271,7 +300,10 @@ def retouch(
             for choice, gen, ref in pending:
                 pasted = _paste_face(out, faces[i], choice, prep, gen, ref, model, options)
                 tc = time.perf_counter()
-                check = selfcheck.check_face(pasted, faces[i], choice.candidate.descriptor, choice.distance, threshold, check_cfg)
+                check = selfcheck.check_face(
+                    pasted, faces[i], choice.candidate.descriptor, choice.distance, threshold, check_cfg,
+                    reference_eyes(choice.candidate) if check_cfg.enabled else None,
+                )
                 spent["check"] += time.perf_counter() - tc
                 own = facelib.descriptor_distance(check.descriptor, desc)
                 attempts.append(selfcheck.Attempt(_reference_dict(choice), check, {"identity_to_face": round(own, 4)}).to_dict())

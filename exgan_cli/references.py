@@ -135,6 +135,10 @@ class Choice:
     # (candidate, score or None if rejected, distance, reasons or the rejection reason).
     ranking: list[tuple[Candidate, float | None, float, str]] = field(default_factory=list)
 
+    def ranking_candidates(self) -> list[Candidate]:
+        """The usable candidates, best first."""
+        return [c for c, s, _, _ in self.ranking if s is not None] or [self.candidate]
+
 
 # ---------------------------------------------------------------------------------------
 # Collecting and measuring

@@ -38,6 +38,7 @@ class RetouchRequest:
     self_check: bool = True  # check each retouched face, retry other references, never keep a failed one
     cache: bool = True  # reuse stored analyses of reference photos (reference_cache.py; --no-cache)
     best_of: int = 2  # references tried per face, the result closest to the face's identity kept (RetouchOptions.best_of)
+    force: bool = False  # retouch past the pose limit (RetouchOptions.force)
 
 
 @dataclass
@@ -118,6 +119,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
         blend=BlendConfig(detail=request.detail),
         self_check=SelfCheckConfig(enabled=request.self_check),
         best_of=request.best_of,
+        force=request.force,
     )
     states = [eyes.assess(image.pixels, f) for f in found]
     try:
@@ -158,9 +160,10 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
         raise NoReferenceError(f"{request.photo}: {e}") from None
     for k, v in result.timings.items():
         timings[k] = timings.get(k, 0.0) + v
-    if not result.retouched and result.failed_check:
-        why = "; ".join(f"face {f.index}: {f.message}" for f in result.failed_check)
-        raise SelfCheckError(f"{request.photo}: no retouched face passed the self-check, nothing written: {why}")
+    refused = [f for f in result.faces if f.status in ("failed self-check", "pose out of range")]
+    if not result.retouched and refused:
+        why = "; ".join(f"face {f.index}: {f.message}" for f in refused)
+        raise SelfCheckError(f"{request.photo}: no face could be retouched reliably, nothing written: {why}")
 
     outcome = Outcome(
         photo=request.photo, output=request.output, status="written", faces=result.faces,

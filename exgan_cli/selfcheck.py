@@ -1,4 +1,4 @@
-"""Self-check of every retouched face: are its eyes open now, and is it still the same person?
+"""Self-check of every retouched face: would a retoucher let these eyes out of the studio?
 
 After a face is in-painted and pasted back (pipeline.retouch), the face is found again in the
 result and judged by the same tools that chose it: the eye state (eyes.assess: the eye-state
@@ -18,6 +18,22 @@ pass. The descriptor sees the whole face, so this is a guard against gross failu
 misplaced face), not a test of whose eyes they are: another person's eyes moved it by -0.01 to
 +0.17 in the same experiment.
 
+Since the real eyes were all it checked, eyes that were open but not real (two soft brown smudges
+with no iris, pupil or lid line on a laughing face) passed it. A result now also has to
+
+  - look like eyes: the luminance spread inside the new eye contours (iris and lashes against
+    the white; ``eye_contrast``) at least CONTRAST_RATIO of the reference's own, which carries
+    the lighting and the eye colour (light irises show less contrast than brown ones);
+  - be as detailed as the face around it: R (detail.sharpness_ratio, Laplacian variance in the
+    eye boxes over a skin ring) at least the 1st percentile of real open eyes of that face size
+    (SHARPNESS_FLOOR, measured by benchmarks/real_eyes.py on ../shared/data);
+  - have the reference's colour: the irises' colour relative to the skin (eye_colour.py) within
+    REDNESS_TOLERANCE in a* (red-green, what tells a brown iris from a grey, green or blue one)
+    and COLOUR_TOLERANCE in CIE76 of the reference's. Lightness and b* are left loose: between two
+    photos of the same light eyes they moved by up to 12 (lighting, gaze, make-up), a* by at most
+    2.3, while the old generator's brown irises on the light-eyed person moved a* by 5 to 9
+    (benchmarks/eye_colour.py).
+
 A face that fails is retried with the next best reference (references.choose_reference with
 the failed ones excluded); when every usable reference fails, the face is left exactly as it
 was and reported as "failed self-check" with the reasons. Nothing unchecked is ever pasted
@@ -34,6 +50,13 @@ import numpy as np
 # How much farther from the reference's identity than the original face a result may move when
 # it is beyond the same-person threshold (see the module doc).
 IDENTITY_MARGIN = 0.15
+CONTRAST_RATIO = 0.5  # a result's eye contrast over the reference's: below it the eyes are a smudge
+REDNESS_TOLERANCE = 4.0  # |a*| between the result's and the reference's iris colour (see the module doc)
+COLOUR_TOLERANCE = 25.0  # CIE76 between them: only gross failures (see the module doc)
+# (smallest face width in px, lowest R of real open eyes there): 1st percentile per size, from
+# benchmarks/real_eyes.py (LFW and the high-resolution photos of ../shared/data)
+# (624 open-eyed faces: R p1 0.64 under 150 px, 0.73 for 150-600 px, 1.24 above 600 px)
+SHARPNESS_FLOOR: tuple[tuple[float, float], ...] = ((0.0, 0.6), (150.0, 0.7), (600.0, 1.2))
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,10 @@ class SelfCheckConfig:
     enabled: bool = True  # check every in-painted face before keeping it (off: keep every result, as before)
     identity_margin: float = IDENTITY_MARGIN  # see the module doc
     max_references: int | None = None  # references tried per face; None: every usable one
+    contrast_ratio: float = CONTRAST_RATIO  # eye contrast at least this share of the reference's (0: off)
+    colour_tolerance: float = COLOUR_TOLERANCE  # iris colour at most this far (CIE76) from the reference's (inf: off)
+    redness_tolerance: float = REDNESS_TOLERANCE  # and its a* at most this far (inf: off)
+    sharpness: bool = True  # R at least the real-eye floor for the face's size
 
 
 @dataclass
@@ -51,8 +78,9 @@ class CheckResult:
     identity: float | None = None  # descriptor distance result <-> reference
     identity_before: float | None = None  # original <-> reference
     identity_limit: float | None = None  # the tolerance applied
-    face: Any = None  # faces.Face found again in the result
+    face: Any = None  # faces.Face refitted on the result
     descriptor: Any = None  # (128,) identity descriptor of the result face
+    measures: dict[str, Any] = field(default_factory=dict)  # contrast, sharpness, colour and their limits
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,7 +90,56 @@ class CheckResult:
             "identity_after": None if self.identity is None else round(float(self.identity), 4),
             "identity_before": None if self.identity_before is None else round(float(self.identity_before), 4),
             "identity_limit": None if self.identity_limit is None else round(float(self.identity_limit), 4),
+            **{k: (round(float(v), 4) if isinstance(v, (float, np.floating)) and np.isfinite(v) else v) for k, v in self.measures.items()},
         }
+
+
+@dataclass(frozen=True)
+class ReferenceEyes:
+    """What the check compares a result with, measured once per reference face."""
+
+    contrast: float | None  # eye_contrast of the reference's eyes
+    colour: Any  # eye_colour.IrisColour of its irises (None: unreadable)
+
+    @classmethod
+    def measure(cls, rgb: np.ndarray, landmarks: np.ndarray) -> "ReferenceEyes":
+        from .eye_colour import iris_colour
+
+        return cls(eye_contrast(rgb, landmarks), iris_colour(rgb, landmarks))
+
+
+def eye_contrast(rgb: np.ndarray, landmarks: np.ndarray) -> float | None:
+    """Luminance spread inside the eye contours (90th minus 10th percentile, both eyes' pixels)
+    over the cheeks' median luminance: an iris and lashes against the white score high, a
+    smooth smudge or a closed lid low. None when the contours hold no pixel."""
+    from .exemplar import cheek_mask
+    from .eye_colour import eye_pixels
+    from .geometry import LEFT_EYE, RIGHT_EYE
+    from .images import luminance
+
+    lm = np.asarray(landmarks, dtype=np.float64)
+    px = np.concatenate([eye_pixels(rgb, lm, LEFT_EYE, None), eye_pixels(rgb, lm, RIGHT_EYE, None)])
+    if len(px) < 4:
+        return None
+    lum = luminance(px)
+    h, w = rgb.shape[:2]
+    pts = lm[17:48]
+    span = float(pts[:, 0].max() - pts[:, 0].min())
+    x0, y0 = max(0, int(pts[:, 0].min() - 0.1 * span)), max(0, int(pts[:, 1].min() - 0.1 * span))
+    x1, y1 = min(w, int(pts[:, 0].max() + 0.1 * span) + 1), min(h, int(pts[:, 1].max() + 0.6 * span) + 1)
+    window = rgb[y0:y1, x0:x1]
+    cheeks = cheek_mask(lm - [x0, y0], max(window.shape[:2]))[: window.shape[0], : window.shape[1]]
+    skin = float(np.median(luminance(window[cheeks]))) if cheeks.sum() >= 4 else float(np.median(lum))
+    return float(np.percentile(lum, 90) - np.percentile(lum, 10)) / max(skin, 1.0)
+
+
+def sharpness_floor(face_width: float) -> float:
+    """The lowest R of real open eyes of a face this wide (SHARPNESS_FLOOR)."""
+    floor = 0.0
+    for width, r in SHARPNESS_FLOOR:
+        if face_width >= width:
+            floor = r
+    return floor
 
 
 @dataclass
@@ -91,18 +168,46 @@ def check_face(
     distance_before: float,
     threshold: float,
     cfg: SelfCheckConfig = SelfCheckConfig(),
+    reference: ReferenceEyes | None = None,
 ) -> CheckResult:
-    """Judge the face at ``face.box`` in the retouched photo ``result`` (RGB uint8)."""
+    """Judge the face at ``face.box`` in the retouched photo ``result`` (RGB uint8); with
+    ``reference`` (ReferenceEyes of the reference face used) also its contrast and colour."""
     from . import eyes, faces as facelib
+    from .detail import sharpness_ratio
+    from .eye_colour import colour_distance, iris_colour
 
     limit = identity_limit(distance_before, threshold, cfg.identity_margin)
     after = facelib.refit_face(result, face)
     state = eyes.assess(result, after)
     reasons = []
+    measures: dict[str, Any] = {}
     if state.closed:
         reasons.append(f"eyes not open after in-painting ({state.describe()})")
+    if reference is not None and cfg.contrast_ratio > 0 and reference.contrast:
+        c = eye_contrast(result, after.landmarks)
+        need = cfg.contrast_ratio * reference.contrast
+        measures.update(eye_contrast=c, eye_contrast_min=need)
+        if c is None or c < need:
+            got = "no eye contour" if c is None else f"contrast {c:.2f} < {need:.2f}"
+            reasons.append(f"eyes do not look real: no iris or lid line ({got}, {cfg.contrast_ratio:.0%} of the reference's)")
+    if cfg.sharpness:
+        width = facelib.face_width(after)
+        r, floor = sharpness_ratio(result, after.landmarks), sharpness_floor(width)
+        measures.update(sharpness=r, sharpness_min=floor)
+        if r < floor:
+            reasons.append(f"eyes softer than the face (R {r:.2f} < {floor:.2f}, real eyes of a {width:.0f} px face)")
+    if reference is not None and np.isfinite(cfg.colour_tolerance) and reference.colour is not None:
+        mine = iris_colour(result, after.landmarks)
+        dc = colour_distance(mine, reference.colour)
+        da = float("nan") if mine is None else abs(mine.redness - reference.colour.redness)
+        measures.update(colour=dc, colour_max=cfg.colour_tolerance, redness=da, redness_max=cfg.redness_tolerance)
+        if not dc <= cfg.colour_tolerance:  # nan (unreadable irises) fails too
+            reasons.append(f"iris colour not the reference's (CIE76 {dc:.1f} > {cfg.colour_tolerance:.0f})")
+        elif not da <= cfg.redness_tolerance:
+            warmer = "browner" if mine.redness > reference.colour.redness else "less warm"
+            reasons.append(f"iris colour not the reference's: {warmer} (a* differs by {da:.1f} > {cfg.redness_tolerance:.1f})")
     descriptor = facelib.face_descriptor(result, after)
     d = facelib.descriptor_distance(descriptor, reference_descriptor)
     if d > limit:
         reasons.append(f"identity moved away from the reference (distance {d:.2f} > {limit:.2f})")
-    return CheckResult(not reasons, reasons, state, d, distance_before, limit, after, descriptor)
+    return CheckResult(not reasons, reasons, state, d, distance_before, limit, after, descriptor, measures)

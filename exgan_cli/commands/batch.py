@@ -30,6 +30,7 @@ def batch(
     best_of: int = typer.Option(2, "--best-of", min=1, help="In-paint each face with up to N of its best references and keep the result closest to the face's own identity (2: a quarter less identity change on real closed eyes, ~0.2 s more per face on a 12 MP photo; 1: the best-ranked reference only)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse the stored analysis of person-dir photos seen before (same bytes; ~/.cache/exgan or $EXGAN_CACHE_DIR); --no-cache measures them again and stores nothing."),
     self_check: bool = typer.Option(True, "--self-check/--no-self-check", help="Check each retouched face (eyes open, same person), try the next reference if not, and leave a photo unwritten when none of its faces passes (status 'failed self-check'). --no-self-check keeps every result unchecked."),
+    force: bool = typer.Option(False, "--force", help="Retouch faces whose best reference is turned further than the model handles well (the pose limit, 30°)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary; errors only."),
 ) -> None:
     """Open the closed eyes of one person (shown in --person-dir) in every photo of ALBUM.
@@ -42,7 +43,7 @@ def batch(
         album=album, person_dir=person_dir, out_dir=output, overwrite=overwrite, copy_unchanged=copy_unchanged,
         workers=workers, weights=weights, device=device.value, detector=detector.value, min_face=min_face,
         identity_threshold=identity_threshold, all_faces=all_faces, identify_all=identify_all,
-        self_check=self_check, detail=detail, cache=cache, best_of=best_of,
+        self_check=self_check, detail=detail, cache=cache, best_of=best_of, force=force,
     )
     if quiet:
         run_batch(options)

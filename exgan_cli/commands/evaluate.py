@@ -39,7 +39,7 @@ def _fmt(v: Optional[float], digits: int) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
-DIGITS = {"l1_face": 4, "l1_eyes": 4, "psnr_eyes": 2, "ssim_eyes": 4, "ms_ssim_eyes": 4, "identity": 4, "frechet_descriptor": 4}
+DIGITS = {"l1_face": 4, "l1_eyes": 4, "psnr_eyes": 2, "colour_eyes": 2, "ssim_eyes": 4, "ms_ssim_eyes": 4, "identity": 4, "frechet_descriptor": 4}
 
 
 def _cell(stat: dict, key: str) -> str:
@@ -101,7 +101,7 @@ def print_report(result) -> None:
 
     gain = Table(title="Identity test: exemplar gain (other-person reference minus same-person one; > 0: the right reference helps) [95% CI]")
     gain.add_column("method", no_wrap=True)
-    shown = [k for k in keys if k[0] in ("l1_eyes", "psnr_eyes", "ms_ssim_eyes", "identity", "frechet_descriptor")]
+    shown = [k for k in keys if k[0] in ("l1_eyes", "psnr_eyes", "ms_ssim_eyes", "colour_eyes", "identity", "frechet_descriptor")]
     for _, label, _ in shown:
         gain.add_column(label, justify="right", no_wrap=True)
     gain.add_column("uses exemplar", no_wrap=True)
@@ -119,13 +119,29 @@ def print_report(result) -> None:
         primary = result.summary[others[0].name]["vs_primary"]["primary"]
         paired = Table(title=f"Paired on the same faces (right references): how much better {primary} is (> 0: better) [95% CI]")
         paired.add_column("than", no_wrap=True)
-        cols = [k for k in METRICS if k[0] in ("l1_eyes", "psnr_eyes", "ms_ssim_eyes", "seam_eyes", "identity")]
+        cols = [k for k in METRICS if k[0] in ("l1_eyes", "psnr_eyes", "ms_ssim_eyes", "seam_eyes", "colour_eyes", "identity")]
         for _, label, _ in cols:
             paired.add_column(label, justify="right", no_wrap=True)
         for m in others:
             v = result.summary[m.name]["vs_primary"]
             paired.add_row(m.name, *[_gain_cell(v[k], k) for k, _, _ in cols])
         _print_wide(paired)
+    colour = getattr(result, "colour", None)
+    if colour:
+        light = Table(title=f"Eye colour on the {colour['faces']} light-eyed faces (irises least red relative to the skin): colour eyes ↓ [95% CI]")
+        for col in ("method", "same ref", "other ref", "exemplar gain", "paired vs first model"):
+            light.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
+        for m in result.methods:
+            e = colour["methods"][m.name]
+            light.add_row(
+                m.name, _cell(e["right"], "colour_eyes"), _cell(e["wrong"], "colour_eyes") if m.uses_reference else "same",
+                _gain_cell(e["exemplar_gain"], "colour_eyes") if m.uses_reference else "-",
+                _gain_cell(e["vs_primary"], "colour_eyes") if "vs_primary" in e else "",
+            )
+        nat = colour["natural"]
+        light.add_row("natural (the reference's own irises)", _cell(nat["light"], "colour_eyes"), "", "", "", end_section=True)
+        _print_wide(light)
+        console.print(f"natural colour eyes on all faces: {_cell(nat['all'], 'colour_eyes')}", soft_wrap=True)
     scales = ", ".join(f"{s} at {r} px" for r, s in result.ms_ssim_scales.items())
     console.print(
         f"* ignores the reference (its two rows are the same in-painting). MS-SSIM scales: {scales}. "

@@ -73,7 +73,24 @@ def _reference(r: dict):
         head.append(f", distance {r['distance']:.3f}")
     if r["score"] is not None:
         head.append(f", score {r['score']:.3f}")
+    if r.get("pose_difference") is not None:
+        head.append(f", pose differs by {r['pose_difference']:.0f}°")
+        if not r["within_pose_limit"]:
+            head.append(" (beyond the pose limit)", style="yellow")
     return head + Text("\n" + r["why"], style="dim") if r["why"] else head
+
+
+def _plan(c: dict) -> str:
+    """What the self-check would demand of this face's new eyes with the chosen reference."""
+    parts = ["eyes open"]
+    if c["eye_contrast_min"] is not None:
+        parts.append(f"eye contrast >= {c['eye_contrast_min']:.2f}")
+    parts.append(f"sharpness R >= {c['sharpness_min']:.2f}")
+    if c["reference_iris_lab"] is not None:
+        a = c["reference_iris_lab"][1]
+        parts.append(f"iris a* {a:+.1f} ± {c['redness_max_difference']:.0f} (the reference's)")
+    parts.append(f"identity distance <= {c['identity_max']:.2f}")
+    return "; ".join(parts)
 
 
 def print_inspection(info: dict) -> None:
@@ -101,6 +118,8 @@ def print_inspection(info: dict) -> None:
             ("sharpness", f"{f['sharpness']:.0f}"),
         ]
         rows += [("reference", _reference(r)) for r in f.get("references", [])]
+        if f.get("self_check"):
+            rows.append(("self-check", _plan(f["self_check"])))
         stdout.print(heading)
         stdout.print(Fields(rows))
     if info.get("drawn"):

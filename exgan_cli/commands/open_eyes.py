@@ -50,7 +50,8 @@ def open_eyes(
     any_identity: bool = typer.Option(False, "--any-identity", help="Accept references that look like another person."),
     identity_threshold: Optional[float] = typer.Option(None, "--identity-threshold", help="Max descriptor distance for a same-person reference [default: 0.6]."),
     detail: bool = typer.Option(True, "--detail/--no-detail", help="Give the new eyes the photo's full-resolution detail and grain (from the reference photo); --no-detail pastes the generator's 128 px eyes upscaled."),
-    self_check: bool = typer.Option(True, "--self-check/--no-self-check", help="Check each retouched face (eyes open, same person), try the next reference if not, and keep the original face when all fail (exit 10 if no face passes). --no-self-check keeps every result unchecked."),
+    self_check: bool = typer.Option(True, "--self-check/--no-self-check", help="Check each retouched face (eyes open, real-looking iris and lid line, as detailed as the face, the reference's iris colour, same person), try the next reference if not, and keep the original face when all fail (exit 10 if no face passes). --no-self-check keeps every result unchecked."),
+    force: bool = typer.Option(False, "--force", help="Retouch faces whose best reference is turned further than the model handles well (the pose limit, 30°); the report says so."),
     best_of: int = typer.Option(2, "--best-of", min=1, help="In-paint each face with up to N of its best references and keep the result closest to the face's own identity (2: a quarter less identity change on real closed eyes, ~0.2 s more per face on a 12 MP photo; 1: the best-ranked reference only)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse the stored analysis of reference photos seen before (same bytes; ~/.cache/exgan or $EXGAN_CACHE_DIR); --no-cache measures every reference again and stores nothing."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report per face."),
@@ -81,6 +82,7 @@ def open_eyes(
         self_check=self_check,
         cache=cache,
         best_of=best_of,
+        force=force,
     )
     t0 = time.perf_counter()
     outcome = retouch_file(request, log=None if quiet else console.print)

@@ -1,0 +1,70 @@
+"""What real open eyes measure, by face size: the ranges the self-check (selfcheck.py) accepts.
+
+For open-eyed faces (the eye-state classifier says open, both EARs >= 0.2) in ../shared/data
+(a seeded sample of LFW photos, whose faces are ~110 px wide, and every high-resolution photo),
+prints per face-width bin the percentiles of
+
+    R         detail.sharpness_ratio: Laplacian variance in the eye boxes over a skin ring
+    contrast  selfcheck.eye_contrast: luminance spread inside the eye contours over the cheeks'
+
+The self-check's lower bounds are the 1st percentile of each bin (a real eye below them is
+rarer than 1 in 100).
+
+    python benchmarks/real_eyes.py [--lfw N] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+BINS = (0, 150, 300, 600, 10_000)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lfw", type=int, default=600, help="LFW photos sampled")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from exgan_cli import eyes, faces as facelib
+    from exgan_cli.detail import sharpness_ratio
+    from exgan_cli.images import load_image
+    from exgan_cli.selfcheck import eye_contrast
+
+    lfw = sorted((DATA / "lfw").glob("*/*.jpg"))
+    rng = np.random.default_rng(args.seed)
+    photos = [lfw[i] for i in rng.choice(len(lfw), size=min(args.lfw, len(lfw)), replace=False)]
+    photos += sorted((DATA / "photos").glob("*.jpg"))
+    rows = []
+    for p in photos:
+        try:
+            rgb = load_image(p).pixels
+        except Exception:
+            continue
+        for f in facelib.detect_faces(rgb):
+            st = eyes.assess(rgb, f)
+            if st.closed or min(st.left, st.right) < 0.2:
+                continue
+            c = eye_contrast(rgb, f.landmarks)
+            rows.append((facelib.face_width(f), sharpness_ratio(rgb, f.landmarks), c if c is not None else np.nan))
+    a = np.array(rows)
+    print(f"{len(a)} open-eyed faces")
+    print(f"{'face px':>12} {'n':>5}  {'R p1':>6} {'R p5':>6} {'R p50':>6} {'R p99':>6}  {'contrast p1':>11} {'p5':>6} {'p50':>6}")
+    for lo, hi in zip(BINS[:-1], BINS[1:]):
+        b = a[(a[:, 0] >= lo) & (a[:, 0] < hi)]
+        if len(b) == 0:
+            continue
+        r, c = b[:, 1], b[:, 2][np.isfinite(b[:, 2])]
+        print(f"{lo:>5}-{hi:<6} {len(b):5d}  {np.percentile(r, 1):6.2f} {np.percentile(r, 5):6.2f} {np.percentile(r, 50):6.2f} "
+              f"{np.percentile(r, 99):6.2f}  {np.percentile(c, 1):11.3f} {np.percentile(c, 5):6.3f} {np.percentile(c, 50):6.3f}")
+
+
+if __name__ == "__main__":
+    main()

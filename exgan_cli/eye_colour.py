@@ -1,0 +1,117 @@
+"""Iris colour relative to the skin: the measure behind evaluate's *colour eyes*, the
+eye-colour benchmark and the self-check's colour test.
+
+A person's eye colour is what anyone who knows them sees first, and it is the part of the
+exemplar a generic in-painter gets wrong (LFW's prior is a brown iris). Per eye: the pixels
+inside dlib's eye contour (landmarks 36-41, 42-47) in the central band where the iris sits
+(0.44 of the eye's width, centred between its corners), less their darkest 15% (pupil, lashes)
+and brightest 25% (the white, glints). Lighting and white balance are
+divided out the way a retoucher neutralises a cast on skin: the pixels are scaled per channel
+so that the median of the cheeks below the eyes (exemplar.cheek_mask) becomes one fixed skin
+tone (a per-channel gain, exact for any white balance or exposure that does not clip), then
+converted to CIELAB; the irises' median minus that skin tone's L*a*b* is the colour. Both eyes'
+pixels are pooled. Two colours are compared with the
+CIE76 distance (Euclidean in L*a*b*; ~2.3 is a just-noticeable difference, brown against a
+grey-green iris is 15-30).
+
+Works on an aligned 128 px crop (the iris is a few pixels wide there) and on a full-resolution
+photo alike: landmarks are (x, y) in the image's own pixels; only windows around the eyes and
+cheeks are converted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import LEFT_EYE, RIGHT_EYE
+
+IRIS_BAND = 0.44  # width of the central band, in eye widths (corner to corner)
+TRIM = (15.0, 75.0)  # luminance percentiles kept in the band: without the pupil and lashes below, the white and glints above
+SKIN = np.array([198.0, 150.0, 128.0], dtype=np.float32)  # the cheeks' tone after neutralising (sRGB)
+_SUPERSAMPLE = 4  # the contour is filled at 4x for a sub-pixel edge on small eyes
+
+
+@dataclass(frozen=True)
+class IrisColour:
+    lab: np.ndarray  # (3,) median L*, a*, b* of the irises minus that of the cheeks
+    pixels: int  # iris pixels measured (both eyes)
+
+    @property
+    def redness(self) -> float:
+        """a* relative to the skin: brown irises are warm, blue, grey and green ones are not."""
+        return float(self.lab[1])
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    pixels = np.ascontiguousarray(rgb, dtype=np.float32).reshape(-1, 1, 3) / 255.0
+    return cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB).reshape(-1, 3)
+
+
+def eye_pixels(rgb: np.ndarray, landmarks: np.ndarray, idx: slice, band: float | None = IRIS_BAND) -> np.ndarray:
+    """RGB pixels (N, 3) inside one eye's contour (``idx``: LEFT_EYE or RIGHT_EYE), within its
+    central ``band`` (in eye widths; None: the whole contour)."""
+    import cv2
+
+    eye = landmarks[idx]
+    h, w = rgb.shape[:2]
+    x0, y0 = max(0, int(np.floor(eye[:, 0].min()))), max(0, int(np.floor(eye[:, 1].min())))
+    x1, y1 = min(w, int(np.ceil(eye[:, 0].max())) + 1), min(h, int(np.ceil(eye[:, 1].max())) + 1)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return np.zeros((0, 3), np.float32)
+    s = _SUPERSAMPLE
+    poly = np.zeros(((y1 - y0) * s, (x1 - x0) * s), dtype=np.uint8)
+    # pixel (x, y) covers [x - 0.5, x + 0.5]: in the supersampled grid its centre is s*x + (s-1)/2
+    pts = np.round((eye - [x0, y0]) * s + (s - 1) / 2).astype(np.int32)
+    cv2.fillPoly(poly, [pts], 255)
+    inside = cv2.resize(poly, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA) >= 128
+    corners = eye[[0, 3]]
+    width = float(np.linalg.norm(corners[1] - corners[0]))
+    cx = float(corners[:, 0].mean())
+    xs = np.arange(x0, x1)[None, :]
+    keep = inside if band is None else inside & (np.abs(xs - cx) <= band / 2 * width)
+    return rgb[y0:y1, x0:x1][keep].astype(np.float32)
+
+
+def iris_colour(rgb: np.ndarray, landmarks: np.ndarray) -> IrisColour | None:
+    """The irises' colour relative to the cheeks (IrisColour), or None when an eye or the cheeks
+    give no pixel (a face at the border, a contour collapsed to a line)."""
+    from .exemplar import cheek_mask
+
+    lm = np.asarray(landmarks, dtype=np.float64)
+    iris = np.concatenate([eye_pixels(rgb, lm, LEFT_EYE), eye_pixels(rgb, lm, RIGHT_EYE)])
+    if len(iris) < 2:
+        return None
+    lum = iris @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    lo, hi = np.percentile(lum, TRIM)
+    iris = iris[(lum >= lo) & (lum <= hi)]
+    # cheeks: in a window around the eyes and cheeks, not the whole photo
+    h, w = rgb.shape[:2]
+    pts = lm[17:48]
+    span = float(pts[:, 0].max() - pts[:, 0].min())
+    x0, y0 = max(0, int(pts[:, 0].min() - 0.1 * span)), max(0, int(pts[:, 1].min() - 0.1 * span))
+    x1, y1 = min(w, int(pts[:, 0].max() + 0.1 * span) + 1), min(h, int(pts[:, 1].max() + 0.6 * span) + 1)
+    window = rgb[y0:y1, x0:x1]
+    local = lm - [x0, y0]
+    cheeks = cheek_mask(local, max(window.shape[:2]))[: window.shape[0], : window.shape[1]]
+    if cheeks.sum() < 4:
+        return None
+    gain = SKIN / np.maximum(np.median(window[cheeks].astype(np.float32), axis=0), 1.0)
+    rel = np.median(_lab(np.clip(iris * gain, 0, 255)), axis=0) - _lab(SKIN)[0]
+    return IrisColour(rel.astype(np.float64), len(iris))
+
+
+def colour_distance(a: IrisColour | None, b: IrisColour | None) -> float:
+    """CIE76 distance between two relative iris colours (nan when either is unknown)."""
+    if a is None or b is None:
+        return float("nan")
+    return float(np.linalg.norm(a.lab - b.lab))
+
+
+def colour_eyes(result: np.ndarray, truth: np.ndarray, landmarks: np.ndarray) -> float:
+    """evaluate's *colour eyes*: the iris colour of an in-painted face against the real one, both
+    read at the real face's landmarks."""
+    return colour_distance(iris_colour(result, landmarks), iris_colour(truth, landmarks))

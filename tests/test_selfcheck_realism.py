@@ -1,0 +1,96 @@
+"""The self-check judges the new eyes as a retoucher would (issue #14): a result must look like
+eyes, be as detailed as the face, carry the reference's iris colour and keep the identity.
+
+Each test builds a result from a real photo (an open-eyed face stands for a good retouch) and
+spoils it in one way; selfcheck.check_face must reject exactly that."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from exgan_cli import exemplar, faces, selfcheck
+from exgan_cli.images import load_image
+
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, HIGHRES
+
+
+def _face(path):
+    rgb = load_image(path).pixels
+    return rgb, faces.largest_face(faces.detect_faces(rgb))
+
+
+@pytest.fixture(scope="module")
+def light_eyed():
+    """A high-resolution portrait of a person with light green-grey eyes (tests/data/photos/img4)."""
+    return _face(HIGHRES)
+
+
+@pytest.fixture(scope="module")
+def chavez():
+    return _face(CHAVEZ_OPEN[0]), _face(CHAVEZ_OPEN[1])
+
+
+def _check(result, face, ref_rgb, ref_face):
+    """check_face as pipeline.retouch calls it, with the reference's descriptor and eyes."""
+    ref_desc = faces.face_descriptor(ref_rgb, ref_face)
+    before = faces.descriptor_distance(faces.face_descriptor(result, face), ref_desc)
+    ref_eyes = selfcheck.ReferenceEyes.measure(ref_rgb, ref_face.landmarks)
+    return selfcheck.check_face(result, face, ref_desc, before, faces.SAME_PERSON_THRESHOLD, reference=ref_eyes)
+
+
+def _eye_region(rgb, landmarks, grow=0.6):
+    pts = landmarks[36:48]
+    w = pts[:, 0].max() - pts[:, 0].min()
+    x0, y0 = int(pts[:, 0].min() - grow * w / 4), int(pts[:, 1].min() - grow * w / 4)
+    x1, y1 = int(pts[:, 0].max() + grow * w / 4) + 1, int(pts[:, 1].max() + grow * w / 4) + 1
+    return slice(max(0, y0), y1), slice(max(0, x0), x1)
+
+
+def test_real_open_eyes_pass(chavez, light_eyed):
+    (rgb, face), (ref, ref_face) = chavez
+    check = _check(rgb, face, ref, ref_face)
+    assert check.passed, check.reasons
+    rgb, face = light_eyed
+    check = _check(rgb, face, rgb, face)
+    assert check.passed, check.reasons
+
+
+def test_blurry_eyes_fail(light_eyed):
+    rgb, face = light_eyed
+    blurred = rgb.copy()
+    ys, xs = _eye_region(rgb, face.landmarks)
+    blurred[ys, xs] = cv2.GaussianBlur(rgb[ys, xs], (0, 0), 9)
+    check = _check(blurred, face, rgb, face)
+    assert not check.passed
+    assert any("softer than the face" in r or "do not look real" in r for r in check.reasons), check.reasons
+
+
+def test_brown_eyes_over_a_light_eyed_reference_fail(light_eyed):
+    rgb, face = light_eyed
+    w = exemplar.iris_weight(rgb, face.landmarks)
+    brown = exemplar.recolour_irises(rgb, face.landmarks, (-18.0, 14.0, 24.0), w)
+    check = _check(brown, face, rgb, face)
+    assert not check.passed
+    assert any("iris colour" in r for r in check.reasons), check.reasons
+
+
+def test_a_brightened_closed_eye_fails(chavez):
+    """'New eyes' that are only the closed lids brightened: no iris, no lid line."""
+    rgb, face = _face(CHAVEZ_CLOSED)
+    (ref, ref_face), _ = chavez
+    bright = rgb.astype(np.float32)
+    ys, xs = _eye_region(rgb, face.landmarks)
+    bright[ys, xs] = bright[ys, xs] * 1.25 + 25
+    bright = np.clip(bright, 0, 255).astype(np.uint8)
+    check = _check(bright, face, ref, ref_face)
+    assert not check.passed
+    assert any(r.startswith("eyes not open") or "do not look real" in r for r in check.reasons), check.reasons
+
+
+def test_the_measures_and_limits_are_reported(chavez):
+    (rgb, face), (ref, ref_face) = chavez
+    d = _check(rgb, face, ref, ref_face).to_dict()
+    for k in ("eye_contrast", "eye_contrast_min", "sharpness", "sharpness_min", "colour", "colour_max", "redness", "redness_max"):
+        assert k in d
