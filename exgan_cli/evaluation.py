@@ -980,7 +980,6 @@ class ClosedResult:
             "seconds": round(self.seconds, 2),
             "methods": [m.to_dict() for m in self.methods],
             "summary": self.summary,
-            "colour": self.colour,
             "notes": self.notes,
             "rows": self.rows,
         }

@@ -1166,7 +1166,11 @@ def model_card(cfg: TrainConfig, meta: dict, commands: list[str], extra: str = "
     val_txt = f"{val:.4f} (pixels in [-1, 1]; {val * 127.5:.2f} in 0..255)" if val is not None else "n/a (no validation persons)"
     cmd_lines = "\n".join(commands) if commands else "(not recorded)"
     mode_txt = {
-        "reference": "reference mode: G sees an aligned photo of the same person with open eyes",
+        "reference": (
+            "reference mode: G sees the same person's open eyes, each relit to this face's skin and warped "
+            "onto this face's eye by the eye corners (exemplar.py)"
+            if m.ref_input == "eyes" else "reference mode: G sees an aligned photo of the same person with open eyes"
+        ),
         "code": "code mode: G sees a code of the reference's eyes from the eye encoder C (exported with it)",
         "none": "no exemplar: the baseline in-painter",
     }[m.mode]
@@ -1189,7 +1193,8 @@ def model_card(cfg: TrainConfig, meta: dict, commands: list[str], extra: str = "
         cmd_lines,
         "```",
         "",
-        f"- data: `{cfg.data or data.get('data_dir') or '?'}` (aligned-face cache `{meta.get('cache', '?')}`): "
+        # names only: the absolute paths are the training machine's, of no use to a reader
+        f"- data: `{Path(cfg.data or data.get('data_dir') or '?').name}` (aligned-face cache `{Path(meta.get('cache', '?')).name}`): "
         f"{data.get('photos', '?')} photos, "
         f"{data.get('faces', '?')} faces found, {data.get('closed', '?')} closed and {data.get('squinting', '?')} "
         f"squinting (min EAR {cfg.min_ear}) left out; {data.get('train_faces', '?')} training faces of "
@@ -1206,6 +1211,13 @@ def model_card(cfg: TrainConfig, meta: dict, commands: list[str], extra: str = "
         + (f" + code x {m.code_weight} + eye auto-encoder x {cfg.ae_weight}" if m.mode == "code" else ""),
         f"- networks: base channels {m.base_channels}, {m.n_blocks} dilated blocks, D channels {m.d_channels}"
         + (f", code {m.code_dim}" if m.mode == "code" else ""),
+        f"- exemplar design: reference input {m.ref_input!r}, relit to the target's cheeks: {m.relight}, "
+        f"G skips: {m.skips}; iris L1 x {m.iris_weight}; augmentations: one random iris colour painted into target and "
+        f"reference on {cfg.augment_iris:.0%} of the pairs, independent colour casts on {cfg.augment_cast:.0%}",
+        f"- started from: `{cfg.init}` (its generator{' and eye encoder' if m.mode == 'code' else ''}; new tensors at their init)"
+        if cfg.init else "- started from: random initialisation",
+        f"- validation persons: `{cfg.val_persons}`" + (f"; never trained on: `{cfg.exclude_persons}`" if cfg.exclude_persons else "")
+        if cfg.val_persons else f"- validation split: {cfg.split}, seed {cfg.seed}, {cfg.val_fraction:.0%} of the persons",
         f"- torch {meta.get('torch', '?')}",
         "",
         "The weights are the exponential moving average of the generator"
@@ -1252,7 +1264,7 @@ def export_run(
     if command:
         commands.append(command)
     training = {
-        "run": str(run_dir.resolve()),
+        "run": run_dir.name,
         "commands": commands,
         "data": cfg.data,
         "data_summary": meta.get("data", {}),
