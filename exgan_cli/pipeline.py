@@ -243,7 +243,7 @@ def retouch(
             choices = choices[:check_limit]
         within = [c for c in choices if pose_difference(pose, c.candidate.pose) <= options.pose_limit]
         if not within:
-            closest = min(pose_difference(pose, c.candidate.pose) for c in choice.ranking_candidates())
+            closest = min(pose_difference(pose, c.pose) for c in choice.ranking_candidates())
             limit_text = f"reference pose differs by {closest:.0f}°; the model is reliable up to {options.pose_limit:.0f}°"
             if not options.force:
                 reports[i].status, reports[i].message = "pose out of range", limit_text + " (--force to retouch anyway)"

@@ -163,7 +163,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     refused = [f for f in result.faces if f.status in ("failed self-check", "pose out of range")]
     if not result.retouched and refused:
         why = "; ".join(f"face {f.index}: {f.message}" for f in refused)
-        raise SelfCheckError(f"{request.photo}: no face could be retouched reliably, nothing written: {why}")
+        raise SelfCheckError(f"{request.photo}: no retouched face passed the self-check (or the pose limit), nothing written: {why}")
 
     outcome = Outcome(
         photo=request.photo, output=request.output, status="written", faces=result.faces,

@@ -91,7 +91,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from exgan_cli.weights import save_pretrained
 
     torch.manual_seed(0)
-    cfg = ModelConfig(mode="reference", base_channels=8, n_blocks=1, d_channels=8)
+    cfg = ModelConfig(mode="reference", base_channels=8, n_blocks=1, d_channels=8, ref_input="eyes", relight=True, skips=True)
     folder = tmp_path_factory.mktemp("tiny-model") / "tiny-reference"
     save_pretrained(folder, Generator(cfg), None, cfg, AlignConfig(), MaskConfig(), card="random test model")
     return folder

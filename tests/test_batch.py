@@ -162,9 +162,17 @@ def test_group_photo_only_the_persons_face(tmp_path, tiny_weights):
     shutil.copy(HIGHRES, person / HIGHRES.name)
     album = tmp_path / "album"
     group = save(rgb(GROUP), album / "group.png")
-    summary = run_batch(opts(album, person, tiny_weights, all_faces=True, out_dir=tmp_path / "out"))
+    # her face in the group is turned ~35° from her portrait: beyond the pose limit, so left alone ...
+    summary = run_batch(opts(album, person, tiny_weights, all_faces=True, out_dir=tmp_path / "limited"))
+    assert summary.counts["retouched"] == 0
+    rec = photo_lines(tmp_path / "limited" / "report.jsonl")["group.png"]
+    assert rec["faces"][GROUP_ANGELINA]["status"] == "pose out of range"
+    assert "the model is reliable up to" in rec["faces"][GROUP_ANGELINA]["message"]
+    # ... unless forced
+    summary = run_batch(opts(album, person, tiny_weights, all_faces=True, out_dir=tmp_path / "out", force=True))
     assert summary.counts["retouched"] == 1
     rec = photo_lines(tmp_path / "out" / "report.jsonl")["group.png"]
+    assert "forced past the pose limit" in rec["faces"][GROUP_ANGELINA]["message"]
     assert len(rec["faces"]) == GROUP_FACES
     assert rec["matched"] == [GROUP_ANGELINA] and rec["retouched"] == [GROUP_ANGELINA]
     assert all(f["status"] == "other person" for i, f in enumerate(rec["faces"]) if i != GROUP_ANGELINA)

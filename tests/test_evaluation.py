@@ -101,23 +101,33 @@ def test_baselines_fill_only_the_hole():
 def test_no_method_reads_the_truth_under_the_hole(tiny_model):
     """Two crops that differ only inside the eye boxes (the answer) must get the same in-painting
     from every method: a method that read the hole (as open-eyes' colour match does with the
-    photo it retouches) would be scored on the truth it copied."""
-    from exgan_cli.geometry import boxes_to_mask
+    photo it retouches) would be scored on the truth it copied. The model's exemplar (the
+    reference's eyes relit to the target's cheeks and warped onto its eyes) must not read it either."""
+    from exgan_cli import faces, geometry
+    from exgan_cli.images import load_image
     from exgan_cli.weights import load_pretrained
 
-    rng = np.random.default_rng(1)
-    a = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
-    boxes = [(30.0, 50.0, 58.0, 66.0), (70.0, 50.0, 98.0, 66.0)]
-    mask = boxes_to_mask(boxes, 128)
+    from conftest import CHAVEZ_OPEN
+
+    def aligned(path):
+        rgb = load_image(path).pixels
+        face = faces.central_face(faces.detect_faces(rgb), (rgb.shape[1], rgb.shape[0]))
+        crop, m = geometry.align_face(rgb, face.landmarks)
+        return crop, geometry.transform_points(face.landmarks, m)
+
+    (a, lm), (ref, ref_lm) = aligned(CHAVEZ_OPEN[0]), aligned(CHAVEZ_OPEN[1])
+    boxes = geometry.eye_boxes(lm)
+    mask = geometry.boxes_to_mask(boxes, 128)
+    ref_boxes = geometry.eye_boxes(ref_lm)
     b = a.copy()
     b[mask > 0] = 255 - a[mask > 0]
-    ref = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
     model = load_pretrained(tiny_model, device="cpu")
-    outs = [E.model_inpaint(model, np.stack([c]), mask[None], ref[None], mask[None])[0] for c in (a, b)]
+    refs = {"right": (ref[None], [ref_boxes], geometry.boxes_to_mask(ref_boxes, 128)[None], [ref_lm])}
+    outs = [E.model_inpaint(model, E.Batch(c[None], [boxes], mask[None], refs, [lm]), "right")[0] for c in (a, b)]
     assert np.array_equal(outs[0], outs[1])
     for fn in (E.telea_inpaint, E.navier_stokes_inpaint):
         assert np.array_equal(fn(a, mask), fn(b, mask))
-    assert np.array_equal(E.poisson_copy_paste(a, boxes, ref, boxes), E.poisson_copy_paste(b, boxes, ref, boxes))
+    assert np.array_equal(E.poisson_copy_paste(a, boxes, ref, ref_boxes), E.poisson_copy_paste(b, boxes, ref, ref_boxes))
 
 
 # ---------------------------------------------------------------------------------------
@@ -147,7 +157,9 @@ def test_json_layout(result):
     assert len(d["rows"]) == 9 * len(names) * 2
     row = d["rows"][0]
     assert set(row) == {"photo", "person", "reference", "reference_person", "method", "ref",
-                        "l1_face", "l1_eyes", "psnr_eyes", "ssim_eyes", "ms_ssim_eyes", "detail_eyes", "seam_eyes", "identity"}
+                        "l1_face", "l1_eyes", "psnr_eyes", "ssim_eyes", "ms_ssim_eyes", "detail_eyes", "seam_eyes", "colour_eyes",
+                        "identity", "pose_difference"}
+    assert set(d["colour"]) == {"faces", "natural", "methods"} and set(d["colour"]["methods"]) == set(names)
     for r in d["rows"]:
         assert (r["reference_person"] == r["person"]) == (r["ref"] == "right")
         assert 0 <= r["l1_face"] <= r["l1_eyes"] <= 1 and -1 <= r["ssim_eyes"] <= 1 and 0 <= r["ms_ssim_eyes"] <= 1

@@ -117,7 +117,10 @@ def test_best_of_keeps_the_passing_result_closest_to_the_face(model, candidates,
     assert face.reference["path"] == check["attempts"][1]["reference"]["path"]
 
     monkeypatch.setattr(pipeline, "inpaint_crops", lambda m, crops, masks, ex: ex["ref"].astype(np.float32))
-    face = pipeline.retouch(rgb, candidates, model).faces[0]
+    # the other face's whole crop pasted over this laughing one lands its eyes a little off this
+    # face's refitted contours: the contrast test (real eyes only) is left out of this ranking test
+    lenient = pipeline.RetouchOptions(self_check=selfcheck.SelfCheckConfig(contrast_ratio=0.0))
+    face = pipeline.retouch(rgb, candidates, model, lenient).faces[0]
     attempts = face.self_check["attempts"]
     assert all(a["passed"] for a in attempts) and len(attempts) == 2
     own = [a["identity_to_face"] for a in attempts]
