@@ -24,11 +24,12 @@ COLUMNS = (
     ("ms_ssim_eyes", "MS-SSIM eyes ↑", 3),
     ("detail_eyes", "detail eyes", 2),
     ("seam_eyes", "seam eyes ↓", 4),
+    ("colour_eyes", "colour eyes ↓", 2),
     ("identity", "ID dist ↓", 3),
     ("frechet_descriptor", "FD desc ↓", 4),
 )
 PAIRED = (("l1_eyes", "L1 eyes", 4), ("psnr_eyes", "PSNR eyes", 2), ("ms_ssim_eyes", "MS-SSIM eyes", 4),
-          ("seam_eyes", "seam eyes", 4), ("identity", "ID dist", 4))
+          ("seam_eyes", "seam eyes", 4), ("colour_eyes", "colour eyes", 2), ("identity", "ID dist", 4))
 
 
 def mean_pm(v: dict, d: int) -> str:
@@ -60,7 +61,7 @@ def main_table(result: dict, this: str) -> str:
 
 def identity_line(result: dict, this: str) -> str:
     gain = result["summary"][this]["exemplar_gain"]
-    parts = [f"{h.rstrip(' ↓↑')} {signed(gain[k], d)}" for k, h, d in COLUMNS if k in ("l1_eyes", "seam_eyes", "identity", "frechet_descriptor")]
+    parts = [f"{h.rstrip(' ↓↑')} {signed(gain[k], d)}" for k, h, d in COLUMNS if k in ("l1_eyes", "seam_eyes", "colour_eyes", "identity", "frechet_descriptor")]
     return "Identity test (other-person minus same-person reference, paired 95% CI): " + ", ".join(parts) + "."
 
 
@@ -72,6 +73,23 @@ def paired_table(result: dict) -> str:
     for name in methods:
         vs = result["summary"][name]["vs_primary"]
         lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(signed(vs[k], d) for k, _, d in PAIRED) + " |")
+    return "\n".join(lines)
+
+
+def colour_table(result: dict, this: str) -> str:
+    """Colour eyes on the light-eyed third (irises least red relative to the skin), and the natural figure."""
+    c = result["colour"]
+    lines = [f"Eye colour on the {c['faces']} light-eyed faces (the third whose true irises are least red relative to the skin; "
+             "colour eyes, CIE76, lower is better, 95% CI):", "",
+             "| method | same person | other person | exemplar gain | paired: how much better " + this + " is |", "|---|---|---|---|---|"]
+    for m in result["methods"]:
+        e = c["methods"][m["name"]]
+        lines.append(f"| {LABELS.get(m['name'], m['name'])} | {mean_pm(e['right'], 2)} | "
+                     + (f"{mean_pm(e['wrong'], 2)} | {signed(e['exemplar_gain'], 2)}" if m["uses_reference"] else "(blind) | -")
+                     + f" | {signed(e['vs_primary'], 2) if 'vs_primary' in e else ''} |")
+    n = c["natural"]
+    lines.append(f"| natural: the reference's own irises | {mean_pm(n['light'], 2)} | | | |")
+    lines += ["", f"Natural figure on all faces (the right reference's irises against the truth's): {mean_pm(n['all'], 2)}."]
     return "\n".join(lines)
 
 
@@ -99,6 +117,8 @@ def main() -> None:
     if this["uses_reference"]:
         print(identity_line(result, args.this), end="\n\n")
     print(paired_table(result), end="\n\n")
+    if result.get("colour"):
+        print(colour_table(result, args.this), end="\n\n")
     for item in args.closed:
         label, _, path = item.partition("=")
         print(closed_rows(label, json.loads(Path(path).read_text()), args.this))
