@@ -810,7 +810,7 @@ def _finish(analysis: Analysis, album: Path, out_dir: Path, person: Person, mode
         return _unchanged(album, out_dir, rec, options)
     try:
         result = retouch(analysis.image.pixels, person.candidates, model, replace(base, only=tuple(analysis.todo)),
-                         faces=analysis.faces)
+                         faces=analysis.faces, states=analysis.eyes)
         for k, v in result.timings.items():
             if k != "detect":
                 rec.timings[k] = rec.timings.get(k, 0.0) + v

@@ -1075,7 +1075,7 @@ def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, lo
                 why = ""
                 t = time.perf_counter()
                 try:
-                    result = retouch(pixels, refs, model, options, faces=faces)
+                    result = retouch(pixels, refs, model, options, faces=faces, states=states[rel])
                     reports = {r.index: r for r in result.faces}
                     out = result.pixels
                 except NoReferenceError as e:

@@ -185,10 +185,12 @@ def retouch(
     model,
     options: RetouchOptions | None = None,
     faces: Sequence | None = None,
+    states: Sequence | None = None,
 ) -> RetouchResult:
     """In-paint the selected faces of ``rgb`` (RGB uint8) with references from ``candidates``.
 
-    ``faces`` may be passed when the caller already detected them. Raises NoFaceError when
+    ``faces`` may be passed when the caller already detected them, and ``states`` (eyes.assess of
+    each of them) when it already judged their eyes: nothing is computed twice. Raises NoFaceError when
     the photo has no face, NoReferenceError when faces need retouching but none has a
     usable reference. A face without a usable reference while others have one is reported
     as "no reference" and left untouched.
@@ -204,7 +206,8 @@ def retouch(
     timings["detect"] = time.perf_counter() - t
     if not faces:
         raise NoFaceError("no face found")
-    states = [eyes.assess(rgb, f) for f in faces]
+    if states is None or len(states) != len(faces):
+        states = [eyes.assess(rgb, f) for f in faces]
     reports = [
         FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=_eyes_dict(s), status="not selected")
         for i, (f, s) in enumerate(zip(faces, states))

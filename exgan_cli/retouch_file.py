@@ -155,7 +155,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     say(f"weights: {model.source}")
 
     try:
-        result = retouch(image.pixels, candidates, model, options, faces=found)
+        result = retouch(image.pixels, candidates, model, options, faces=found, states=states)
     except NoReferenceError as e:
         raise NoReferenceError(f"{request.photo}: {e}") from None
     for k, v in result.timings.items():
