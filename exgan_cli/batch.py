@@ -741,7 +741,8 @@ def run_batch(
                 if rec.status == "error":
                     summary.errors.append((rec.path, rec.error or ""))
                 if rec.status == "failed self-check":
-                    why = "; ".join(f"face {f['index']}: {f.get('message', '')}" for f in rec.faces if f.get("status") == "failed self-check")
+                    why = "; ".join(f"face {f['index']}: {f.get('message', '')}" for f in rec.faces
+                                    if f.get("status") in ("failed self-check", "pose out of range"))
                     summary.failed_check.append((rec.path, why))
                 if rec.analysed:
                     summary.analysed += 1

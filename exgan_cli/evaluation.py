@@ -1163,6 +1163,7 @@ def summarise_closed(rows: Sequence[dict]) -> dict:
         "retouched": len(done),
         "no_reference": sum(1 for r in rows if r["status"] == "no reference"),
         "failed_self_check": sum(1 for r in rows if r["status"] == "failed self-check"),
+        "pose_out_of_range": sum(1 for r in rows if r["status"] == "pose out of range"),
         "retouched_share": M.proportion_ci(len(done), len(rows)).to_dict(),  # of all closed-eyed faces
         "not_found_after": sum(1 for r in done if r["eyes_after"] is None),
         "opened": M.proportion_ci(opened, len(done)).to_dict(),

@@ -123,17 +123,6 @@ def warp_eyes(
     return eyes, valid
 
 
-def exemplar_eyes(
-    target: np.ndarray, target_landmarks: np.ndarray, hole: np.ndarray, boxes: Sequence[Box],
-    ref: np.ndarray, ref_landmarks: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """What a reference-mode generator with ``ref_input="eyes"`` reads: the relit reference's
-    eyes warped onto the target's (``warp_eyes``), (R, R, 3) float32 0..255 and (R, R) validity.
-    The target's pixels under ``hole`` are never read."""
-    relit = relight(ref, ref_landmarks, target, target_landmarks, hole)
-    return warp_eyes(relit, ref_landmarks, target_landmarks, boxes, target.shape[0])
-
-
 # --------------------------------------------------------------------------------------------
 # Training augmentations
 

@@ -225,35 +225,40 @@ def retouch(
     size = (rgb.shape[1], rgb.shape[0])
     jobs: list[tuple[int, Any, dict]] = []
     failures: list[str] = []
-    targets: dict[int, tuple[np.ndarray, Any]] = {}  # face -> (descriptor, pose), for the self-check's retries
+    targets: dict[int, tuple[np.ndarray, Any, list]] = {}  # face -> (descriptor, pose, references beyond the pose limit)
     for i in chosen:
         f = faces[i]
         desc = facelib.face_descriptor(rgb, f)
         pose = facelib.head_pose(f.landmarks, size)
-        targets[i] = (desc, pose)
+        # References turned further than the model handles are never used unless forced, in the first
+        # choice and in the self-check's retries alike.
+        far = [c for c in candidates if pose_difference(pose, c.pose) > options.pose_limit]
+        targets[i] = (desc, pose, [] if options.force else far)
+        pick = dict(identity_threshold=threshold, any_identity=options.any_identity, target_width=facelib.face_width(f))
         try:
-            choice = references.choose_reference(
-                desc, pose, candidates, identity_threshold=threshold, any_identity=options.any_identity,
-                target_width=facelib.face_width(f),
-            )
+            choice = references.choose_reference(desc, pose, candidates, exclude=targets[i][2], **pick)
         except NoReferenceError as e:
-            reports[i].status, reports[i].message = "no reference", str(e)
-            failures.append(f"face {i}: {e}")
+            try:  # would one have been usable but for the pose limit?
+                nearest = references.choose_reference(desc, pose, candidates, **pick) if targets[i][2] else None
+            except NoReferenceError:
+                nearest = None
+            if nearest is None:
+                reports[i].status, reports[i].message = "no reference", str(e)
+                failures.append(f"face {i}: {e}")
+            else:
+                closest = min(pose_difference(pose, c.pose) for c in nearest.ranking_candidates())
+                reports[i].status = "pose out of range"
+                reports[i].message = (f"reference pose differs by {closest:.0f}°; the model is reliable up to "
+                                      f"{options.pose_limit:.0f}° (--force to retouch anyway)")
             continue
         reports[i].reference = _reference_dict(choice)
         choices = references.top_choices(choice, max(1, options.best_of))
         if check_limit := options.self_check.max_references:
             choices = choices[:check_limit]
-        within = [c for c in choices if pose_difference(pose, c.candidate.pose) <= options.pose_limit]
-        if not within:
-            closest = min(pose_difference(pose, c.pose) for c in choice.ranking_candidates())
-            limit_text = f"reference pose differs by {closest:.0f}°; the model is reliable up to {options.pose_limit:.0f}°"
-            if not options.force:
-                reports[i].status, reports[i].message = "pose out of range", limit_text + " (--force to retouch anyway)"
-                continue
-            reports[i].message = f"forced past the pose limit: {limit_text}"
-        else:
-            choices = within
+        beyond = [pose_difference(pose, c.candidate.pose) for c in choices if any(c.candidate is x for x in far)]
+        if beyond:  # only with --force
+            reports[i].message = (f"forced past the pose limit: reference pose differs by {min(beyond):.0f}°; "
+                                  f"the model is reliable up to {options.pose_limit:.0f}°")
         for c in choices:
             c.candidate.pixels  # decoded here, not before: a cached analysis needs no pixels until chosen
         jobs.append((i, choices, prepare_face(rgb, f.landmarks, model)))
@@ -294,7 +299,7 @@ def retouch(
         return measured[id(c)]
 
     for k, (i, _, prep) in enumerate(jobs):
-        desc, pose = targets[i]
+        desc, pose, far = targets[i]
         attempts: list[dict[str, Any]] = []
         tried: list[Any] = []
         kept: list[tuple[float, int, Any, np.ndarray, Any]] = []  # (distance to the face itself, attempt, choice, photo, check)
@@ -318,7 +323,7 @@ def retouch(
                 break
             try:  # none passed: the next best reference
                 choice = references.choose_reference(
-                    desc, pose, candidates, identity_threshold=threshold, any_identity=options.any_identity, exclude=tried,
+                    desc, pose, candidates, identity_threshold=threshold, any_identity=options.any_identity, exclude=[*tried, *far],
                     target_width=facelib.face_width(faces[i]),
                 )
             except NoReferenceError:

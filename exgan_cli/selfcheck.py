@@ -93,8 +93,15 @@ class CheckResult:
             "identity_after": None if self.identity is None else round(float(self.identity), 4),
             "identity_before": None if self.identity_before is None else round(float(self.identity_before), 4),
             "identity_limit": None if self.identity_limit is None else round(float(self.identity_limit), 4),
-            **{k: (round(float(v), 4) if isinstance(v, (float, np.floating)) and np.isfinite(v) else v) for k, v in self.measures.items()},
+            **{k: _finite(v) for k, v in self.measures.items()},
         }
+
+
+def _finite(v: Any) -> Any:
+    """A measure for JSON: rounded, and None when it is not a finite number (nan, inf)."""
+    if isinstance(v, (float, np.floating)):
+        return round(float(v), 4) if np.isfinite(v) else None
+    return v
 
 
 @dataclass(frozen=True)
@@ -197,7 +204,7 @@ def check_face(
         width = facelib.face_width(after)
         r, floor = sharpness_ratio(result, after.landmarks), sharpness_floor(width)
         measures.update(sharpness=r, sharpness_min=floor)
-        if r < floor:
+        if not r >= floor:  # nan (eye boxes too small to measure) fails too
             reasons.append(f"eyes softer than the face (R {r:.2f} < {floor:.2f}, real eyes of a {width:.0f} px face)")
     if reference is not None and np.isfinite(cfg.colour_tolerance) and reference.colour is not None and (
         facelib.face_width(after) >= COLOUR_MIN_FACE

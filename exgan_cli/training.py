@@ -376,11 +376,12 @@ def make_batch(
     if augment is not None and rng is not None:
         iris_r = _iris_weights(ds, refs, flips) if augment.iris > 0 else None
         for k in range(n):
-            if rng.random() < augment.iris:  # one iris colour for both: only the reference can tell it
+            # a draw only when the augmentation is on: runs without it keep their batches (and exact resume)
+            if augment.iris > 0 and rng.random() < augment.iris:  # one iris colour for both: only the reference can tell it
                 colour = random_iris_colour(rng)
                 image[k] = recolour_irises(image[k], lm_t[k], colour, iris_t[k])
                 ref[k] = recolour_irises(ref[k], lm_r[k], colour, iris_r[k])
-            if rng.random() < augment.cast:  # independent casts: colour must be read relative to the skin
+            if augment.cast > 0 and rng.random() < augment.cast:  # independent casts: colour must be read relative to the skin
                 image[k] = colour_cast(image[k], rng)
                 ref[k] = colour_cast(ref[k], rng)
     boxes = [eye_boxes(lm, mask_cfg, rng=rng) for lm in lm_t]
@@ -685,6 +686,7 @@ def init_from_weights(folder: Path, g, enc=None) -> None:
     if old_cfg.mode != g.cfg.mode:
         raise WeightsError(f"{folder}: a {old_cfg.mode} model cannot start a {g.cfg.mode} run")
     same_exemplar = old_cfg.ref_input == g.cfg.ref_input
+    copied = 0
     with torch.no_grad():
         for prefix, module in (("generator.", g), ("encoder.", enc)):
             if module is None:
@@ -698,6 +700,9 @@ def init_from_weights(folder: Path, g, enc=None) -> None:
                     p[:, :4].copy_(src[:, :4])
                 else:
                     p.copy_(src)
+                copied += 1
+    if copied < len([k for k in tensors if k.startswith("generator.")]):
+        raise WeightsError(f"{folder}: only {copied} of its tensors fit this run's networks (other widths or depth?)")
 
 
 def _load_module(module, tensors: dict, prefix: str) -> None:
@@ -864,7 +869,7 @@ def train(
         if (saved.split, saved.seed, saved.val_fraction, saved.min_ear, saved.val_persons, saved.exclude_persons) != (
             cfg.split, cfg.seed, cfg.val_fraction, cfg.min_ear, cfg.val_persons, cfg.exclude_persons
         ):
-            raise ExganError(f"{resume_dir}: the validation split (split, seed, val_fraction, min_ear) cannot change when resuming")
+            raise ExganError(f"{resume_dir}: the validation split (split, seed, val_fraction, min_ear, val_persons, exclude_persons) cannot change when resuming")
         resume_meta, resume_tensors = read_checkpoint(resume_dir)
         if not cfg.out:
             cfg = replace(cfg, out=str(resume_dir))
@@ -1211,8 +1216,9 @@ def model_card(cfg: TrainConfig, meta: dict, commands: list[str], extra: str = "
         + (f" + code x {m.code_weight} + eye auto-encoder x {cfg.ae_weight}" if m.mode == "code" else ""),
         f"- networks: base channels {m.base_channels}, {m.n_blocks} dilated blocks, D channels {m.d_channels}"
         + (f", code {m.code_dim}" if m.mode == "code" else ""),
-        f"- exemplar design: reference input {m.ref_input!r}, relit to the target's cheeks: {m.relight}, "
-        f"G skips: {m.skips}; iris L1 x {m.iris_weight}; augmentations: one random iris colour painted into target and "
+        (f"- exemplar design: reference input {m.ref_input!r}, " if m.mode == "reference" else "- design: ")
+        + (f"relit to the target's cheeks: {m.relight}, " if m.mode != "none" else "")
+        + f"G skips: {m.skips}; iris L1 x {m.iris_weight}; augmentations: one random iris colour painted into target and "
         f"reference on {cfg.augment_iris:.0%} of the pairs, independent colour casts on {cfg.augment_cast:.0%}",
         f"- started from: `{cfg.init}` (its generator{' and eye encoder' if m.mode == 'code' else ''}; new tensors at their init)"
         if cfg.init else "- started from: random initialisation",

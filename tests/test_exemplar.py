@@ -77,11 +77,14 @@ def test_the_target_holes_are_never_read(pair):
 def test_the_generator_reads_warped_eyes_only_in_eyes_mode(pair):
     import torch
 
+    valid = torch.ones(1, 1, 4, 4)
+    valid[..., 2:] = 0  # the right half undefined: the warped eyes there must reach G as zeros
     x = {"ref": torch.ones(1, 3, 4, 4), "ref_mask": torch.zeros(1, 1, 4, 4), "eyes": torch.full((1, 3, 4, 4), 0.5),
-         "eyes_valid": torch.ones(1, 1, 4, 4)}
+         "eyes_valid": valid}
     eyes = exemplar.generator_exemplar(ModelConfig(mode="reference", ref_input="eyes"), x)
     face = exemplar.generator_exemplar(ModelConfig(mode="reference", ref_input="face"), x)
-    assert torch.equal(eyes["ref"], x["eyes"]) and torch.equal(face["ref"], x["ref"])
+    assert torch.equal(eyes["ref"][..., :2], x["eyes"][..., :2]) and (eyes["ref"][..., 2:] == 0).all()
+    assert torch.equal(eyes["ref_mask"], valid) and torch.equal(face["ref"], x["ref"])
     assert exemplar.generator_exemplar(ModelConfig(mode="none"), x) == {}
 
 

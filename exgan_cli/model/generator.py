@@ -102,7 +102,7 @@ class Generator(nn.Module):
         image_masked: (B, 3, H, W) in [-1, 1], holes set to 0. mask: (B, 1, H, W), 1 = hole.
         ref, ref_mask: reference mode, the aligned reference face and its eye mask (ref_input
         "face"), or the reference's warped eyes and their validity (ref_input "eyes",
-        exemplar.exemplar_eyes), in [-1, 1] and 0..1.
+        exemplar.pair_inputs and generator_exemplar), in [-1, 1] and 0..1.
         code: code mode, (B, code_dim) from the EyeEncoder applied to the reference.
         """
         mode = self.cfg.mode
