@@ -97,3 +97,30 @@ def test_the_measures_and_limits_are_reported(chavez, light_eyed):
     (rgb, face), (ref, ref_face) = chavez
     d = _check(rgb, face, ref, ref_face).to_dict()
     assert "sharpness" in d and "colour" not in d  # a ~100 px face: its irises are too small to measure
+
+
+def test_force_retouches_past_the_pose_limit_and_says_so(tmp_path, tiny_model):
+    """Colin Powell's photo, as a reference for Chavez (--any-identity), is turned 34° from him:
+    beyond the pose limit the face is left alone with the reason; --force retouches it and the
+    report says so."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from exgan_cli import errors
+    from exgan_cli.cli import app
+
+    from conftest import POWELL
+
+    photo = tmp_path / "chavez.jpg"
+    shutil.copyfile(CHAVEZ_CLOSED, photo)
+    args = ["open-eyes", str(photo), "--ref", str(POWELL[0]), "--weights", str(tiny_model), "--any-identity", "--no-self-check"]
+    refused = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "a.jpg")])
+    assert refused.exit_code == errors.EXIT_SELF_CHECK, refused.output
+    assert "reference pose differs by" in refused.output and "reliable up to 30" in refused.output
+    assert not (tmp_path / "a.jpg").exists()
+    forced = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "b.jpg"), "--force", "--report", str(tmp_path / "r.json")])
+    assert forced.exit_code == 0, forced.output
+    face = json.loads((tmp_path / "r.json").read_text())["faces"][0]
+    assert face["status"] == "retouched" and face["message"].startswith("forced past the pose limit")
