@@ -52,7 +52,7 @@ import numpy as np
 # How much farther from the reference's identity than the original face a result may move when
 # it is beyond the same-person threshold (see the module doc).
 IDENTITY_MARGIN = 0.15
-CONTRAST_RATIO = 0.5  # a result's eye contrast over the reference's: below it the eyes are a smudge
+CONTRAST_RATIO = 0.45  # a result's eye contrast over the reference's: below it the eyes are a smudge
 REDNESS_TOLERANCE = 4.0  # |a*| between the result's and the reference's iris colour (see the module doc)
 COLOUR_TOLERANCE = 25.0  # CIE76 between them: only gross failures (see the module doc)
 COLOUR_MIN_FACE = 150.0  # px: smaller faces' irises are too few pixels to measure (see the module doc)
