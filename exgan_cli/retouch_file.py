@@ -100,6 +100,16 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     timings: dict[str, float] = {}
     check_outputs(request)
 
+    # The generator is loaded on a second core while this one decodes and detects: importing torch
+    # is most of a cold start, and dlib releases the GIL while it scans (benchmarks/cold_start.py).
+    # A bad --weights is still reported where it is needed, after the photo and its references.
+    from concurrent.futures import ThreadPoolExecutor
+
+    loader = ThreadPoolExecutor(1, thread_name_prefix="exgan-model")
+    spec = request.weights if request.weights else None
+    model_future = loader.submit(lambda: load_pretrained(spec or resolve_default(), device=resolve_device(request.device)))
+    loader.shutdown(wait=False)
+
     t = time.perf_counter()
     image = load_image(request.photo)
     timings["load"] = time.perf_counter() - t
@@ -149,8 +159,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
         raise NoReferenceError(f"{request.photo}: no usable reference: {why}")
 
     t = time.perf_counter()
-    spec = request.weights if request.weights else resolve_default()
-    model = load_pretrained(spec, device=resolve_device(request.device))
+    model = model_future.result()  # loaded meanwhile; raises its WeightsError here
     timings["model"] = time.perf_counter() - t
     say(f"weights: {model.source}")
 
