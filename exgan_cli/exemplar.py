@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from .geometry import LEFT_EYE, RIGHT_EYE, Box, similarity_transform
+from .images import luminance
 
 # Per side: the eye's corners (outer, inner for the image-left eye; inner, outer for the right)
 # and the brow above it. Corners anchor the fit; the brow (weight 1 against 4 per corner) only
@@ -151,7 +152,7 @@ def iris_weight(crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         poly = np.zeros(((y1 - y0) * 4, (x1 - x0) * 4), dtype=np.uint8)
         cv2.fillPoly(poly, [np.round((eye - [x0, y0]) * 4 + 1.5).astype(np.int32)], 255)
         inside = cv2.resize(poly, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-        lum = crop[y0:y1, x0:x1].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        lum = luminance(crop[y0:y1, x0:x1])
         vals = np.sort(lum[inside > 0.5])
         if vals.size < 3:
             continue

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import LEFT_EYE, RIGHT_EYE
+from .images import luminance
 
 IRIS_BAND = 0.44  # width of the central band, in eye widths (corner to corner)
 TRIM = (15.0, 75.0)  # luminance percentiles kept in the band: without the pupil and lashes below, the white and glints above
@@ -76,30 +77,36 @@ def eye_pixels(rgb: np.ndarray, landmarks: np.ndarray, idx: slice, band: float |
     return rgb[y0:y1, x0:x1][keep].astype(np.float32)
 
 
-def iris_colour(rgb: np.ndarray, landmarks: np.ndarray) -> IrisColour | None:
-    """The irises' colour relative to the cheeks (IrisColour), or None when an eye or the cheeks
-    give no pixel (a face at the border, a contour collapsed to a line)."""
+def cheek_pixels(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+    """RGB pixels (N, 3) float32 of the cheeks below the eyes (exemplar.cheek_mask), read in a window
+    around the eyes and cheeks rather than the whole photo; None when fewer than 4 are in it."""
     from .exemplar import cheek_mask
 
     lm = np.asarray(landmarks, dtype=np.float64)
-    iris = np.concatenate([eye_pixels(rgb, lm, LEFT_EYE), eye_pixels(rgb, lm, RIGHT_EYE)])
-    if len(iris) < 2:
-        return None
-    lum = iris @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    lo, hi = np.percentile(lum, TRIM)
-    iris = iris[(lum >= lo) & (lum <= hi)]
-    # cheeks: in a window around the eyes and cheeks, not the whole photo
     h, w = rgb.shape[:2]
     pts = lm[17:48]
     span = float(pts[:, 0].max() - pts[:, 0].min())
     x0, y0 = max(0, int(pts[:, 0].min() - 0.1 * span)), max(0, int(pts[:, 1].min() - 0.1 * span))
     x1, y1 = min(w, int(pts[:, 0].max() + 0.1 * span) + 1), min(h, int(pts[:, 1].max() + 0.6 * span) + 1)
     window = rgb[y0:y1, x0:x1]
-    local = lm - [x0, y0]
-    cheeks = cheek_mask(local, max(window.shape[:2]))[: window.shape[0], : window.shape[1]]
-    if cheeks.sum() < 4:
+    cheeks = cheek_mask(lm - [x0, y0], max(window.shape[:2]))[: window.shape[0], : window.shape[1]]
+    return window[cheeks].astype(np.float32) if cheeks.sum() >= 4 else None
+
+
+def iris_colour(rgb: np.ndarray, landmarks: np.ndarray) -> IrisColour | None:
+    """The irises' colour relative to the cheeks (IrisColour), or None when an eye or the cheeks
+    give no pixel (a face at the border, a contour collapsed to a line)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    iris = np.concatenate([eye_pixels(rgb, lm, LEFT_EYE), eye_pixels(rgb, lm, RIGHT_EYE)])
+    if len(iris) < 2:
         return None
-    gain = SKIN / np.maximum(np.median(window[cheeks].astype(np.float32), axis=0), 1.0)
+    lum = luminance(iris)
+    lo, hi = np.percentile(lum, TRIM)
+    iris = iris[(lum >= lo) & (lum <= hi)]
+    cheeks = cheek_pixels(rgb, lm)
+    if cheeks is None:
+        return None
+    gain = SKIN / np.maximum(np.median(cheeks, axis=0), 1.0)
     rel = np.median(_lab(np.clip(iris * gain, 0, 255)), axis=0) - _lab(SKIN)[0]
     return IrisColour(rel.astype(np.float64), len(iris))
 

@@ -122,8 +122,7 @@ def eye_contrast(rgb: np.ndarray, landmarks: np.ndarray) -> float | None:
     """Luminance spread inside the eye contours (90th minus 10th percentile, both eyes' pixels)
     over the cheeks' median luminance: an iris and lashes against the white score high, a
     smooth smudge or a closed lid low. None when the contours hold no pixel."""
-    from .exemplar import cheek_mask
-    from .eye_colour import eye_pixels
+    from .eye_colour import cheek_pixels, eye_pixels
     from .geometry import LEFT_EYE, RIGHT_EYE
     from .images import luminance
 
@@ -132,14 +131,8 @@ def eye_contrast(rgb: np.ndarray, landmarks: np.ndarray) -> float | None:
     if len(px) < 4:
         return None
     lum = luminance(px)
-    h, w = rgb.shape[:2]
-    pts = lm[17:48]
-    span = float(pts[:, 0].max() - pts[:, 0].min())
-    x0, y0 = max(0, int(pts[:, 0].min() - 0.1 * span)), max(0, int(pts[:, 1].min() - 0.1 * span))
-    x1, y1 = min(w, int(pts[:, 0].max() + 0.1 * span) + 1), min(h, int(pts[:, 1].max() + 0.6 * span) + 1)
-    window = rgb[y0:y1, x0:x1]
-    cheeks = cheek_mask(lm - [x0, y0], max(window.shape[:2]))[: window.shape[0], : window.shape[1]]
-    skin = float(np.median(luminance(window[cheeks]))) if cheeks.sum() >= 4 else float(np.median(lum))
+    cheeks = cheek_pixels(rgb, lm)
+    skin = float(np.median(luminance(cheeks))) if cheeks is not None else float(np.median(lum))
     return float(np.percentile(lum, 90) - np.percentile(lum, 10)) / max(skin, 1.0)
 
 
