@@ -91,8 +91,8 @@ def floor_pass(photos: list[Path]) -> dict[str, float]:
 def random_weights(folder: Path) -> Path:
     import torch
 
-    from exgan_cli import weights
-    from exgan_cli.geometry import AlignConfig, MaskConfig
+    from exgan_cli.model import weights
+    from exgan_cli.stages.geometry import AlignConfig, MaskConfig
     from exgan_cli.model.config import ModelConfig
     from exgan_cli.model.generator import Generator
 
@@ -111,9 +111,9 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="build the album here and keep it")
     args = ap.parse_args()
 
-    from exgan_cli.batch import BatchOptions, default_workers, run_batch
+    from exgan_cli.apps.batch import BatchOptions, default_workers, run_batch
     from exgan_cli.errors import WeightsError
-    from exgan_cli.weights import resolve_default
+    from exgan_cli.model.weights import resolve_default
 
     with tempfile.TemporaryDirectory() as tmpname:
         tmp = args.keep or Path(tmpname)
@@ -133,7 +133,7 @@ def main() -> None:
               f" person: {len(list(person.iterdir()))} photos; weights {weights}")
         print(f"cores: {default_workers()}, load average: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
-        from exgan_cli.batch import load_person
+        from exgan_cli.apps.batch import load_person
 
         load_person(person)  # warm-up: dlib's models in this process (the workers load their own each run)
         passes = [floor_pass(photos) for _ in range(2)]  # and one more after the runs (the load varies)

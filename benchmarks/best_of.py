@@ -37,13 +37,13 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("EXGAN_CACHE_DIR", tempfile.mkdtemp(prefix="exgan-bestof-cache-"))
 
-    from exgan_cli import eyes, faces as facelib
+    from exgan_cli.stages import eye_state as eyes, faces as facelib
     from exgan_cli.errors import ExganError
-    from exgan_cli.images import load_image
-    from exgan_cli.metrics import mean_ci
-    from exgan_cli.pipeline import RetouchOptions, retouch
-    from exgan_cli.references import load_candidates, open_cache
-    from exgan_cli.weights import load_pretrained, resolve_default
+    from exgan_cli.files.images import load_image
+    from exgan_cli.evaluation.metrics import mean_ci
+    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.stages.references import load_candidates, open_cache
+    from exgan_cli.model.weights import load_pretrained, resolve_default
 
     model = load_pretrained(args.weights or resolve_default(), device="cpu")
     settings = sorted(set(args.best_of))

@@ -90,13 +90,13 @@ def main() -> None:
 
     from sharpness import person_photos
 
-    from exgan_cli import faces as facelib
-    from exgan_cli.eye_colour import colour_distance, iris_colour
-    from exgan_cli.images import load_image, save_image
-    from exgan_cli.pipeline import RetouchOptions, retouch
-    from exgan_cli.references import load_candidates
-    from exgan_cli.selfcheck import SelfCheckConfig
-    from exgan_cli.weights import load_pretrained
+    from exgan_cli.stages import faces as facelib
+    from exgan_cli.stages.eye_colour import colour_distance, iris_colour
+    from exgan_cli.files.images import load_image, save_image
+    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.stages.references import load_candidates
+    from exgan_cli.stages.selfcheck import SelfCheckConfig
+    from exgan_cli.model.weights import load_pretrained
 
     names = person_photos(args.photos / "master.csv", args.person)
     models = [("model", load_pretrained(args.weights))]

@@ -1,6 +1,6 @@
 """Eye state on real photos: the eye-state classifier against the EAR rule, on the held-out split.
 
-Default run (the comparison): the test split of exgan_cli.eye_classifier.split_of, which
+Default run (the comparison): the test split of exgan_cli.stages.eye_classifier.split_of, which
 training never sees:
   closed: the CEW crops of <data-root>/closed_eyes whose file name hashes to "test" (~120);
   open:   the LFW photos of the persons whose name hashes to "test" (~1,500 photos).
@@ -60,10 +60,10 @@ def _init_worker() -> None:
 
 def _measure(args: tuple[str, str]) -> dict:
     """One photo -> its central face's detector, EARs and P(closed) (None when no face)."""
-    from exgan_cli import eye_classifier
-    from exgan_cli.eyes import eye_state
-    from exgan_cli.faces import central_face, detect_faces
-    from exgan_cli.images import load_image
+    from exgan_cli.stages import eye_classifier
+    from exgan_cli.stages.eye_state import eye_state
+    from exgan_cli.stages.faces import central_face, detect_faces
+    from exgan_cli.files.images import load_image
 
     path, detector = args
     row: dict = {"path": path, "detector": None, "max_ear": None, "min_ear": None, "p_closed": None}
@@ -96,8 +96,8 @@ def _pct(k: int, n: int) -> str:
 
 
 def compare(root: Path, jobs: int, review_file: Path | None, scores: Path | None) -> int:
-    from exgan_cli import eye_classifier
-    from exgan_cli.eyes import CLOSED_EAR_THRESHOLD
+    from exgan_cli.stages import eye_classifier
+    from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD
 
     clf = eye_classifier.default_classifier()
     if clf is None:
@@ -161,7 +161,7 @@ def compare(root: Path, jobs: int, review_file: Path | None, scores: Path | None
         print(f"  P >= {t:.2f}: closed recall {share(c_det, t):6.1%}, open flagged {share(o_det, t):6.1%}, "
               f"reviewed {share(o_rev, t):6.1%}, LFW closed {share(o_shut, t):6.1%}")
     if scores is not None:
-        from exgan_cli.images import atomic_write_bytes
+        from exgan_cli.files.images import atomic_write_bytes
 
         data = {"closed": closed, "open": opened, "summary": summary, "threshold": t_clf, "ear_below": clf.ear_below}
         atomic_write_bytes(scores, json.dumps(data, indent=1).encode())
@@ -203,7 +203,7 @@ def calibrate(root: Path, n_open: int, seed: int, jobs: int, scores: Path | None
     )
     print(f"EAR medians: closed {np.median(c_max):.3f}, LFW {np.median(o_max):.3f} (max of the two eyes)")
     if scores is not None:
-        from exgan_cli.images import atomic_write_bytes
+        from exgan_cli.files.images import atomic_write_bytes
 
         atomic_write_bytes(scores, json.dumps({"closed": closed, "open": opened}, indent=1).encode())
     return 0

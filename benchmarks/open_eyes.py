@@ -3,7 +3,7 @@
 The floor is what any photo tool pays: decoding the same file with Pillow and encoding the
 result as JPEG (quality 95), measured in the same run. Figures are medians over --repeat
 runs with the model already loaded and the reference's analysis in the cache (a reference folder
-used before: exgan_cli/reference_cache.py); the references stage measured on a first sight of
+used before: exgan_cli/stages/reference_cache.py); the references stage measured on a first sight of
 the reference (empty cache) is printed too. Also times `exgan --help` in a fresh process.
 
     python benchmarks/open_eyes.py [--weights DIR] [--repeat 3]
@@ -36,10 +36,10 @@ def floor_seconds(path: Path) -> float:
 
 
 def one_run(photo: Path, refs: list[Path], model, out_dir: Path, min_face: float | None = None, cache_dir: Path | None = None) -> dict[str, float]:
-    from exgan_cli import faces
-    from exgan_cli.images import load_image, save_image
-    from exgan_cli.pipeline import RetouchOptions, retouch
-    from exgan_cli.references import load_candidates, open_cache
+    from exgan_cli.stages import faces
+    from exgan_cli.files.images import load_image, save_image
+    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.stages.references import load_candidates, open_cache
 
     times: dict[str, float] = {}
     t = time.perf_counter()
@@ -94,7 +94,7 @@ def main() -> None:
 
     import torch
 
-    from exgan_cli.weights import load_pretrained, resolve_default
+    from exgan_cli.model.weights import load_pretrained, resolve_default
 
     model = load_pretrained(args.weights or resolve_default(), device=args.device)
     print(f"weights: {model.source}  device: {args.device}  torch threads: {torch.get_num_threads()}")

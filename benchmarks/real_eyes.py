@@ -33,10 +33,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from exgan_cli import eyes, faces as facelib
-    from exgan_cli.detail import sharpness_ratio
-    from exgan_cli.images import load_image
-    from exgan_cli.selfcheck import eye_contrast
+    from exgan_cli.stages import eye_state as eyes, faces as facelib
+    from exgan_cli.stages.detail import sharpness_ratio
+    from exgan_cli.files.images import load_image
+    from exgan_cli.stages.selfcheck import eye_contrast
 
     lfw = sorted((DATA / "lfw").glob("*/*.jpg"))
     rng = np.random.default_rng(args.seed)

@@ -45,7 +45,7 @@ def band_mask(boxes, res: int) -> np.ndarray:
     """The band straddling the border of each eye box, a quarter of the box height wide."""
     import cv2
 
-    from exgan_cli.geometry import boxes_to_mask
+    from exgan_cli.stages.geometry import boxes_to_mask
 
     out = np.zeros((res, res), bool)
     for box in boxes:
@@ -59,8 +59,8 @@ def band_mask(boxes, res: int) -> np.ndarray:
 def border_figures(result: np.ndarray, original: np.ndarray, landmarks: np.ndarray, model) -> tuple[float, float]:
     import cv2
 
-    from exgan_cli import geometry
-    from exgan_cli.images import luminance
+    from exgan_cli.stages import geometry
+    from exgan_cli.files.images import luminance
 
     res = model.align_cfg.resolution
     a, matrix = geometry.align_face(result, landmarks, model.align_cfg)
@@ -81,15 +81,15 @@ def main() -> None:
     args = ap.parse_args()
 
     os.environ.setdefault("EXGAN_CACHE_DIR", tempfile.mkdtemp(prefix="exgan-seams-cache-"))
-    from exgan_cli import eyes, faces as facelib
-    from exgan_cli.blend import BlendConfig
+    from exgan_cli.stages import eye_state as eyes, faces as facelib
+    from exgan_cli.stages.blend import BlendConfig
     from exgan_cli.errors import ExganError
-    from exgan_cli.images import load_image
-    from exgan_cli.metrics import mean_ci
-    from exgan_cli.pipeline import RetouchOptions, retouch
-    from exgan_cli.references import load_candidates, open_cache
-    from exgan_cli.selfcheck import SelfCheckConfig
-    from exgan_cli.weights import load_pretrained, resolve_default
+    from exgan_cli.files.images import load_image
+    from exgan_cli.evaluation.metrics import mean_ci
+    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.stages.references import load_candidates, open_cache
+    from exgan_cli.stages.selfcheck import SelfCheckConfig
+    from exgan_cli.model.weights import load_pretrained, resolve_default
 
     model = load_pretrained(args.weights or resolve_default(), device="cpu")
     variants = {

@@ -52,11 +52,11 @@ def tile(before: np.ndarray, after: np.ndarray, ref: np.ndarray, face, ref_face,
 def make(args) -> None:
     from PIL import Image
 
-    from exgan_cli import eyes, faces as facelib, selfcheck
-    from exgan_cli.images import load_image
-    from exgan_cli.pipeline import RetouchOptions, retouch
-    from exgan_cli.references import load_candidates
-    from exgan_cli.weights import load_pretrained
+    from exgan_cli.stages import eye_state as eyes, faces as facelib, selfcheck
+    from exgan_cli.files.images import load_image
+    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.stages.references import load_candidates
+    from exgan_cli.model.weights import load_pretrained
 
     out = Path(args.make)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Sharpness of retouched eyes: plain upscaled paste vs full-resolution detail (exgan_cli.detail).
+"""Sharpness of retouched eyes: plain upscaled paste vs full-resolution detail (exgan_cli.stages.detail).
 
 R = variance of the Laplacian of luminance inside the eye boxes / the same on a ring of skin
 around them (detail.sharpness_ratio). Real open eyes in sharp photos: ~1.4 to 10, median ~3; a
@@ -70,8 +70,8 @@ def person_photos(master: Path, person: str) -> list[str]:
 
 def load_model(weights_arg: str | None, tmp: Path):
     """(model, description): --weights, bundled, or a random Generator saved to ``tmp``."""
-    from exgan_cli import weights
-    from exgan_cli.geometry import AlignConfig, MaskConfig
+    from exgan_cli.model import weights
+    from exgan_cli.stages.geometry import AlignConfig, MaskConfig
 
     if weights_arg:
         return weights.load_pretrained(weights_arg), f"weights {weights_arg} (trained)"
@@ -100,9 +100,9 @@ TIMING_RUNS = 5
 def paste_ms(img: np.ndarray, face, cand, model, detail: bool, detail_cfg=None) -> float:
     """Median milliseconds of the paste stage for one face (colour match, alpha, paste_back),
     the way pipeline.retouch runs it, with or without the detail."""
-    from exgan_cli import pipeline
-    from exgan_cli.blend import BlendConfig, feather_alpha, match_colour, paste_back
-    from exgan_cli.detail import DetailSource, Exemplar
+    from exgan_cli.apps import retouch as pipeline
+    from exgan_cli.stages.blend import BlendConfig, feather_alpha, match_colour, paste_back
+    from exgan_cli.stages.detail import DetailSource, Exemplar
 
     prep = pipeline.prepare_face(img, face.landmarks, model)
     ref = pipeline.prepare_face(cand.pixels, cand.face.landmarks, model)
@@ -122,7 +122,7 @@ def paste_ms(img: np.ndarray, face, cand, model, detail: bool, detail_cfg=None) 
 @contextmanager
 def oracle_generator():
     """Make pipeline.inpaint_crops return the target's own aligned crops (a perfect 128 px G)."""
-    from exgan_cli import pipeline
+    from exgan_cli.apps import retouch as pipeline
 
     real = pipeline.inpaint_crops
     pipeline.inpaint_crops = lambda model, crops, masks, exemplars: crops.astype(np.float32)
@@ -134,7 +134,7 @@ def oracle_generator():
 
 def eye_window(rgb: np.ndarray, landmarks: np.ndarray, eye: int = 0, pad: float = 0.45) -> np.ndarray:
     """Full-resolution crop around one eye box (0: the image's left eye), ``pad`` box heights wider."""
-    from exgan_cli.geometry import eye_boxes
+    from exgan_cli.stages.geometry import eye_boxes
 
     x0, y0, x1, y1 = eye_boxes(landmarks)[eye]
     h = y1 - y0
@@ -176,13 +176,13 @@ def main() -> None:
 
     import torch
 
-    from exgan_cli import faces as facelib
-    from exgan_cli.blend import BlendConfig
-    from exgan_cli.detail import DetailConfig, sharpness_ratio
-    from exgan_cli.images import load_image
-    from exgan_cli.pipeline import RetouchOptions, retouch
-    from exgan_cli.references import choose_reference, load_candidates
-    from exgan_cli.selfcheck import SelfCheckConfig
+    from exgan_cli.stages import faces as facelib
+    from exgan_cli.stages.blend import BlendConfig
+    from exgan_cli.stages.detail import DetailConfig, sharpness_ratio
+    from exgan_cli.files.images import load_image
+    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.stages.references import choose_reference, load_candidates
+    from exgan_cli.stages.selfcheck import SelfCheckConfig
 
     names = person_photos(args.photos / "master.csv", args.person)
     print(f"person of {args.person}: {', '.join(names)}")

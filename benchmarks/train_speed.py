@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, installed or not
 from exgan_cli.model import Discriminator, EyeEncoder, Generator, ModelConfig, losses
-from exgan_cli.weights import resolve_device
+from exgan_cli.model.weights import resolve_device
 
 
 def _inputs(cfg: ModelConfig, batch: int, device: torch.device, memory_format: torch.memory_format) -> dict:

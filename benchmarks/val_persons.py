@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exgan_cli.dataset import load_dataset
-from exgan_cli.training import read_run_config, split_faces
+from exgan_cli.training.dataset import load_dataset
+from exgan_cli.training.loop import read_run_config, split_faces
 
 
 def main() -> None:

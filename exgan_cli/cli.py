@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from .commands import batch, evaluate, export, inspect, open_eyes, train
+from exgan_cli.commands import batch, evaluate, export, inspect, open_eyes, train
 
 app = typer.Typer(
     name="exgan",
@@ -24,8 +24,8 @@ def _version(value: bool) -> None:
         return
     import platform
 
-    from . import __version__
-    from .bundled import locate_weights
+    from exgan_cli import __version__
+    from exgan_cli.model.bundled import locate_weights
 
     typer.echo(f"exgan {__version__} (Python {platform.python_version()})")
     typer.echo(f"default weights: {locate_weights().describe()}")

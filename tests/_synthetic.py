@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exgan_cli.dataset import encode_crop, save_dataset
-from exgan_cli.geometry import DEFAULT_TEMPLATE, AlignConfig
+from exgan_cli.training.dataset import encode_crop, save_dataset
+from exgan_cli.stages.geometry import DEFAULT_TEMPLATE, AlignConfig
 
 
 def synthetic_landmarks(resolution: int, dx: float = 0.0, dy: float = 0.0, ear: float = 0.3) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Shared test fixtures: paths of the real photos in tests/data (see tests/data/SOURCES.md).
 
 Paths are module-level constants too, so helpers outside fixtures can use them. dlib's
-models are cached per process by exgan_cli.faces, so every test file pays their loading
+models are cached per process by exgan_cli.stages.faces, so every test file pays their loading
 (about a second) once.
 """
 
@@ -85,10 +85,10 @@ def tiny_model(tmp_path_factory) -> Path:
     """
     import torch
 
-    from exgan_cli.geometry import AlignConfig, MaskConfig
+    from exgan_cli.stages.geometry import AlignConfig, MaskConfig
     from exgan_cli.model.config import ModelConfig
     from exgan_cli.model.generator import Generator
-    from exgan_cli.weights import save_pretrained
+    from exgan_cli.model.weights import save_pretrained
 
     torch.manual_seed(0)
     cfg = ModelConfig(mode="reference", base_channels=8, n_blocks=1, d_channels=8, ref_input="eyes", relight=True, skips=True)
@@ -99,7 +99,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch) -> Path:
-    """Every test gets its own, empty reference-analysis cache (exgan_cli/reference_cache.py):
+    """Every test gets its own, empty reference-analysis cache (exgan_cli/stages/reference_cache.py):
     tests never read each other's entries, nor write into the user's ~/.cache."""
     folder = tmp_path_factory.mktemp("exgan-cache")
     monkeypatch.setenv("EXGAN_CACHE_DIR", str(folder))

@@ -23,8 +23,8 @@ import pytest
 from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
-from exgan_cli import batch as batchlib
-from exgan_cli.batch import BatchOptions, identity_distance, load_person, run_batch
+from exgan_cli.apps import batch as batchlib
+from exgan_cli.apps.batch import BatchOptions, identity_distance, load_person, run_batch
 from exgan_cli.cli import app
 from exgan_cli.errors import EXIT_BAD_DATA, EXIT_BAD_WEIGHTS, EXIT_NO_REFERENCE, EXIT_OUTPUT, DataError
 
@@ -352,7 +352,7 @@ def test_self_check_refuses_the_random_model(tmp_path, tiny_weights, chavez_dir,
     references are judged by references.load_candidates, which this does not touch.)"""
     from dataclasses import replace
 
-    from exgan_cli import eyes, references  # noqa: F401  references keeps the real assess (imported by name)
+    from exgan_cli.stages import eye_state as eyes, references  # noqa: F401  references keeps the real assess (imported by name)
 
     real_assess = eyes.assess
     monkeypatch.setattr(eyes, "assess", lambda rgb, face, *a, **k: replace(real_assess(rgb, face, *a, **k), closed=True))
@@ -384,7 +384,7 @@ def test_self_check_refuses_the_random_model(tmp_path, tiny_weights, chavez_dir,
 
 
 def test_huge_photo_by_max_pixels(tmp_path, tiny_weights, chavez_dir, monkeypatch):
-    import exgan_cli.images as images
+    import exgan_cli.files.images as images
 
     monkeypatch.setattr(images, "MAX_PIXELS", 250 * 250)  # the person's 250 x 250 photos pass
     album = tmp_path / "album"

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exgan_cli import geometry
-from exgan_cli.blend import BlendConfig, feather_alpha, match_colour, paste_back, photo_boxes
-from exgan_cli.detail import DetailConfig, DetailSource, Exemplar, sharpness_ratio
+from exgan_cli.stages import geometry
+from exgan_cli.stages.blend import BlendConfig, feather_alpha, match_colour, paste_back, photo_boxes
+from exgan_cli.stages.detail import DetailConfig, DetailSource, Exemplar, sharpness_ratio
 
 from _synthetic import synthetic_landmarks
 

@@ -8,10 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from exgan_cli import faces, metrics
-from exgan_cli.images import load_image
-from exgan_cli.pipeline import exemplar_batch, inpaint_crops, prepare_face
-from exgan_cli.weights import load_pretrained
+from exgan_cli.stages import faces
+
+from exgan_cli.evaluation import metrics
+from exgan_cli.files.images import load_image
+from exgan_cli.apps.retouch import exemplar_batch, inpaint_crops, prepare_face
+from exgan_cli.model.weights import load_pretrained
 
 from conftest import CHAVEZ_OPEN
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exgan_cli import dataset
+from exgan_cli.training import dataset
 from exgan_cli.errors import DataError
-from exgan_cli.geometry import DEFAULT_TEMPLATE, AlignConfig
+from exgan_cli.stages.geometry import DEFAULT_TEMPLATE, AlignConfig
 
 LFW = Path(__file__).parent / "data" / "lfw"
 RES = 64
@@ -91,7 +91,7 @@ def test_split_keeps_persons_whole(prepared):
 
 
 def test_hash_split_is_stable_when_persons_come_and_go():
-    from exgan_cli.dataset import FaceDataset
+    from exgan_cli.training.dataset import FaceDataset
 
     def fake(names: list[str]) -> FaceDataset:
         n = len(names) * 2  # two faces each

@@ -13,7 +13,7 @@ import pytest
 from safetensors.torch import load_file
 
 from _synthetic import write_synthetic_cache
-from exgan_cli import training
+from exgan_cli.training import loop as training
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def test_two_cpu_processes_train_and_resume(tmp_path):
     tensors = load_file(str(run / "checkpoint.safetensors"))
     assert any(k.startswith("opt_d.state.") for k in tensors)
     folder = training.export_run(run, tmp_path / "model")
-    from exgan_cli.weights import load_pretrained
+    from exgan_cli.model.weights import load_pretrained
 
     model = load_pretrained(folder)
     assert model.training["world_size"] == 2 and model.training["steps"] == 3

@@ -14,10 +14,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from exgan_cli import faces as facelib
-from exgan_cli import geometry, pipeline
-from exgan_cli.blend import BlendConfig, feather_alpha, match_colour, paste_back
-from exgan_cli.detail import (
+from exgan_cli.stages import faces as facelib
+from exgan_cli.stages import geometry
+from exgan_cli.apps import retouch as pipeline
+from exgan_cli.stages.blend import BlendConfig, feather_alpha, match_colour, paste_back
+from exgan_cli.stages.detail import (
     DetailConfig,
     DetailSource,
     Exemplar,
@@ -31,10 +32,10 @@ from exgan_cli.detail import (
     luminance,
     sharpness_ratio,
 )
-from exgan_cli.images import load_image
-from exgan_cli.pipeline import RetouchOptions, retouch
-from exgan_cli.references import load_candidates
-from exgan_cli.selfcheck import SelfCheckConfig
+from exgan_cli.files.images import load_image
+from exgan_cli.apps.retouch import RetouchOptions, retouch
+from exgan_cli.stages.references import load_candidates
+from exgan_cli.stages.selfcheck import SelfCheckConfig
 
 from conftest import DATA, GROUP, GROUP_ANGELINA, HIGHRES
 
@@ -44,7 +45,7 @@ REAL_RANGE = (1.4, 10.0)  # R of real open eyes in sharp photos (issue #8)
 
 @pytest.fixture(scope="module")
 def model(tiny_model):
-    from exgan_cli.weights import load_pretrained
+    from exgan_cli.model.weights import load_pretrained
 
     return load_pretrained(tiny_model)
 

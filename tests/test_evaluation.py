@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exgan_cli import evaluation as E
+from exgan_cli.evaluation import protocol as E
 from exgan_cli.errors import DataError
 
 LFW = Path(__file__).parent / "data" / "lfw"
@@ -24,10 +24,10 @@ def _need_lfw() -> None:
 def _tiny_model(folder: Path, mode: str = "reference", resolution: int = 128) -> Path:
     import torch
 
-    from exgan_cli.geometry import AlignConfig, MaskConfig
+    from exgan_cli.stages.geometry import AlignConfig, MaskConfig
     from exgan_cli.model.config import ModelConfig
     from exgan_cli.model.generator import Generator
-    from exgan_cli.weights import save_pretrained
+    from exgan_cli.model.weights import save_pretrained
 
     torch.manual_seed(0)
     cfg = ModelConfig(mode=mode, resolution=resolution, base_channels=8, n_blocks=1)
@@ -85,7 +85,7 @@ def test_baselines_fill_only_the_hole():
     crop = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
     ref = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
     boxes = [(10.0, 20.0, 26.0, 30.0), (36.0, 20.0, 52.0, 30.0)]
-    from exgan_cli.geometry import boxes_to_mask
+    from exgan_cli.stages.geometry import boxes_to_mask
 
     mask = boxes_to_mask(boxes, 64)
     for out in (E.telea_inpaint(crop, mask), E.navier_stokes_inpaint(crop, mask), E.poisson_copy_paste(crop, boxes, ref, boxes)):
@@ -103,9 +103,9 @@ def test_no_method_reads_the_truth_under_the_hole(tiny_model):
     from every method: a method that read the hole (as open-eyes' colour match does with the
     photo it retouches) would be scored on the truth it copied. The model's exemplar (the
     reference's eyes relit to the target's cheeks and warped onto its eyes) must not read it either."""
-    from exgan_cli import faces, geometry
-    from exgan_cli.images import load_image
-    from exgan_cli.weights import load_pretrained
+    from exgan_cli.stages import faces, geometry
+    from exgan_cli.files.images import load_image
+    from exgan_cli.model.weights import load_pretrained
 
     from conftest import CHAVEZ_OPEN
 
@@ -280,7 +280,7 @@ def test_closed_mode_counts_the_self_check(env, monkeypatch):
     attempt fails deterministically (references.load_candidates keeps the real assess)."""
     from dataclasses import replace
 
-    from exgan_cli import eyes, references  # noqa: F401
+    from exgan_cli.stages import eye_state as eyes, references  # noqa: F401
 
     real = eyes.assess
     monkeypatch.setattr(eyes, "assess", lambda rgb, face, *a, **k: replace(real(rgb, face, *a, **k), closed=True))

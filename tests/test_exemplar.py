@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exgan_cli import exemplar, faces, geometry
-from exgan_cli.eye_colour import colour_distance, colour_eyes, iris_colour
-from exgan_cli.images import load_image
+from exgan_cli.stages import exemplar, faces, geometry
+from exgan_cli.stages.eye_colour import colour_distance, colour_eyes, iris_colour
+from exgan_cli.files.images import load_image
 from exgan_cli.model.config import ModelConfig
 
 from conftest import CHAVEZ_OPEN

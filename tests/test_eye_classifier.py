@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exgan_cli import eye_classifier, eyes, faces
+from exgan_cli.stages import eye_classifier, eye_state as eyes, faces
 from exgan_cli.errors import WeightsError
-from exgan_cli.images import load_image
+from exgan_cli.files.images import load_image
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, POWELL, SERENA
 

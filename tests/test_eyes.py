@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exgan_cli.eyes import CLOSED_EAR_THRESHOLD, EyeState, eye_aspect_ratio, eye_state
-from exgan_cli.faces import central_face, detect_faces
-from exgan_cli.images import load_image
+from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD, EyeState, eye_aspect_ratio, eye_state
+from exgan_cli.stages.faces import central_face, detect_faces
+from exgan_cli.files.images import load_image
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, POWELL, SERENA
 

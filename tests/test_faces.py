@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from exgan_cli import faces as F
-from exgan_cli import geometry as G
-from exgan_cli.faces import SAME_PERSON_THRESHOLD, Face, descriptor_distance, detect_faces, face_descriptor
-from exgan_cli.images import load_image
+from exgan_cli.stages import faces as F
+from exgan_cli.stages import geometry as G
+from exgan_cli.stages.faces import SAME_PERSON_THRESHOLD, Face, descriptor_distance, detect_faces, face_descriptor
+from exgan_cli.files.images import load_image
 
 from conftest import CHAVEZ_OPEN, DATA, GROUP, GROUP_FACES, HIGHRES, POWELL, SERENA
 
@@ -164,7 +164,7 @@ def test_cnn_detector(lfw_faces):
 def test_auto_falls_back_to_cnn_when_hog_finds_nothing():
     # A CEW crop (176 px) whose face HOG misses even with the padded, upsampled copy; the
     # CNN finds it, the face reports which detector found it, and its eyes read as closed.
-    from exgan_cli import eyes
+    from exgan_cli.stages import eye_state as eyes
 
     rgb = load_image(DATA / "hog_miss" / "closed_eye_2740.jpg_face_1.jpg").pixels
     assert detect_faces(rgb, detector="hog") == []

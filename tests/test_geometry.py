@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exgan_cli import geometry
-from exgan_cli.faces import detect_faces
-from exgan_cli.images import load_image
+from exgan_cli.stages import geometry
+from exgan_cli.stages.faces import detect_faces
+from exgan_cli.files.images import load_image
 
 from conftest import CHAVEZ_CLOSED, HIGHRES, POWELL
 

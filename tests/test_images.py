@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, JpegImagePlugin
 
-from exgan_cli import images
+from exgan_cli.files import images
 from exgan_cli.errors import BadInputError, OutputError
-from exgan_cli.images import LoadedImage, atomic_write_bytes, atomic_writer, load_image, save_image
+from exgan_cli.files.images import LoadedImage, atomic_write_bytes, atomic_writer, load_image, save_image
 
 from conftest import GROUP, HIGHRES
 

@@ -12,9 +12,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from exgan_cli import errors, faces
+from exgan_cli import errors
+
+from exgan_cli.stages import faces
 from exgan_cli.cli import app
-from exgan_cli.images import load_image
+from exgan_cli.files.images import load_image
 
 from conftest import CHAVEZ_CLOSED, DATA, GROUP, GROUP_ANGELINA, GROUP_FACES, POWELL
 

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin
 from typer.testing import CliRunner
 
-from exgan_cli import jpeg_patch
-from exgan_cli.images import load_image, save_image, save_image_info
+from exgan_cli.files import jpeg_patch
+from exgan_cli.files.images import load_image, save_image, save_image_info
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, DATA, GROUP, POWELL
 

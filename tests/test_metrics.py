@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from exgan_cli import metrics as M
+from exgan_cli.evaluation import metrics as M
 
 
 def _smooth(seed: int = 0, size: int = 48) -> np.ndarray:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from exgan_cli.geometry import eye_band
+from exgan_cli.stages.geometry import eye_band
 from exgan_cli.model import (
     Discriminator,
     EyeDecoder,

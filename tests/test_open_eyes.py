@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from exgan_cli import errors
 from exgan_cli.cli import app
-from exgan_cli.images import load_image
+from exgan_cli.files.images import load_image
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, POWELL
 
@@ -177,7 +177,7 @@ def test_min_face_skips_smaller_faces(tmp_path, tiny_model):
 
 
 def test_reference_min_face_scales_with_the_photo():
-    from exgan_cli.references import reference_min_face
+    from exgan_cli.stages.references import reference_min_face
 
     assert reference_min_face((250, 250)) == 40.0  # LFW-sized references: every face
     assert reference_min_face((4000, 3000)) == 200.0  # a 12 MP group shot: faces of 200+ px

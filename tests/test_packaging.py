@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from exgan_cli import __version__
-from exgan_cli.bundled import DEFAULT_MODEL, ENV_VAR, locate_weights
+from exgan_cli.model.bundled import DEFAULT_MODEL, ENV_VAR, locate_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights"
@@ -68,7 +68,7 @@ def test_locate_weights_order(tmp_path):
 
 
 def test_this_checkout_reads_its_weights(monkeypatch):
-    from exgan_cli import weights
+    from exgan_cli.model import weights
 
     monkeypatch.delenv(ENV_VAR, raising=False)
     loc = locate_weights()
@@ -155,7 +155,7 @@ def test_unpacked_wheel_finds_its_own_weights(wheel, tmp_path):
     zipfile.ZipFile(wheel).extractall(site)
     env = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, "PYTHONPATH")}
     code = (
-        "import exgan_cli, exgan_cli.weights as w, exgan_cli.eye_classifier as e; "
+        "import exgan_cli, exgan_cli.model.weights as w, exgan_cli.stages.eye_classifier as e; "
         "print(exgan_cli.__file__); print(w.resolve_default()); print(e.default_folder())"
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=site, env=env, capture_output=True, text=True, timeout=120)

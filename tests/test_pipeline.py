@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from exgan_cli import pipeline, selfcheck
-from exgan_cli.images import load_image
-from exgan_cli.references import load_candidates
-from exgan_cli.weights import load_pretrained
+from exgan_cli.apps import retouch as pipeline
+
+from exgan_cli.stages import selfcheck
+from exgan_cli.files.images import load_image
+from exgan_cli.stages.references import load_candidates
+from exgan_cli.model.weights import load_pretrained
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN
 

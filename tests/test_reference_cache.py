@@ -1,4 +1,4 @@
-"""The on-disk cache of reference analyses (exgan_cli/reference_cache.py), on real photos."""
+"""The on-disk cache of reference analyses (exgan_cli/stages/reference_cache.py), on real photos."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from exgan_cli import references
+from exgan_cli.stages import references
 from exgan_cli.cli import app
 from exgan_cli.errors import BadInputError
-from exgan_cli.reference_cache import AnalysisCache, default_cache_dir
+from exgan_cli.stages.reference_cache import AnalysisCache, default_cache_dir
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, GROUP, POWELL
 

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from exgan_cli.errors import BadInputError, NoReferenceError
-from exgan_cli.faces import SAME_PERSON_THRESHOLD, detect_faces, face_descriptor, face_width, head_pose
-from exgan_cli.images import load_image
-from exgan_cli.references import (
+from exgan_cli.stages.faces import SAME_PERSON_THRESHOLD, detect_faces, face_descriptor, face_width, head_pose
+from exgan_cli.files.images import load_image
+from exgan_cli.stages.references import (
     WEIGHTS,
     Candidate,
     Choice,
@@ -235,9 +235,9 @@ SUNGLASSES = DATA / "sunglasses"  # three LFW photos of Keanu Reeves; 0005 behin
 
 
 def test_eye_visibility_sees_dark_glasses():
-    from exgan_cli.eyes import VISIBLE_FULL, VISIBLE_NONE, eye_visibility
+    from exgan_cli.stages.eye_state import VISIBLE_FULL, VISIBLE_NONE, eye_visibility
 
-    from exgan_cli.faces import central_face
+    from exgan_cli.stages.faces import central_face
 
     def vis(path):
         img = load_image(path)

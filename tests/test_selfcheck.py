@@ -15,11 +15,15 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from exgan_cli import errors, pipeline, selfcheck
+from exgan_cli import errors
+
+from exgan_cli.apps import retouch as pipeline
+
+from exgan_cli.stages import selfcheck
 from exgan_cli.cli import app
-from exgan_cli.images import load_image
-from exgan_cli.references import load_candidates
-from exgan_cli.weights import load_pretrained
+from exgan_cli.files.images import load_image
+from exgan_cli.stages.references import load_candidates
+from exgan_cli.model.weights import load_pretrained
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, POWELL, SERENA
 
@@ -163,7 +167,7 @@ def test_identity_limit():
 
 def test_a_face_of_someone_else_fails_on_identity():
     """check_face on an open-eyed face judged against another person's descriptor."""
-    from exgan_cli import faces
+    from exgan_cli.stages import faces
 
     powell = load_image(POWELL[0]).pixels
     (face,) = faces.detect_faces(powell)

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from exgan_cli import exemplar, faces, selfcheck
-from exgan_cli.images import load_image
+from exgan_cli.stages import exemplar, faces, selfcheck
+from exgan_cli.files.images import load_image
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, HIGHRES
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from exgan_cli.summary import Fields, eyes_line, print_summary
+from exgan_cli.commands.summary import Fields, eyes_line, print_summary
 
 REFS = "/home/someone/Pictures/Family/2023 summer holiday in Brittany/references for grandma"
 WHY2 = ("best of 5 usable: identity distance 0.36, pose diff yaw 13 deg, pitch 10 deg, eyes open "

@@ -20,13 +20,13 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from _synthetic import write_synthetic_cache
-from exgan_cli import training
+from exgan_cli.training import loop as training
 from exgan_cli.cli import app
-from exgan_cli.dataset import load_dataset, prepare_dataset
+from exgan_cli.training.dataset import load_dataset, prepare_dataset
 from exgan_cli.errors import EXIT_BAD_WEIGHTS, EXIT_OUTPUT, EXIT_USAGE, DataError, OutputError, WeightsError
-from exgan_cli.geometry import AlignConfig, MaskConfig, boxes_to_mask, eye_boxes
+from exgan_cli.stages.geometry import AlignConfig, MaskConfig, boxes_to_mask, eye_boxes
 from exgan_cli.model import ModelConfig
-from exgan_cli.training import TrainConfig
+from exgan_cli.training.loop import TrainConfig
 
 LFW = Path(__file__).parent / "data" / "lfw"
 TINY = dict(resolution=32, base_channels=8, d_channels=8, n_blocks=2, code_dim=16)
@@ -270,7 +270,7 @@ def test_refuses_to_overwrite_a_run_and_to_change_the_model_on_resume(tmp_path, 
 def test_export_loads_back_as_the_runs_ema_generator(tmp_path, cache, mode):
     from exgan_cli.model.encoder import EyeEncoder
     from exgan_cli.model.generator import Generator
-    from exgan_cli.weights import load_pretrained
+    from exgan_cli.model.weights import load_pretrained
 
     cfg = tiny(cache, tmp_path / "run", mode, steps=3)
     training.train(cfg, command="exgan train --test")
@@ -329,7 +329,7 @@ def test_masked_l1_falls_when_overfitting_real_faces(tmp_path):
     before = training.evaluate_l1(Generator(cfg.model), None, "reference", ds, pairs, cfg.mask, torch.device("cpu"))
     training.train(cfg)
     model = training.export_run(tmp_path / "run", tmp_path / "model")
-    from exgan_cli.weights import load_pretrained
+    from exgan_cli.model.weights import load_pretrained
 
     after = training.evaluate_l1(load_pretrained(model).generator, None, "reference", ds, pairs, cfg.mask, torch.device("cpu"))
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]

@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from exgan_cli import weights
+from exgan_cli.model import weights
 from exgan_cli.errors import ExganError, WeightsError
-from exgan_cli.geometry import AlignConfig, MaskConfig
+from exgan_cli.stages.geometry import AlignConfig, MaskConfig
 from exgan_cli.model import EyeEncoder, Generator, ModelConfig
 
 R = 64
@@ -183,7 +183,7 @@ def test_missing_folder_and_files(tmp_path):
 
 def test_bundled_and_default(tmp_path, monkeypatch):
     monkeypatch.delenv("EXGAN_WEIGHTS_DIR", raising=False)
-    assert weights.bundled_weights_dir() == Path(weights.__file__).resolve().parent.parent / "weights"
+    assert weights.bundled_weights_dir() == Path(weights.__file__).resolve().parents[2] / "weights"
     monkeypatch.setenv("EXGAN_WEIGHTS_DIR", str(tmp_path))
     assert weights.bundled_weights_dir() == tmp_path
     with pytest.raises(WeightsError, match=str(tmp_path / weights.DEFAULT_MODEL)):

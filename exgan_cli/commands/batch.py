@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from .common import console, guarded
-from .open_eyes import Detector, Device
+from exgan_cli.commands.common import console, guarded
+from exgan_cli.commands.open_eyes import Detector, Device
 
 
 @guarded
@@ -37,7 +37,7 @@ def batch(
 
     Other people are left untouched; every retouched face is self-checked (as in open-eyes) and a photo whose faces all fail is not written. Outputs keep the album's layout under the output folder, originals are never modified, existing outputs are skipped (a re-run resumes), and OUT_DIR/report.jsonl gets one line per photo. Exits 0 when the run completed, even if some photos failed (they are listed).
     """
-    from ..batch import BatchOptions, run_batch
+    from exgan_cli.apps.batch import BatchOptions, run_batch
 
     options = BatchOptions(
         album=album, person_dir=person_dir, out_dir=output, overwrite=overwrite, copy_unchanged=copy_unchanged,

@@ -20,7 +20,7 @@ def guarded(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..errors import ExganError
+        from exgan_cli.errors import ExganError
 
         try:
             return fn(*args, **kwargs)
@@ -35,6 +35,6 @@ def guarded(fn: F) -> F:
 
 
 def not_built(name: str) -> None:
-    from ..errors import NotBuiltError
+    from exgan_cli.errors import NotBuiltError
 
     raise NotBuiltError(f"'exgan {name}' is not built yet")

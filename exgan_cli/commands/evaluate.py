@@ -4,7 +4,7 @@
 same person, compare with the real photo), plus the same faces with a reference of another
 person (does the model use its exemplar?), for every --weights and the baselines.
 --closed: the full open-eyes pipeline on real closed-eyed photos: are the eyes open afterwards,
-is it still the same person? See exgan_cli/evaluation.py for the details.
+is it still the same person? See exgan_cli/evaluation/protocol.py for the details.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Optional
 
 import typer
 
-from .common import console, guarded
+from exgan_cli.commands.common import console, guarded
 
 
 def _check_output(path: Optional[Path], overwrite: bool, image: bool = False) -> None:
-    from ..errors import OutputError
-    from ..images import output_format
+    from exgan_cli.errors import OutputError
+    from exgan_cli.files.images import output_format
 
     if path is None or str(path) == "-":
         return
@@ -82,7 +82,7 @@ def print_report(result) -> None:
     """The method x metric table and the identity-test table (stderr, like every summary)."""
     from rich.table import Table
 
-    from ..evaluation import METRICS, SET_METRIC
+    from exgan_cli.evaluation.protocol import METRICS, SET_METRIC
 
     keys = [*METRICS, SET_METRIC]
     n, persons = len(result.protocol), len(set(result.protocol.persons))
@@ -206,9 +206,9 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or tables; only errors (and --json -)."),
 ) -> None:
     """Measure how well models in-paint eyes, against OpenCV and copy-paste baselines, on the same faces."""
-    from .. import evaluation
-    from ..errors import DataError
-    from ..images import atomic_write_bytes, save_image
+    from exgan_cli.evaluation import protocol as evaluation
+    from exgan_cli.errors import DataError
+    from exgan_cli.files.images import atomic_write_bytes, save_image
 
     if (data is None and cache is None) == (closed is None) or (closed is not None and (data is not None or cache is not None)):
         raise typer.BadParameter("give either --data DIR (or --cache FILE) or --closed DIR")
@@ -236,7 +236,7 @@ def evaluate(
 
         if closed is not None:
             if not specs:
-                from ..errors import WeightsError
+                from exgan_cli.errors import WeightsError
 
                 raise WeightsError("evaluate --closed needs a model: pass --weights (no bundled default weights found)")
             result = evaluation.evaluate_closed(

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, guarded
+from exgan_cli.commands.common import console, guarded
 
 
 @guarded
@@ -19,8 +19,8 @@ def export(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
 ) -> None:
     """Export the EMA generator (and eye encoder, in code mode) of a run, with a model card."""
-    from ..errors import BadInputError
-    from ..training import command_line, export_run
+    from exgan_cli.errors import BadInputError
+    from exgan_cli.training.loop import command_line, export_run
 
     extra = ""
     if card_extra is not None:

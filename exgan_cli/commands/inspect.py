@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from .common import console, guarded, stdout
-from .open_eyes import Detector
+from exgan_cli.commands.common import console, guarded, stdout
+from exgan_cli.commands.open_eyes import Detector
 
 
 @guarded
@@ -28,9 +28,9 @@ def inspect(
     """Show the faces exgan finds in PHOTO: detector, eye state (classifier P(closed) and EARs),
     head pose, eye masks, and with references the identity distances and which references are usable.
     """
-    from ..errors import BadInputError, OutputError
-    from ..images import load_image, output_format, save_image
-    from ..inspection import draw_inspection, inspect_photo
+    from exgan_cli.errors import BadInputError, OutputError
+    from exgan_cli.files.images import load_image, output_format, save_image
+    from exgan_cli.apps.inspect import draw_inspection, inspect_photo
 
     if not photo.is_file():
         raise BadInputError(f"{photo}: no such file")
@@ -97,7 +97,7 @@ def print_inspection(info: dict) -> None:
     """One block per face (a heading, then indented key/value lines), readable at any width."""
     from rich.text import Text
 
-    from ..summary import Fields
+    from exgan_cli.commands.summary import Fields
 
     es = info["eye_state"]
     how = f"classifier (P(closed) >= {es['classifier']['threshold']:.2f})" if es["classifier"] else f"EAR rule (< {es['ear_threshold']:.2f})"

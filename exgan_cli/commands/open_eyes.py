@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, guarded
+from exgan_cli.commands.common import console, guarded
 
 
 class Detector(str, Enum):
@@ -59,7 +59,7 @@ def open_eyes(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
 ) -> None:
     """Open the closed eyes of the people in PHOTO, using reference photos of the same people."""
-    from ..retouch_file import RetouchRequest, retouch_file
+    from exgan_cli.apps.one_photo import RetouchRequest, retouch_file
 
     out = output or default_output(photo)
     request = RetouchRequest(
@@ -88,6 +88,6 @@ def open_eyes(
     outcome = retouch_file(request, log=None if quiet else console.print)
     if quiet:
         return
-    from ..summary import print_summary
+    from exgan_cli.commands.summary import print_summary
 
     print_summary(console, outcome, time.perf_counter() - t0)

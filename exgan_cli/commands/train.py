@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, guarded
+from exgan_cli.commands.common import console, guarded
 
 
 class Mode(str, Enum):
@@ -37,13 +37,13 @@ def build_config(
     resume: Optional[Path], recipe: Optional[Path], flags: dict, model_flags: dict, sets: list[str]
 ):
     """The TrainConfig these command-line settings describe (see the module doc for the order)."""
-    from ..training import CONFIG_FILE, TrainConfig, merge_config, read_config_file, read_run_config
+    from exgan_cli.training.loop import CONFIG_FILE, TrainConfig, merge_config, read_config_file, read_run_config
 
     cfg = TrainConfig()
     try:
         if resume is not None:
             if not (resume / CONFIG_FILE).is_file():
-                from ..errors import WeightsError
+                from exgan_cli.errors import WeightsError
 
                 raise WeightsError(f"{resume}: not a run folder (no {CONFIG_FILE})")
             saved = read_run_config(resume)
@@ -132,8 +132,8 @@ def train(
     """
     from rich.progress import Progress
 
-    from .. import training
-    from ..dataset import load_dataset
+    from exgan_cli.training import loop as training
+    from exgan_cli.training.dataset import load_dataset
 
     flags = dict(
         data=str(data) if data else None, cache=str(cache) if cache else None, out=str(out) if out else None,

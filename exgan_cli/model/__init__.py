@@ -6,7 +6,7 @@ use, so `from exgan_cli.model import ModelConfig` stays fast for the CLI.
 
 from __future__ import annotations
 
-from .config import ADVERSARIAL, MODES, ModelConfig
+from exgan_cli.model.config import ADVERSARIAL, MODES, ModelConfig
 
 _LAZY = {
     "Generator": "generator",

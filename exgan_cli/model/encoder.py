@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..geometry import eye_band
-from .config import ModelConfig
+from exgan_cli.stages.geometry import eye_band
+from exgan_cli.model.config import ModelConfig
 
 
 def band_size(resolution: int) -> tuple[int, int]:

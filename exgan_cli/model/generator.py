@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
+from exgan_cli.model.config import ModelConfig
 
 
 def composite(raw: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

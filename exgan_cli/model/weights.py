@@ -27,16 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .bundled import DEFAULT_MODEL  # the folder under weights/ that open-eyes uses by default
-from .errors import ExganError, WeightsError
-from .geometry import AlignConfig, MaskConfig
-from .model.config import ModelConfig
+from exgan_cli.model.bundled import DEFAULT_MODEL  # the folder under weights/ that open-eyes uses by default
+from exgan_cli.errors import ExganError, WeightsError
+from exgan_cli.stages.geometry import AlignConfig, MaskConfig
+from exgan_cli.model.config import ModelConfig
 
 if TYPE_CHECKING:  # torch is imported only when weights are actually saved or loaded
     import torch
 
-    from .model.encoder import EyeEncoder
-    from .model.generator import Generator
+    from exgan_cli.model.encoder import EyeEncoder
+    from exgan_cli.model.generator import Generator
 
 FORMAT = "exgan-1"
 MODEL_FILE = "model.safetensors"
@@ -63,7 +63,7 @@ class Pretrained:
 def bundled_weights_dir() -> Path:
     """The folder of the bundled models: $EXGAN_WEIGHTS_DIR when set, else the copy packaged in
     an installed wheel, else a source checkout's top-level weights/ (bundled.locate_weights)."""
-    from .bundled import locate_weights
+    from exgan_cli.model.bundled import locate_weights
 
     return locate_weights().path
 
@@ -294,8 +294,8 @@ def load_pretrained(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .model.encoder import EyeEncoder
-    from .model.generator import Generator
+    from exgan_cli.model.encoder import EyeEncoder
+    from exgan_cli.model.generator import Generator
 
     name = str(spec)
     local = isinstance(spec, Path) or Path(name).expanduser().exists() or name.startswith((".", "/", "~"))

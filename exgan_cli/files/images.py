@@ -23,7 +23,7 @@ from typing import IO, Iterator
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import BadInputError, OutputError
+from exgan_cli.errors import BadInputError, OutputError
 
 # Decompression-bomb guard: a photo above this many pixels is refused before it is decoded
 # (250 MP = a 20,000 x 12,500 panorama; decoded it alone takes 750 MB as RGB). Pillow's own
@@ -351,7 +351,7 @@ def save_image_info(
         raise OutputError(f"{path}: output already exists (use --overwrite to replace it)")
 
     if fmt == "JPEG" and like is not None and like.format == "JPEG":
-        from .jpeg_patch import CannotPatch, patch_jpeg
+        from exgan_cli.files.jpeg_patch import CannotPatch, patch_jpeg
 
         try:
             patched = patch_jpeg(like.path, pixels, like.pixels)

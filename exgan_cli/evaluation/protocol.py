@@ -57,10 +57,10 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from . import metrics as M
-from .dataset import FaceDataset, default_cache_path, list_person_photos, load_dataset, prepare_dataset
-from .errors import DataError, ExganError, WeightsError
-from .geometry import AlignConfig, Box, MaskConfig, boxes_to_mask, eye_boxes
+from exgan_cli.evaluation import metrics as M
+from exgan_cli.training.dataset import FaceDataset, default_cache_path, list_person_photos, load_dataset, prepare_dataset
+from exgan_cli.errors import DataError, ExganError, WeightsError
+from exgan_cli.stages.geometry import AlignConfig, Box, MaskConfig, boxes_to_mask, eye_boxes
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 LogFn = Callable[[str], None]
@@ -469,7 +469,7 @@ def model_inpaint(model, batch: Batch, which: str) -> np.ndarray:
     (blend.match_colour). Here the boxes hold the real eyes the method must not see, so that
     step is left out: it would read the answer.
     """
-    from .pipeline import exemplar_batch, inpaint_crops
+    from exgan_cli.apps.retouch import exemplar_batch, inpaint_crops
 
     rc, rb, rm, rl = batch.refs[which]
     targets = [{"crop": c, "landmarks": lm, "mask": m, "boxes": b} for c, lm, m, b in zip(batch.crops, batch.landmarks, batch.masks, batch.boxes)]
@@ -525,7 +525,7 @@ def _model_method(name: str, model) -> _Method:
 
 def crop_descriptor(crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """dlib's identity descriptor of an aligned crop, with the given (crop-space) landmarks."""
-    from .faces import Face, face_descriptor
+    from exgan_cli.stages.faces import Face, face_descriptor
 
     r = crop.shape[0]
     face = Face(box=(0, 0, r, r), landmarks=np.asarray(landmarks, np.float64), detector="hog", score=0.0)
@@ -535,7 +535,7 @@ def crop_descriptor(crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 def score_face(result: np.ndarray, truth: np.ndarray, mask: np.ndarray, scales: int, landmarks: np.ndarray) -> dict[str, float]:
     """The per-face image metrics of one in-painted crop against the real one (``landmarks``: the
     real face's, in crop coordinates)."""
-    from .eye_colour import colour_eyes
+    from exgan_cli.stages.eye_colour import colour_eyes
 
     return {
         "colour_eyes": colour_eyes(result, truth, landmarks),
@@ -700,7 +700,7 @@ def _masked_view(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _load_models(specs: Sequence[str], device: str, log: Optional[LogFn]) -> list[tuple[str, Any]]:
-    from .weights import load_pretrained, resolve_device
+    from exgan_cli.model.weights import load_pretrained, resolve_device
 
     dev = resolve_device(device)
     models, names = [], set()
@@ -719,7 +719,7 @@ def _load_models(specs: Sequence[str], device: str, log: Optional[LogFn]) -> lis
 
 def default_weights() -> list[str]:
     """The bundled default model's folder when it is there, else nothing (baselines only)."""
-    from .weights import resolve_default
+    from exgan_cli.model.weights import resolve_default
 
     try:
         return [str(resolve_default())]
@@ -823,9 +823,9 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
     for name, m in models:
         groups.setdefault((m.align_cfg.resolution, m.mask_cfg), []).append(_model_method(name, m))
 
-    from .eye_colour import colour_distance, iris_colour
-    from .faces import head_pose
-    from .pipeline import pose_difference
+    from exgan_cli.stages.eye_colour import colour_distance, iris_colour
+    from exgan_cli.stages.faces import head_pose
+    from exgan_cli.apps.retouch import pose_difference
 
     rows: list[dict] = []
     redness = np.full(n, np.nan)  # the true irises' a* relative to the skin (light_eyed)
@@ -999,21 +999,21 @@ CLOSED_NOTES = [
 
 
 def _central(faces: Sequence, shape: tuple[int, ...]):
-    from .faces import central_face
+    from exgan_cli.stages.faces import central_face
 
     return central_face(list(faces), (shape[1], shape[0]))
 
 
 def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, log: Optional[LogFn] = None) -> ClosedResult:
     """Retouch every closed-eyed face of cfg.data with each model; did the eyes open, who is it?"""
-    from . import eyes as eyelib
-    from . import faces as facelib
-    from .errors import NoReferenceError
-    from .geometry import align_face
-    from .images import load_image
-    from .pipeline import RetouchOptions, retouch
-    from .references import load_candidates
-    from .selfcheck import SelfCheckConfig
+    from exgan_cli.stages import eye_state as eyelib
+    from exgan_cli.stages import faces as facelib
+    from exgan_cli.errors import NoReferenceError
+    from exgan_cli.stages.geometry import align_face
+    from exgan_cli.files.images import load_image
+    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.stages.references import load_candidates
+    from exgan_cli.stages.selfcheck import SelfCheckConfig
 
     t_start = time.perf_counter()
     if cfg.limit is not None and cfg.limit < 1:

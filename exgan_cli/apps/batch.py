@@ -60,7 +60,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from .errors import DataError, ExganError, NoReferenceError, OutputError
+from exgan_cli.errors import DataError, ExganError, NoReferenceError, OutputError
 
 IDENTITY_K = 3  # a face's identity distance: mean of its k smallest distances to the person's samples
 REPORT_NAME = "report.jsonl"  # in out_dir
@@ -129,8 +129,8 @@ def load_person(folder: Path, detector: str = "auto", threshold: Optional[float]
     NoReferenceError when every usable face has closed eyes (nothing to copy eyes from).
     ``cache``: reuse stored analyses of photos seen before (references.open_cache).
     """
-    from .faces import SAME_PERSON_THRESHOLD, descriptor_distance
-    from .references import collect_reference_paths, load_candidates, open_cache
+    from exgan_cli.stages.faces import SAME_PERSON_THRESHOLD, descriptor_distance
+    from exgan_cli.stages.references import collect_reference_paths, load_candidates, open_cache
 
     threshold = SAME_PERSON_THRESHOLD if threshold is None else threshold
     folder = Path(folder)
@@ -213,7 +213,7 @@ class AlbumScan:
 
 def scan_album(album: Path) -> AlbumScan:
     """Files of the album, recursively (symlinked folders are not followed)."""
-    from .images import IMAGE_SUFFIXES
+    from exgan_cli.files.images import IMAGE_SUFFIXES
 
     album = Path(album)
     photos: list[str] = []
@@ -300,8 +300,8 @@ def analyse_photo(path: str, rel: str, matcher: Matcher) -> Analysis:
     """Decode, detect, eye state, identity; never raises for a bad photo (``error`` says why)."""
     out = Analysis(rel=rel)
     try:
-        from . import eyes, faces as facelib
-        from .images import load_image
+        from exgan_cli.stages import eye_state as eyes, faces as facelib
+        from exgan_cli.files.images import load_image
 
         t = time.perf_counter()
         image = load_image(path)
@@ -338,7 +338,7 @@ def _init_worker() -> None:
 
         cv2.setNumThreads(1)  # the workers already use every core
     with contextlib.suppress(Exception):
-        from .eye_classifier import default_folder
+        from exgan_cli.stages.eye_classifier import default_folder
 
         if default_folder().exists():  # eyes.assess runs the eye-state classifier here (torch)
             import torch
@@ -540,7 +540,7 @@ def _source_stat(path: Path) -> dict[str, int]:
 def _settings_key(person: Person, matcher: Matcher) -> str:
     """What decides whether a photo has anything to retouch: a photo recorded as unchanged
     under the same key (and the same source size and time) needs no second look."""
-    from .eye_classifier import eye_state_key
+    from exgan_cli.stages.eye_classifier import eye_state_key
 
     spec = {
         "person": [[p.name, *_source_stat(p).values()] for p in person.photos],
@@ -639,7 +639,7 @@ def _face_dicts(analysis: Analysis, threshold: float, result=None) -> list[dict]
 
 def _copy_atomic(src: Path, dst: Path, overwrite: bool) -> None:
     """Byte-identical copy, written atomically (temp file in dst's folder + rename)."""
-    from .images import atomic_writer
+    from exgan_cli.files.images import atomic_writer
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     with open(src, "rb") as s, atomic_writer(dst, "wb", overwrite=overwrite) as d:
@@ -658,11 +658,11 @@ def run_batch(
     OutputError for an output folder inside the album or held by another run. Problems with
     single photos never raise: they are recorded and the run goes on.
     """
-    from .faces import MIN_FACE, SAME_PERSON_THRESHOLD
-    from .blend import BlendConfig
-    from .pipeline import RetouchOptions
-    from .selfcheck import SelfCheckConfig
-    from .weights import load_pretrained, resolve_default, resolve_device
+    from exgan_cli.stages.faces import MIN_FACE, SAME_PERSON_THRESHOLD
+    from exgan_cli.stages.blend import BlendConfig
+    from exgan_cli.apps.retouch import RetouchOptions
+    from exgan_cli.stages.selfcheck import SelfCheckConfig
+    from exgan_cli.model.weights import load_pretrained, resolve_default, resolve_device
 
     t_start = time.perf_counter()
     album = Path(options.album)
@@ -797,8 +797,8 @@ def _finish(analysis: Analysis, album: Path, out_dir: Path, person: Person, mode
     """Retouch and write one analysed photo (this process); never raises for a bad photo."""
     from dataclasses import replace
 
-    from .images import save_image_info
-    from .pipeline import retouch
+    from exgan_cli.files.images import save_image_info
+    from exgan_cli.apps.retouch import retouch
 
     rel = analysis.rel
     rec = PhotoRecord(rel, "unchanged", source=_source_stat(album / rel), analysed=True, timings=dict(analysis.timings))

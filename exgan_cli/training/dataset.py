@@ -20,8 +20,8 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from .errors import DataError
-from .geometry import AlignConfig
+from exgan_cli.errors import DataError
+from exgan_cli.stages.geometry import AlignConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 CACHE_FORMAT = "exgan-faces-1"
@@ -72,9 +72,9 @@ def _central_face(faces, shape):
 
 
 def _prepare_one(args: tuple[str, str, dict]) -> Optional[tuple]:
-    from . import eyes, faces as facelib, geometry
-    from .errors import ExganError
-    from .images import load_image
+    from exgan_cli.stages import eye_state as eyes, faces as facelib, geometry
+    from exgan_cli.errors import ExganError
+    from exgan_cli.files.images import load_image
 
     person, path, align_dict = args
     align = AlignConfig.from_dict(align_dict)

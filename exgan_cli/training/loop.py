@@ -58,11 +58,11 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-from .dataset import SPLITS, FaceDataset, default_cache_path, load_dataset, prepare_dataset, split_persons
-from .errors import DataError, ExganError, OutputError, WeightsError
-from .geometry import AlignConfig, MaskConfig, boxes_to_mask, eye_boxes
-from .images import atomic_write_bytes
-from .model.config import ModelConfig
+from exgan_cli.training.dataset import SPLITS, FaceDataset, default_cache_path, load_dataset, prepare_dataset, split_persons
+from exgan_cli.errors import DataError, ExganError, OutputError, WeightsError
+from exgan_cli.stages.geometry import AlignConfig, MaskConfig, boxes_to_mask, eye_boxes
+from exgan_cli.files.images import atomic_write_bytes
+from exgan_cli.model.config import ModelConfig
 
 if TYPE_CHECKING:
     import torch
@@ -356,7 +356,7 @@ def make_batch(
     same side); ``augment`` adds the colour augmentations. Without (validation) the masks are
     inference's deterministic ones.
     """
-    from .exemplar import colour_cast, pair_inputs, random_iris_colour, recolour_irises
+    from exgan_cli.stages.exemplar import colour_cast, pair_inputs, random_iris_colour, recolour_irises
 
     model_cfg = model_cfg or ModelConfig()
     r = ds.align.resolution
@@ -399,7 +399,7 @@ def make_batch(
 def _iris_weights(ds: FaceDataset, indices: np.ndarray, flips: np.ndarray) -> np.ndarray:
     """exemplar.iris_weight of the dataset's faces (B, R, R), mirrored where flipped. Computed once
     per face from the real crop, before any augmentation, and kept on the dataset object."""
-    from .exemplar import iris_weight
+    from exgan_cli.stages.exemplar import iris_weight
 
     store = ds.__dict__.setdefault("_iris_weights", {})
     out = []
@@ -446,9 +446,9 @@ def _generator_step_module(g, enc, dec):
     import torch.nn as nn
     from torch.func import functional_call
 
-    from .exemplar import generator_exemplar
-    from .model.encoder import crop_eye_band
-    from .model.generator import composite
+    from exgan_cli.stages.exemplar import generator_exemplar
+    from exgan_cli.model.encoder import crop_eye_band
+    from exgan_cli.model.generator import composite
 
     class GeneratorStep(nn.Module):
         def __init__(self):
@@ -514,8 +514,8 @@ def generate(g, enc, mode: str, x: dict) -> "torch.Tensor":
     """Composited output of G for tensors from _to_tensors (no grad)."""
     import torch
 
-    from .exemplar import generator_exemplar
-    from .model.generator import composite
+    from exgan_cli.stages.exemplar import generator_exemplar
+    from exgan_cli.model.generator import composite
 
     with torch.no_grad():
         code = enc(x["ref"]) if (mode == "code" and enc is not None) else None
@@ -675,7 +675,7 @@ def init_from_weights(folder: Path, g, enc=None) -> None:
     import torch
     from safetensors.torch import load_file
 
-    from .weights import CONFIG_FILE as MODEL_CONFIG, _read_config
+    from exgan_cli.model.weights import CONFIG_FILE as MODEL_CONFIG, _read_config
 
     folder = Path(folder)
     old_cfg = _read_config(folder / MODEL_CONFIG, str(folder))[0]
@@ -738,7 +738,7 @@ def _dist_env() -> tuple[int, int, int]:
 def _training_device(name: str, world: int, local_rank: int) -> "torch.device":
     import torch
 
-    from .weights import resolve_device
+    from exgan_cli.model.weights import resolve_device
 
     device = resolve_device(name)
     if device.type == "cuda" and world > 1:
@@ -851,10 +851,10 @@ def train(
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from .model import losses
-    from .model.discriminator import Discriminator
-    from .model.encoder import EyeDecoder, EyeEncoder
-    from .model.generator import Generator
+    from exgan_cli.model import losses
+    from exgan_cli.model.discriminator import Discriminator
+    from exgan_cli.model.encoder import EyeDecoder, EyeEncoder
+    from exgan_cli.model.generator import Generator
 
     rank, world, local_rank = _dist_env()
     say = log if (log and rank == 0) else (lambda msg: None)
@@ -1246,9 +1246,9 @@ def export_run(
 ) -> Path:
     """Write the run's EMA generator (and EMA eye encoder in code mode) as a weights folder
     (weights.save_pretrained): model.safetensors, config.json and a README.md model card."""
-    from .model.encoder import EyeEncoder
-    from .model.generator import Generator
-    from .weights import save_pretrained
+    from exgan_cli.model.encoder import EyeEncoder
+    from exgan_cli.model.generator import Generator
+    from exgan_cli.model.weights import save_pretrained
 
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / CONFIG_FILE).is_file():

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .geometry import AlignConfig, MaskConfig
+from exgan_cli.stages.geometry import AlignConfig, MaskConfig
 
 
 def _r(v: float, n: int = 4) -> float | None:
@@ -28,8 +28,8 @@ def model_geometry(weights: str | None = None) -> tuple[AlignConfig, MaskConfig,
     """Alignment and mask configs of the model open-eyes would use (read from its config.json,
     no tensors loaded), so the eye masks shown are the ones it would in-paint. Without weights:
     the defaults."""
-    from .errors import WeightsError
-    from .weights import CONFIG_FILE, _read_config, resolve_default
+    from exgan_cli.errors import WeightsError
+    from exgan_cli.model.weights import CONFIG_FILE, _read_config, resolve_default
 
     try:
         folder = Path(weights).expanduser() if weights else resolve_default()
@@ -60,7 +60,7 @@ def _reference_entry(cand) -> dict[str, Any]:
 def self_check_plan(face_width: float, reference, threshold: float, d_best: float) -> dict[str, Any]:
     """What the self-check (selfcheck.py) would demand of this face's new eyes with ``reference``
     (the chosen references.Candidate): each test and its limit."""
-    from . import selfcheck
+    from exgan_cli.stages import selfcheck
 
     cfg = selfcheck.SelfCheckConfig()
     ref = selfcheck.ReferenceEyes.measure(reference.pixels, reference.face.landmarks)
@@ -90,11 +90,11 @@ def inspect_photo(
     Raises BadInputError for an unreadable photo. A photo without faces is not an error here:
     ``faces`` is empty. ``cache``: reuse stored reference analyses (references.open_cache).
     """
-    from . import eye_classifier, eyes, faces as facelib, geometry, references
-    from .blend import photo_boxes
-    from .errors import NoReferenceError
-    from .images import load_image
-    from .pipeline import RetouchOptions, pose_difference
+    from exgan_cli.stages import eye_classifier, eye_state as eyes, faces as facelib, geometry, references
+    from exgan_cli.stages.blend import photo_boxes
+    from exgan_cli.errors import NoReferenceError
+    from exgan_cli.files.images import load_image
+    from exgan_cli.apps.retouch import RetouchOptions, pose_difference
 
     POSE_LIMIT = RetouchOptions().pose_limit
 

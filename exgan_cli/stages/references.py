@@ -17,9 +17,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import BadInputError, ExganError, NoReferenceError
-from .eyes import CLOSED_EAR_THRESHOLD, VISIBLE_NONE, EyeState, assess, eye_visibility, visibility_term
-from .faces import (
+from exgan_cli.errors import BadInputError, ExganError, NoReferenceError
+from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD, VISIBLE_NONE, EyeState, assess, eye_visibility, visibility_term
+from exgan_cli.stages.faces import (
     MIN_FACE,
     SAME_PERSON_THRESHOLD,
     Face,
@@ -30,7 +30,7 @@ from .faces import (
     head_pose,
     sharpness,
 )
-from .images import IMAGE_SUFFIXES, load_image
+from exgan_cli.files.images import IMAGE_SUFFIXES, load_image
 
 Pose = tuple[float, float, float]
 
@@ -69,7 +69,7 @@ class ReferencePhoto:
     @property
     def pixels(self) -> np.ndarray:
         if self._pixels is None:
-            from .weights import file_sha256
+            from exgan_cli.model.weights import file_sha256
 
             try:
                 same = self.sha256 is None or file_sha256(self.path) == self.sha256
@@ -269,7 +269,7 @@ def _from_entry(entry: dict, path: Path, sha256: str) -> tuple[ReferencePhoto, l
 def open_cache(detector: str, root: Path | None = None):
     """The reference-analysis cache for this detector (reference_cache.py), at ``root`` or the
     default folder."""
-    from .reference_cache import AnalysisCache, default_cache_dir
+    from exgan_cli.stages.reference_cache import AnalysisCache, default_cache_dir
 
     settings = {"detector": detector, "min_face": MIN_FACE, "ref_min_face_fraction": REF_MIN_FACE_FRACTION}
     return AnalysisCache(root if root is not None else default_cache_dir(), settings)
@@ -286,7 +286,7 @@ def load_candidates(
     photo analysed before, byte for byte, is not decoded nor measured again: its stored
     analysis is used and its pixels are decoded only if it is chosen.
     """
-    from .weights import file_sha256
+    from exgan_cli.model.weights import file_sha256
 
     candidates: list[Candidate] = []
     rejections: list[Rejection] = []

@@ -14,7 +14,7 @@ a landmark error, and the model in-paints both eyes anyway). The threshold was c
 on real photos by ``benchmarks/eye_state.py``; the figures are in docs/eye_state.md.
 
 ``assess(rgb, face)`` is what the commands use: when the eye-state classifier's weights are
-present (weights/eye-state, exgan_cli/eye_classifier.py) it decides from the pixels of the
+present (weights/eye-state, exgan_cli/stages/eye_classifier.py) it decides from the pixels of the
 aligned eye band, far more reliably than the EAR rule (docs/eye_state.md); the EARs are still
 measured and reported, and decide alone when there is no classifier.
 """
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import LEFT_EYE, RIGHT_EYE
+from exgan_cli.stages.geometry import LEFT_EYE, RIGHT_EYE
 
 # Both eyes below this EAR -> closed. Calibrated on 600 closed-eye faces (CEW) against
 # 1,500 LFW faces (seed 0) by benchmarks/eye_state.py: the threshold that flags at most
@@ -97,7 +97,7 @@ def assess(rgb: np.ndarray, face: Any, threshold: float = CLOSED_EAR_THRESHOLD) 
     are present (eye_classifier.default_classifier: P(closed) >= its threshold, or both EARs
     below its ``ear_below``), with the EARs measured as well; the EAR rule alone otherwise.
     ``face``: a faces.Face, or its (68, 2) landmarks."""
-    from .eye_classifier import default_classifier
+    from exgan_cli.stages.eye_classifier import default_classifier
 
     landmarks = getattr(face, "landmarks", face)
     state = eye_state(landmarks, threshold)
@@ -126,8 +126,8 @@ def eye_visibility(rgb: np.ndarray, landmarks: np.ndarray) -> float:
     ~0.17 behind dark glasses. ``rgb``: the photo (uint8), ``landmarks``: the face's 68 points
     in its coordinates. NaN when the regions fall outside the photo.
     """
-    from .geometry import eye_boxes
-    from .images import luminance
+    from exgan_cli.stages.geometry import eye_boxes
+    from exgan_cli.files.images import luminance
 
     lm = np.asarray(landmarks, dtype=np.float64)
     h, w = rgb.shape[:2]

@@ -28,8 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .geometry import LEFT_EYE, RIGHT_EYE, Box, similarity_transform
-from .images import luminance
+from exgan_cli.stages.geometry import LEFT_EYE, RIGHT_EYE, Box, similarity_transform
+from exgan_cli.files.images import luminance
 
 # Per side: the eye's corners (outer, inner for the image-left eye; inner, outer for the right)
 # and the brow above it. Corners anchor the fit; the brow (weight 1 against 4 per corner) only

@@ -26,7 +26,7 @@ ENV_VAR = "EXGAN_WEIGHTS_DIR"
 DEFAULT_MODEL = "exgan-reference-128"  # the folder under weights/ that open-eyes uses by default (weights.py)
 PACKAGED_NAME = "_weights"  # exgan_cli/_weights in a wheel
 CHECKOUT_NAME = "weights"  # <checkout>/weights beside exgan_cli/
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # exgan_cli/
 
 _SOURCES = {
     "env": f"${ENV_VAR}",

@@ -11,7 +11,7 @@ is what hides the box.) Every photo pixel
 where the alpha is exactly zero keeps its decoded value.
 
 With ``BlendConfig.detail`` (the default) the pasted content is not the plain upsampled crop:
-``exgan_cli.detail`` keeps the generator's low frequencies and takes the high frequencies
+``exgan_cli.stages.detail`` keeps the generator's low frequencies and takes the high frequencies
 from real pixels at the photo's full resolution (the aligned reference photo inside the
 eyes, the photo itself around them, plus matched grain), so the eyes are as sharp as the
 face around them.
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .detail import DetailConfig
-from .geometry import Box, boxes_to_mask, invert, transform_points
+from exgan_cli.stages.detail import DetailConfig
+from exgan_cli.stages.geometry import Box, boxes_to_mask, invert, transform_points
 
 if TYPE_CHECKING:
-    from .detail import DetailSource
+    from exgan_cli.stages.detail import DetailSource
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class BlendConfig:
     inset: float = 0.10  # alpha reaches 0.5 this far inside the box edge, in box heights
     ring: float = 0.15  # width of the rim just inside the eye boxes used for colour matching, in box heights
     colour_match: bool = True  # shift generated colours to match the surrounding skin
-    detail: bool = True  # full-resolution detail from the reference and the photo (exgan_cli.detail)
+    detail: bool = True  # full-resolution detail from the reference and the photo (exgan_cli.stages.detail)
     detail_cfg: DetailConfig = field(default_factory=DetailConfig)  # its settings
 
     def to_dict(self) -> dict:

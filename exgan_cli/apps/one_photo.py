@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .errors import BadInputError, NoFaceError, NoReferenceError, OutputError, SelfCheckError
+from exgan_cli.errors import BadInputError, NoFaceError, NoReferenceError, OutputError, SelfCheckError
 
 
 @dataclass
@@ -88,13 +88,13 @@ def check_outputs(request: RetouchRequest) -> None:
 
 
 def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] = None) -> Outcome:
-    from . import eyes, faces as facelib
-    from .images import atomic_write_bytes, load_image, save_image, save_image_info
-    from .blend import BlendConfig
-    from .pipeline import RetouchOptions, retouch, select_faces
-    from .selfcheck import SelfCheckConfig
-    from .references import collect_reference_paths, load_candidates, open_cache
-    from .weights import load_pretrained, resolve_default, resolve_device
+    from exgan_cli.stages import eye_state as eyes, faces as facelib
+    from exgan_cli.files.images import atomic_write_bytes, load_image, save_image, save_image_info
+    from exgan_cli.stages.blend import BlendConfig
+    from exgan_cli.apps.retouch import RetouchOptions, retouch, select_faces
+    from exgan_cli.stages.selfcheck import SelfCheckConfig
+    from exgan_cli.stages.references import collect_reference_paths, load_candidates, open_cache
+    from exgan_cli.model.weights import load_pretrained, resolve_default, resolve_device
 
     say = log or (lambda s: None)
     timings: dict[str, float] = {}
@@ -138,7 +138,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
         raise NoFaceError(f"{request.photo}: {e}") from None
     if not selected:
         say(f"{request.photo}: {len(found)} face(s), none with closed eyes: nothing to do, nothing written")
-        from .pipeline import FaceReport, _eyes_dict
+        from exgan_cli.apps.retouch import FaceReport, _eyes_dict
 
         reports = [
             FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=_eyes_dict(s), status="eyes open")

@@ -25,7 +25,7 @@ instead was tried: with only ~50 of them the network learned "older man, glasses
 8 to 25% of LFW.
 Loading is strict: every problem is a WeightsError naming the file.
 
-Training (``python -m exgan_cli.eye_classifier --data-root /work/shared/data``, see
+Training (``python -m exgan_cli.stages.eye_classifier --data-root /work/shared/data``, see
 train/eye_state.md): closed faces are the CEW crops of closed_eyes/ (split by file), open
 faces are LFW faces from the aligned-face cache (split by person), cleaned of LFW's own closed
 and squinting eyes. Splits are fixed by a hash of the file or person name (``split_of``), so the
@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .errors import WeightsError
-from .geometry import AlignConfig
+from exgan_cli.errors import WeightsError
+from exgan_cli.stages.geometry import AlignConfig
 
 if TYPE_CHECKING:  # torch only when the classifier is used
     import torch
@@ -136,7 +136,7 @@ def band_matrix(align: AlignConfig, cfg: EyeNetConfig) -> np.ndarray:
     """2x3 matrix from aligned-crop coordinates to network-input coordinates: the eye band
     geometry.eye_band, scaled about its centre by cfg.band_scale, stretched to cfg.width x
     cfg.height."""
-    from .geometry import eye_band
+    from exgan_cli.stages.geometry import eye_band
 
     x0, y0, x1, y1 = eye_band(align.resolution, align.template)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -173,7 +173,7 @@ def band_from_crop(crop: np.ndarray, align: AlignConfig, cfg: EyeNetConfig, matr
 
 def band_from_photo(rgb: np.ndarray, landmarks: np.ndarray, align: AlignConfig, cfg: EyeNetConfig) -> np.ndarray:
     """Network input for one face of a photo (RGB uint8) from its 68 landmarks."""
-    from .geometry import align_face
+    from exgan_cli.stages.geometry import align_face
 
     crop, _ = align_face(rgb, landmarks, align)
     return band_from_crop(crop, align, cfg)
@@ -245,8 +245,8 @@ class EyeClassifier:
         band = band_from_photo(rgb, landmarks, self.align, self.cfg)
         e = np.array([ears], dtype=np.float32) if self.cfg.use_ear and ears is not None else None
         if self.cfg.use_ear and e is None:
-            from .eyes import eye_aspect_ratio
-            from .geometry import LEFT_EYE, RIGHT_EYE
+            from exgan_cli.stages.eye_state import eye_aspect_ratio
+            from exgan_cli.stages.geometry import LEFT_EYE, RIGHT_EYE
 
             lm = np.asarray(landmarks, dtype=np.float64)
             e = np.array([[eye_aspect_ratio(lm[LEFT_EYE]), eye_aspect_ratio(lm[RIGHT_EYE])]], dtype=np.float32)
@@ -259,7 +259,7 @@ class EyeClassifier:
 
 def default_folder() -> Path:
     """weights/eye-state under the bundled weights folder ($EXGAN_WEIGHTS_DIR when set)."""
-    from .weights import bundled_weights_dir
+    from exgan_cli.model.weights import bundled_weights_dir
 
     return bundled_weights_dir() / FOLDER
 
@@ -269,7 +269,7 @@ def save_classifier(
     training: dict | None = None, ear_below: float = 0.0,
 ) -> Path:
     """Write model.safetensors, config.json and README.md (atomically, as weights.save_pretrained)."""
-    from .weights import write_model_folder
+    from exgan_cli.model.weights import write_model_folder
 
     tensors = {f"net.{k}": v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
     config = {"format": FORMAT, "model": cfg.to_dict(), "align": align.to_dict(), "threshold": float(threshold),
@@ -283,7 +283,7 @@ def load_classifier(folder: str | Path) -> EyeClassifier:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .weights import _load_strict, file_sha256, read_folder_config
+    from exgan_cli.model.weights import _load_strict, file_sha256, read_folder_config
 
     folder = Path(folder).expanduser()
     name = str(folder)
@@ -353,10 +353,10 @@ def eye_state_key() -> str:
 
 
 def _prepare_closed_one(args: tuple[str, dict]) -> Optional[tuple]:
-    from . import eyes, faces as facelib, geometry
-    from .dataset import encode_crop
-    from .errors import ExganError
-    from .images import load_image
+    from exgan_cli.stages import eye_state as eyes, faces as facelib, geometry
+    from exgan_cli.training.dataset import encode_crop
+    from exgan_cli.errors import ExganError
+    from exgan_cli.files.images import load_image
 
     path, align_dict = args
     align = AlignConfig.from_dict(align_dict)
@@ -380,7 +380,7 @@ def prepare_closed_cache(closed_dir: Path, out_file: Path, align: AlignConfig = 
     dataset cache format (dataset.save_dataset; each file is its own "person", closed=True)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from .dataset import IMAGE_SUFFIXES, save_dataset
+    from exgan_cli.training.dataset import IMAGE_SUFFIXES, save_dataset
 
     paths = sorted(str(p) for p in Path(closed_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | {".bmp"})
     jobs = [(p, align.to_dict()) for p in paths]
@@ -433,7 +433,7 @@ def load_eye_data(closed_cache: Path, lfw_cache: Path, open_min_ear: float = OPE
     (LFW split by person). Returns the data and counts for the card."""
     import cv2
 
-    from .dataset import load_dataset
+    from exgan_cli.training.dataset import load_dataset
 
     cew = load_dataset(closed_cache)
     lfw = load_dataset(lfw_cache)
@@ -529,7 +529,7 @@ def pick_ear_below(lfw_cache: Path, review: Path | None, min_closed: float = 0.6
     """The largest EAR cut (step 0.01, 0.10 to REVIEWED_BELOW) under which, among the reviewed LFW faces of
     training and validation persons (never test), at least min_closed are closed and at most
     max_open clearly open. 0.0 without a review."""
-    from .dataset import load_dataset
+    from exgan_cli.training.dataset import load_dataset
 
     labels = read_review(review) if review is not None else {}
     if not labels:
@@ -597,7 +597,7 @@ def train_classifier(cfg: EyeTrainConfig, log: Callable[[str], None] = print, co
     rng = np.random.default_rng(cfg.seed)
     t0 = time.time()
     data, counts = load_eye_data(cfg.closed_cache, cfg.lfw_cache, cfg.open_min_ear, cfg.review)
-    from .dataset import load_dataset
+    from exgan_cli.training.dataset import load_dataset
 
     align = load_dataset(cfg.closed_cache).align
     train = data.take(data.split == "train")
@@ -694,7 +694,7 @@ Are a face's eyes closed? A small CNN ({training['parameters']:,} parameters) ov
 the face aligned by exgan's five-point similarity (`geometry.align_face`, 128 px; `geometry.eye_band`
 scaled by {list(cfg.band_scale)}), grey, {cfg.width} x {cfg.height} px, standardised per image{', plus the two eye aspect ratios' if cfg.use_ear else ''}.
 Output: P(closed). **Decision: closed when P(closed) >= {threshold:.2f}, or when both eyes' aspect ratio
-(EAR, from dlib's landmarks) is below {eb:.2f}.** Loaded by `exgan_cli.eye_classifier`; `eyes.assess` uses it
+(EAR, from dlib's landmarks) is below {eb:.2f}.** Loaded by `exgan_cli.stages.eye_classifier`; `eyes.assess` uses it
 whenever this folder is present and reports both scores; without it exgan falls back to the EAR rule.
 
 Architecture: {len(cfg.channels)} stages of 3x3 conv (no bias) + BatchNorm + ReLU, widths {', '.join(map(str, cfg.channels))},
@@ -751,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m exgan_cli.eye_classifier", description="Train the eye-state classifier (weights/eye-state).")
+    ap = argparse.ArgumentParser(prog="python -m exgan_cli.stages.eye_classifier", description="Train the eye-state classifier (weights/eye-state).")
     ap.add_argument("--data-root", type=Path, default=Path("/work/shared/data"), help="folder with closed_eyes/ and lfw/")
     ap.add_argument("--lfw-cache", type=Path, default=Path(".cache/lfw-128.npz"), help="LFW aligned-face cache (exgan train --prepare-only); made when missing")
     ap.add_argument("--closed-cache", type=Path, default=Path(".cache/cew-closed-128.npz"), help="CEW cache; made when missing")
@@ -767,7 +767,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes preparing the caches")
     args = ap.parse_args(argv)
-    from .dataset import prepare_dataset
+    from exgan_cli.training.dataset import prepare_dataset
 
     if not args.closed_cache.is_file():
         prepare_closed_cache(args.data_root / "closed_eyes", args.closed_cache, workers=args.workers)
@@ -779,7 +779,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads, review=None if args.no_review else REVIEW_FILE, open_min_ear=args.open_min_ear,
         lfw_closed_share=args.lfw_closed_share,
     )
-    command = "python -m exgan_cli.eye_classifier " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m exgan_cli.stages.eye_classifier " + " ".join(sys.argv[1:] if argv is None else argv)
     train_classifier(cfg, command=command.strip())
     return 0
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import LEFT_EYE, RIGHT_EYE
-from .images import luminance
+from exgan_cli.stages.geometry import LEFT_EYE, RIGHT_EYE
+from exgan_cli.files.images import luminance
 
 IRIS_BAND = 0.44  # width of the central band, in eye widths (corner to corner)
 TRIM = (15.0, 75.0)  # luminance percentiles kept in the band: without the pupil and lashes below, the white and glints above
@@ -80,7 +80,7 @@ def eye_pixels(rgb: np.ndarray, landmarks: np.ndarray, idx: slice, band: float |
 def cheek_pixels(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
     """RGB pixels (N, 3) float32 of the cheeks below the eyes (exemplar.cheek_mask), read in a window
     around the eyes and cheeks rather than the whole photo; None when fewer than 4 are in it."""
-    from .exemplar import cheek_mask
+    from exgan_cli.stages.exemplar import cheek_mask
 
     lm = np.asarray(landmarks, dtype=np.float64)
     h, w = rgb.shape[:2]

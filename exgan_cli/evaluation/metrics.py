@@ -92,7 +92,7 @@ def detail_ratio(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     well below 1 (a blind smooth fill such as Telea's near 0)."""
     import cv2
 
-    from .images import luminance
+    from exgan_cli.files.images import luminance
 
     inner = cv2.erode((np.asarray(mask) > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     if inner.sum() < 4:
@@ -115,7 +115,7 @@ def seam_error(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     adds about its size (a step of 10 levels on a flat surround: ~0.02). Lower is better."""
     import cv2
 
-    from .images import luminance
+    from exgan_cli.files.images import luminance
 
     hole = (np.asarray(mask) > 0.5).astype(np.uint8)
     k = np.ones((3, 3), np.uint8)

@@ -113,7 +113,7 @@ class ReferenceEyes:
 
     @classmethod
     def measure(cls, rgb: np.ndarray, landmarks: np.ndarray) -> "ReferenceEyes":
-        from .eye_colour import iris_colour
+        from exgan_cli.stages.eye_colour import iris_colour
 
         return cls(eye_contrast(rgb, landmarks), iris_colour(rgb, landmarks))
 
@@ -122,9 +122,9 @@ def eye_contrast(rgb: np.ndarray, landmarks: np.ndarray) -> float | None:
     """Luminance spread inside the eye contours (90th minus 10th percentile, both eyes' pixels)
     over the cheeks' median luminance: an iris and lashes against the white score high, a
     smooth smudge or a closed lid low. None when the contours hold no pixel."""
-    from .eye_colour import cheek_pixels, eye_pixels
-    from .geometry import LEFT_EYE, RIGHT_EYE
-    from .images import luminance
+    from exgan_cli.stages.eye_colour import cheek_pixels, eye_pixels
+    from exgan_cli.stages.geometry import LEFT_EYE, RIGHT_EYE
+    from exgan_cli.files.images import luminance
 
     lm = np.asarray(landmarks, dtype=np.float64)
     px = np.concatenate([eye_pixels(rgb, lm, LEFT_EYE, None), eye_pixels(rgb, lm, RIGHT_EYE, None)])
@@ -175,9 +175,9 @@ def check_face(
 ) -> CheckResult:
     """Judge the face at ``face.box`` in the retouched photo ``result`` (RGB uint8); with
     ``reference`` (ReferenceEyes of the reference face used) also its contrast and colour."""
-    from . import eyes, faces as facelib
-    from .detail import sharpness_ratio
-    from .eye_colour import colour_distance, iris_colour
+    from exgan_cli.stages import eye_state as eyes, faces as facelib
+    from exgan_cli.stages.detail import sharpness_ratio
+    from exgan_cli.stages.eye_colour import colour_distance, iris_colour
 
     limit = identity_limit(distance_before, threshold, cfg.identity_margin)
     after = facelib.refit_face(result, face)

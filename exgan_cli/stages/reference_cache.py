@@ -32,7 +32,9 @@ CACHE_ENV = "EXGAN_CACHE_DIR"
 FORMAT = 1  # bump when the entry layout changes
 
 # The modules whose code decides an analysis; their source text is part of the fingerprint.
-_ANALYSIS_MODULES = ("faces", "eyes", "eye_classifier", "geometry", "images", "references")
+# The modules whose code decides an analysis (inference only: editing training code keeps the cache).
+_ANALYSIS_MODULES = ("stages/faces.py", "stages/eye_state.py", "stages/eye_classifier.py", "stages/geometry.py",
+                     "files/images.py", "stages/references.py")
 
 
 def default_cache_dir() -> Path:
@@ -57,17 +59,17 @@ def _package_version(*names: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _code_hash() -> str:
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     for name in _ANALYSIS_MODULES:
-        h.update((here / f"{name}.py").read_bytes())
+        h.update((package / name).read_bytes())
     return h.hexdigest()[:16]
 
 
 def analysis_fingerprint(settings: dict[str, Any]) -> str:
     """A short hash of ``settings`` (what the caller's analysis depends on) together with the
     analysis code, the eye-state classifier in use and the versions of dlib, its models and OpenCV."""
-    from .eye_classifier import eye_state_key
+    from exgan_cli.stages.eye_classifier import eye_state_key
 
     spec = {
         "format": FORMAT,

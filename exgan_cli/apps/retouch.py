@@ -17,11 +17,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import geometry
-from .blend import BlendConfig, feather_alpha, match_colour, paste_back, photo_boxes
-from .detail import DetailSource, Exemplar
-from .errors import NoFaceError, NoReferenceError
-from .selfcheck import SelfCheckConfig
+from exgan_cli.stages import geometry
+from exgan_cli.stages.blend import BlendConfig, feather_alpha, match_colour, paste_back, photo_boxes
+from exgan_cli.stages.detail import DetailSource, Exemplar
+from exgan_cli.errors import NoFaceError, NoReferenceError
+from exgan_cli.stages.selfcheck import SelfCheckConfig
 
 
 @dataclass
@@ -120,7 +120,7 @@ def prepare_face(rgb: np.ndarray, landmarks: np.ndarray, model) -> dict[str, Any
 
 def exemplar_batch(model, targets: Sequence[dict], refs: Sequence[dict]) -> dict[str, np.ndarray]:
     """exemplar.pair_inputs for each (target, reference) of prepare_face's dicts, stacked."""
-    from .exemplar import pair_inputs
+    from exgan_cli.stages.exemplar import pair_inputs
 
     rows = [
         pair_inputs(model.model_cfg, t["crop"], t["landmarks"], t["mask"], t["boxes"], r["crop"], r["landmarks"], r["mask"])
@@ -146,7 +146,7 @@ def inpaint_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[s
     def mask_t(m: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(m)).to(device).float()[:, None]
 
-    from .exemplar import generator_exemplar
+    from exgan_cli.stages.exemplar import generator_exemplar
 
     with torch.inference_mode():
         x, m = to_t(crops), mask_t(masks)
@@ -195,7 +195,7 @@ def retouch(
     usable reference. A face without a usable reference while others have one is reported
     as "no reference" and left untouched.
     """
-    from . import eyes, faces as facelib, references, selfcheck
+    from exgan_cli.stages import eye_state as eyes, faces as facelib, references, selfcheck
 
     options = options or RetouchOptions()
     threshold = options.identity_threshold if options.identity_threshold is not None else facelib.SAME_PERSON_THRESHOLD

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import WeightsError
+from exgan_cli.errors import WeightsError
 
 Box = tuple[int, int, int, int]
 

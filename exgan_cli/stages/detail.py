@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .geometry import (
+from exgan_cli.stages.geometry import (
     LEFT_EYE,
     RIGHT_EYE,
     MaskConfig,
@@ -58,7 +58,7 @@ from .geometry import (
     source_region,
     transform_points,
 )
-from .images import LUMA, luminance
+from exgan_cli.files.images import LUMA, luminance
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The runners of the stages: one photo, an album, inspect."""

@@ -1,0 +1,1 @@
+"""Training: the face cache, pairs, the loop, checkpoints, export and cards."""
