@@ -93,7 +93,8 @@ def main() -> None:
     from exgan_cli.stages import faces as facelib
     from exgan_cli.stages.eye_colour import colour_distance, iris_colour
     from exgan_cli.files.images import load_image, save_image
-    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.options import RetouchOptions
+    from exgan_cli.apps.retouch import retouch
     from exgan_cli.stages.references import load_candidates
     from exgan_cli.stages.selfcheck import SelfCheckConfig
     from exgan_cli.model.weights import load_pretrained

@@ -38,7 +38,8 @@ def floor_seconds(path: Path) -> float:
 def one_run(photo: Path, refs: list[Path], model, out_dir: Path, min_face: float | None = None, cache_dir: Path | None = None) -> dict[str, float]:
     from exgan_cli.stages import faces
     from exgan_cli.files.images import load_image, save_image
-    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.options import RetouchOptions
+    from exgan_cli.apps.retouch import retouch
     from exgan_cli.stages.references import load_candidates, open_cache
 
     times: dict[str, float] = {}

@@ -86,7 +86,8 @@ def main() -> None:
     from exgan_cli.errors import ExganError
     from exgan_cli.files.images import load_image
     from exgan_cli.evaluation.metrics import mean_ci
-    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.options import RetouchOptions
+    from exgan_cli.apps.retouch import retouch
     from exgan_cli.stages.references import load_candidates, open_cache
     from exgan_cli.stages.selfcheck import SelfCheckConfig
     from exgan_cli.model.weights import load_pretrained, resolve_default

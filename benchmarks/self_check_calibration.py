@@ -54,7 +54,8 @@ def make(args) -> None:
 
     from exgan_cli.stages import eye_state as eyes, faces as facelib, selfcheck
     from exgan_cli.files.images import load_image
-    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.options import RetouchOptions
+    from exgan_cli.apps.retouch import retouch
     from exgan_cli.stages.references import load_candidates
     from exgan_cli.model.weights import load_pretrained
 

@@ -180,7 +180,8 @@ def main() -> None:
     from exgan_cli.stages.blend import BlendConfig
     from exgan_cli.stages.detail import DetailConfig, sharpness_ratio
     from exgan_cli.files.images import load_image
-    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.options import RetouchOptions
+    from exgan_cli.apps.retouch import retouch
     from exgan_cli.stages.references import choose_reference, load_candidates
     from exgan_cli.stages.selfcheck import SelfCheckConfig
 

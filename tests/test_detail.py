@@ -33,7 +33,8 @@ from exgan_cli.stages.detail import (
     sharpness_ratio,
 )
 from exgan_cli.files.images import load_image
-from exgan_cli.apps.retouch import RetouchOptions, retouch
+from exgan_cli.options import RetouchOptions
+from exgan_cli.apps.retouch import retouch
 from exgan_cli.stages.references import load_candidates
 from exgan_cli.stages.selfcheck import SelfCheckConfig
 

@@ -660,7 +660,7 @@ def run_batch(
     """
     from exgan_cli.stages.faces import MIN_FACE, SAME_PERSON_THRESHOLD
     from exgan_cli.stages.blend import BlendConfig
-    from exgan_cli.apps.retouch import RetouchOptions
+    from exgan_cli.options import RetouchOptions
     from exgan_cli.stages.selfcheck import SelfCheckConfig
     from exgan_cli.model.weights import load_pretrained, resolve_default, resolve_device
 

@@ -14,31 +14,22 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from exgan_cli.options import RetouchOptions
 from exgan_cli.errors import BadInputError, NoFaceError, NoReferenceError, OutputError, SelfCheckError
 
 
 @dataclass
 class RetouchRequest:
+    """One photo's files; how to retouch it is ``options``."""
+
     photo: Path
     output: Path
     refs: list[Path] = field(default_factory=list)
     ref_dir: Optional[Path] = None
     overwrite: bool = False
-    weights: Optional[str] = None  # folder or Hub id; None = bundled default
-    device: str = "auto"
-    detector: str = "auto"  # "auto" (HOG, then CNN when HOG finds no face), "hog" or "cnn"
-    min_face: float | None = None  # smallest face width (px) looked for; None: faces.MIN_FACE (40)
-    faces: str = "closed"
-    face_index: Optional[int] = None
-    any_identity: bool = False
-    identity_threshold: Optional[float] = None
-    detail: bool = True  # full-resolution detail for the eyes (BlendConfig.detail; --no-detail)
     report: Optional[Path] = None
     compare: Optional[Path] = None
-    self_check: bool = True  # check each retouched face, retry other references, never keep a failed one
-    cache: bool = True  # reuse stored analyses of reference photos (reference_cache.py; --no-cache)
-    best_of: int = 2  # references tried per face, the result closest to the face's identity kept (RetouchOptions.best_of)
-    force: bool = False  # retouch past the pose limit (RetouchOptions.force)
+    options: RetouchOptions = field(default_factory=RetouchOptions)
 
 
 @dataclass
@@ -90,13 +81,12 @@ def check_outputs(request: RetouchRequest) -> None:
 def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] = None) -> Outcome:
     from exgan_cli.stages import eye_state as eyes, faces as facelib
     from exgan_cli.files.images import atomic_write_bytes, load_image, save_image, save_image_info
-    from exgan_cli.stages.blend import BlendConfig
-    from exgan_cli.apps.retouch import RetouchOptions, retouch, select_faces
-    from exgan_cli.stages.selfcheck import SelfCheckConfig
+    from exgan_cli.apps.retouch import retouch, select_faces
     from exgan_cli.stages.references import collect_reference_paths, load_candidates, open_cache
     from exgan_cli.model.weights import load_pretrained, resolve_default, resolve_device
 
     say = log or (lambda s: None)
+    options = request.options
     timings: dict[str, float] = {}
     check_outputs(request)
 
@@ -106,8 +96,8 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     from concurrent.futures import ThreadPoolExecutor
 
     loader = ThreadPoolExecutor(1, thread_name_prefix="exgan-model")
-    spec = request.weights if request.weights else None
-    model_future = loader.submit(lambda: load_pretrained(spec or resolve_default(), device=resolve_device(request.device)))
+    spec = options.weights if options.weights else None
+    model_future = loader.submit(lambda: load_pretrained(spec or resolve_default(), device=resolve_device(options.device)))
     loader.shutdown(wait=False)
 
     t = time.perf_counter()
@@ -115,22 +105,11 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     timings["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    min_face = facelib.MIN_FACE if request.min_face is None else float(request.min_face)
-    found = facelib.detect_faces(image.pixels, detector=request.detector, min_face=min_face)
+    min_face = facelib.MIN_FACE if options.min_face is None else float(options.min_face)
+    found = facelib.detect_faces(image.pixels, detector=options.detector, min_face=min_face)
     timings["detect"] = time.perf_counter() - t
     if not found:
         raise NoFaceError(f"{request.photo}: no face found")
-    options = RetouchOptions(
-        faces=request.faces,
-        face_index=request.face_index,
-        any_identity=request.any_identity,
-        identity_threshold=request.identity_threshold,
-        detector=request.detector,
-        blend=BlendConfig(detail=request.detail),
-        self_check=SelfCheckConfig(enabled=request.self_check),
-        best_of=request.best_of,
-        force=request.force,
-    )
     states = [eyes.assess(image.pixels, f) for f in found]
     try:
         selected = select_faces(found, states, options)
@@ -150,8 +129,8 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     paths = collect_reference_paths(request.refs, request.ref_dir)
     if not paths:
         raise NoReferenceError(f"{request.photo}: no reference photo given (use --ref or --ref-dir)")
-    cache = open_cache(request.detector) if request.cache else None
-    candidates, rejections = load_candidates(paths, detector=request.detector, cache=cache)
+    cache = open_cache(options.detector) if options.cache else None
+    candidates, rejections = load_candidates(paths, detector=options.detector, cache=cache)
     rejected = [{"path": str(r.path), "face": r.face_index, "reason": r.reason} for r in rejections]
     timings["references"] = time.perf_counter() - t
     if not candidates:

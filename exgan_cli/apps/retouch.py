@@ -21,28 +21,7 @@ from exgan_cli.stages import geometry
 from exgan_cli.stages.blend import BlendConfig, feather_alpha, match_colour, paste_back, photo_boxes
 from exgan_cli.stages.detail import DetailSource, Exemplar
 from exgan_cli.errors import NoFaceError, NoReferenceError
-from exgan_cli.stages.selfcheck import SelfCheckConfig
-
-
-@dataclass
-class RetouchOptions:
-    faces: str = "closed"  # "closed": faces whose eyes are closed; "all": every face
-    face_index: int | None = None  # only this face (index in the left-to-right order)
-    only: tuple[int, ...] | None = None  # only among these faces (indices), e.g. one person's (batch)
-    any_identity: bool = False  # accept references of another person
-    identity_threshold: float | None = None  # None: faces.SAME_PERSON_THRESHOLD
-    detector: str = "auto"  # "auto" (HOG, then CNN when HOG finds none), "hog" or "cnn"
-    blend: BlendConfig = field(default_factory=BlendConfig)
-    self_check: SelfCheckConfig = field(default_factory=SelfCheckConfig)  # check each result (selfcheck.py)
-    # In-paint each face with up to this many of its best references and keep the result whose
-    # identity descriptor is closest to the face's own (1: the best-ranked reference only). On
-    # real closed eyes, 2 cuts the identity cost of new eyes by ~a quarter (benchmarks/best_of.py).
-    best_of: int = 2
-    # Largest head-pose difference (degrees, yaw and pitch together) between a face and its reference
-    # that the model handles well (measured: docs/self_check.md); beyond it the face is left as it
-    # was with the reason, unless ``force``.
-    pose_limit: float = 30.0
-    force: bool = False  # retouch past the pose limit (the report says so)
+from exgan_cli.options import RetouchOptions
 
 
 @dataclass

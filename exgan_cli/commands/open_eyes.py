@@ -62,28 +62,18 @@ def open_eyes(
     from exgan_cli.apps.one_photo import RetouchRequest, retouch_file
 
     out = output or default_output(photo)
-    request = RetouchRequest(
-        photo=photo,
-        refs=list(ref),
-        ref_dir=ref_dir,
-        output=out,
-        overwrite=overwrite,
-        weights=weights,
-        device=device.value,
-        detector=detector.value,
-        min_face=min_face,
-        faces=faces.value,
-        face_index=face,
-        any_identity=any_identity,
-        identity_threshold=identity_threshold,
-        detail=detail,
-        report=report,
-        compare=compare,
-        self_check=self_check,
-        cache=cache,
-        best_of=best_of,
-        force=force,
+    from exgan_cli.options import RetouchOptions
+    from exgan_cli.stages.blend import BlendConfig
+    from exgan_cli.stages.selfcheck import SelfCheckConfig
+
+    options = RetouchOptions(
+        faces=faces.value, face_index=face, detector=detector.value, min_face=min_face,
+        any_identity=any_identity, identity_threshold=identity_threshold, cache=cache, best_of=best_of, force=force,
+        weights=weights, device=device.value,
+        blend=BlendConfig(detail=detail), self_check=SelfCheckConfig(enabled=self_check),
     )
+    request = RetouchRequest(photo=photo, output=out, refs=list(ref), ref_dir=ref_dir, overwrite=overwrite,
+                             report=report, compare=compare, options=options)
     t0 = time.perf_counter()
     outcome = retouch_file(request, log=None if quiet else console.print)
     if quiet:

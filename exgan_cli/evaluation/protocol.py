@@ -1011,7 +1011,8 @@ def evaluate_closed(cfg: ClosedConfig, progress: Optional[ProgressFn] = None, lo
     from exgan_cli.errors import NoReferenceError
     from exgan_cli.stages.geometry import align_face
     from exgan_cli.files.images import load_image
-    from exgan_cli.apps.retouch import RetouchOptions, retouch
+    from exgan_cli.options import RetouchOptions
+    from exgan_cli.apps.retouch import retouch
     from exgan_cli.stages.references import load_candidates
     from exgan_cli.stages.selfcheck import SelfCheckConfig
 
