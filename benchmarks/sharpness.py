@@ -101,20 +101,21 @@ def paste_ms(img: np.ndarray, face, cand, model, detail: bool, detail_cfg=None) 
     """Median milliseconds of the paste stage for one face (colour match, alpha, paste_back),
     the way pipeline.retouch runs it, with or without the detail."""
     from exgan_cli.apps import retouch as pipeline
+    from exgan_cli.stages.generate import align_for_model, exemplar_batch
     from exgan_cli.stages.blend import BlendConfig, feather_alpha, match_colour, paste_back
     from exgan_cli.stages.detail import DetailSource, Exemplar
 
-    prep = pipeline.prepare_face(img, face.landmarks, model)
-    ref = pipeline.prepare_face(cand.pixels, cand.face.landmarks, model)
-    gen = pipeline.inpaint_crops(model, prep["crop"][None], prep["mask"][None], pipeline.exemplar_batch(model, [prep], [ref]))[0]
+    prep = align_for_model(img, face.landmarks, model)
+    ref = align_for_model(cand.pixels, cand.face.landmarks, model)
+    gen = pipeline.inpaint_crops(model, prep.crop[None], prep.mask[None], exemplar_batch(model, [prep], [ref]))[0]
     cfg = BlendConfig(detail=detail) if detail_cfg is None else BlendConfig(detail=detail, detail_cfg=detail_cfg)
     times = []
     for _ in range(TIMING_RUNS):
         t = time.perf_counter()
-        colour = match_colour(gen, prep["crop"], prep["boxes"], cfg)
-        alpha = feather_alpha(prep["boxes"], model.align_cfg.resolution, cfg)
-        source = DetailSource(face.landmarks, Exemplar(cand.pixels, cand.face.landmarks, ref["matrix"]), cfg.detail_cfg) if detail else None
-        paste_back(img, colour, alpha, prep["matrix"], source)
+        colour = match_colour(gen, prep.crop, prep.boxes, cfg)
+        alpha = feather_alpha(prep.boxes, model.align_cfg.resolution, cfg)
+        source = DetailSource(face.landmarks, Exemplar(cand.pixels, cand.face.landmarks, ref.matrix), cfg.detail_cfg) if detail else None
+        paste_back(img, colour, alpha, prep.matrix, source)
         times.append(time.perf_counter() - t)
     return statistics.median(times) * 1000
 

@@ -12,7 +12,7 @@ from exgan_cli.stages import faces
 
 from exgan_cli.evaluation import metrics
 from exgan_cli.files.images import load_image
-from exgan_cli.apps.retouch import exemplar_batch, inpaint_crops, prepare_face
+from exgan_cli.stages.generate import align_for_model, exemplar_batch, inpaint_crops
 from exgan_cli.model.weights import load_pretrained
 
 from conftest import CHAVEZ_OPEN
@@ -30,13 +30,13 @@ def test_bundled_model_inpaints_real_eyes(folder, mode):
     model = load_pretrained(WEIGHTS / folder, device="cpu")
     assert model.model_cfg.mode == mode and model.align_cfg.resolution == 128
     (rgb, face), (ref_rgb, ref_face) = _face(CHAVEZ_OPEN[0]), _face(CHAVEZ_OPEN[1])
-    target, ref = prepare_face(rgb, face.landmarks, model), prepare_face(ref_rgb, ref_face.landmarks, model)
-    out = inpaint_crops(model, target["crop"][None], target["mask"][None], exemplar_batch(model, [target], [ref]))[0]
+    target, ref = align_for_model(rgb, face.landmarks, model), align_for_model(ref_rgb, ref_face.landmarks, model)
+    out = inpaint_crops(model, target.crop[None], target.mask[None], exemplar_batch(model, [target], [ref]))[0]
     assert out.shape == (128, 128, 3) and np.isfinite(out).all()
-    hole = target["mask"] > 0.5
-    result = target["crop"].astype(np.float64)
+    hole = target.mask > 0.5
+    result = target.crop.astype(np.float64)
     result[hole] = out[hole]
-    truth = target["crop"]
+    truth = target.crop
     # OpenCV's in-painting of the same hole: the blind baseline every model must beat clearly
     telea = cv2.inpaint(truth, hole.astype(np.uint8) * 255, 3.0, cv2.INPAINT_TELEA)
     l1_model, l1_telea = metrics.l1(result, truth, hole), metrics.l1(telea, truth, hole)

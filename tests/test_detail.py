@@ -17,6 +17,7 @@ import pytest
 from exgan_cli.stages import faces as facelib
 from exgan_cli.stages import geometry
 from exgan_cli.apps import retouch as pipeline
+from exgan_cli.stages.generate import align_for_model, exemplar_batch
 from exgan_cli.stages.blend import BlendConfig, feather_alpha, match_colour, paste_back
 from exgan_cli.stages.detail import (
     DetailConfig,
@@ -91,10 +92,10 @@ def _support(rgb: np.ndarray, face, model, cfg: BlendConfig = BlendConfig()) -> 
     """Photo pixels the feathered alpha can touch (dilated by 2 px against rounding)."""
     import cv2
 
-    prep = pipeline.prepare_face(rgb, face.landmarks, model)
-    alpha = feather_alpha(prep["boxes"], model.align_cfg.resolution, cfg)
+    prep = align_for_model(rgb, face.landmarks, model)
+    alpha = feather_alpha(prep.boxes, model.align_cfg.resolution, cfg)
     h, w = rgb.shape[:2]
-    a = cv2.warpAffine(alpha, geometry.invert(prep["matrix"]), (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    a = cv2.warpAffine(alpha, geometry.invert(prep.matrix), (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return cv2.dilate((a > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
 
 
@@ -143,11 +144,11 @@ def test_small_reference_gets_grain_for_the_rest(target, small_reference, model)
 
 def _paste_inputs(target, cand, model):
     rgb, _, face = target
-    prep = pipeline.prepare_face(rgb, face.landmarks, model)
-    ref = pipeline.prepare_face(cand.pixels, cand.face.landmarks, model)
-    gen = pipeline.inpaint_crops(model, prep["crop"][None], prep["mask"][None], pipeline.exemplar_batch(model, [prep], [ref]))[0]
-    colour = match_colour(gen, prep["crop"], prep["boxes"])
-    alpha = feather_alpha(prep["boxes"], model.align_cfg.resolution)
+    prep = align_for_model(rgb, face.landmarks, model)
+    ref = align_for_model(cand.pixels, cand.face.landmarks, model)
+    gen = pipeline.inpaint_crops(model, prep.crop[None], prep.mask[None], exemplar_batch(model, [prep], [ref]))[0]
+    colour = match_colour(gen, prep.crop, prep.boxes)
+    alpha = feather_alpha(prep.boxes, model.align_cfg.resolution)
     return rgb, face, prep, ref, colour, alpha
 
 
@@ -196,20 +197,20 @@ def test_synthesis_sharpens_a_smaller_reference_and_leaves_a_full_one_alone(targ
     eyes get sharper than with grain alone. With the target as its own reference nothing is
     missing and the result is bit-identical with the synthesis off."""
     rgb, face, prep, ref, colour, alpha = _paste_inputs(target, reference, model)
-    exemplar = Exemplar(reference.pixels, reference.face.landmarks, ref["matrix"])
+    exemplar = Exemplar(reference.pixels, reference.face.landmarks, ref.matrix)
     r = {}
     for on in (False, True):
         source = DetailSource(face.landmarks, exemplar, DetailConfig(synthesize=on))
-        out, _ = paste_back(rgb, colour, alpha, prep["matrix"], source)
+        out, _ = paste_back(rgb, colour, alpha, prep.matrix, source)
         r[on] = sharpness_ratio(out, face.landmarks)
     assert min(source.info["missing_fine"]) > 0.8 and 0.0 < source.info["synth_gain"] <= 1.0
     assert r[True] > 1.2 * r[False]  # 1.60 -> 2.14 with the tiny random generator
     assert REAL_RANGE[0] <= r[True] <= REAL_RANGE[1]
-    own = Exemplar(rgb, face.landmarks, prep["matrix"])
+    own = Exemplar(rgb, face.landmarks, prep.matrix)
     outs = []
     for on in (False, True):
         source = DetailSource(face.landmarks, own, DetailConfig(synthesize=on))
-        outs.append(paste_back(rgb, colour, alpha, prep["matrix"], source)[0])
+        outs.append(paste_back(rgb, colour, alpha, prep.matrix, source)[0])
     assert source.info["missing_fine"] == [0.0, 0.0] and source.info["synth_gain"] == 0.0
     assert np.array_equal(outs[0], outs[1])
 
@@ -218,8 +219,8 @@ def test_render_is_deterministic_and_reports_what_it_measured(target, reference,
     rgb, face, prep, ref, colour, alpha = _paste_inputs(target, reference, model)
     outs = []
     for _ in range(2):
-        source = DetailSource(face.landmarks, Exemplar(reference.pixels, reference.face.landmarks, ref["matrix"]))
-        out, box = paste_back(rgb, colour, alpha, prep["matrix"], source)
+        source = DetailSource(face.landmarks, Exemplar(reference.pixels, reference.face.landmarks, ref.matrix))
+        out, box = paste_back(rgb, colour, alpha, prep.matrix, source)
         outs.append(out)
     assert np.array_equal(outs[0], outs[1])
     info = source.info
@@ -233,13 +234,13 @@ def test_perfect_generator_and_self_reference_give_back_the_photo(target, model)
     result is the photo again (up to what a 128 px crop cannot hold below the split), while
     the plain paste of the same crop is the blurred photo."""
     rgb, _, face = target
-    prep = pipeline.prepare_face(rgb, face.landmarks, model)
-    crop = prep["crop"].astype(np.float32)
-    alpha = feather_alpha(prep["boxes"], model.align_cfg.resolution)
+    prep = align_for_model(rgb, face.landmarks, model)
+    crop = prep.crop.astype(np.float32)
+    alpha = feather_alpha(prep.boxes, model.align_cfg.resolution)
     support = _support(rgb, face, model)
-    plain, _ = paste_back(rgb, crop, alpha, prep["matrix"])
-    source = DetailSource(face.landmarks, Exemplar(rgb, face.landmarks, prep["matrix"]))
-    new, _ = paste_back(rgb, crop, alpha, prep["matrix"], source)
+    plain, _ = paste_back(rgb, crop, alpha, prep.matrix)
+    source = DetailSource(face.landmarks, Exemplar(rgb, face.landmarks, prep.matrix))
+    new, _ = paste_back(rgb, crop, alpha, prep.matrix, source)
     err_plain = np.abs(plain[support].astype(float) - rgb[support]).mean()
     err_new = np.abs(new[support].astype(float) - rgb[support]).mean()
     assert err_new < 0.5 * err_plain
@@ -252,20 +253,20 @@ def test_no_exemplar_gives_skin_grain_only(target, model):
     """Without a reference the eyes get the generator's low band and grain as strong as the
     skin's (R ~1: as sharp as the skin, no sharper)."""
     rgb, _, face = target
-    prep = pipeline.prepare_face(rgb, face.landmarks, model)
-    gen = np.full_like(prep["crop"], 150, dtype=np.float32)  # a flat "generator"
-    alpha = feather_alpha(prep["boxes"], model.align_cfg.resolution)
-    out, _ = paste_back(rgb, gen, alpha, prep["matrix"], DetailSource(face.landmarks, None))
+    prep = align_for_model(rgb, face.landmarks, model)
+    gen = np.full_like(prep.crop, 150, dtype=np.float32)  # a flat "generator"
+    alpha = feather_alpha(prep.boxes, model.align_cfg.resolution)
+    out, _ = paste_back(rgb, gen, alpha, prep.matrix, DetailSource(face.landmarks, None))
     assert 0.7 <= sharpness_ratio(out, face.landmarks) <= 1.6
-    plain, _ = paste_back(rgb, gen, alpha, prep["matrix"])
+    plain, _ = paste_back(rgb, gen, alpha, prep.matrix)
     assert sharpness_ratio(plain, face.landmarks) < 0.6
 
 
 def test_eye_matrices_put_reference_corners_on_target_corners(target, reference, model):
     rgb, _, face = target
-    ref = pipeline.prepare_face(reference.pixels, reference.face.landmarks, model)
-    mats = eye_matrices(face.landmarks, pipeline.prepare_face(rgb, face.landmarks, model)["matrix"],
-                        Exemplar(reference.pixels, reference.face.landmarks, ref["matrix"]))
+    ref = align_for_model(reference.pixels, reference.face.landmarks, model)
+    mats = eye_matrices(face.landmarks, align_for_model(rgb, face.landmarks, model).matrix,
+                        Exemplar(reference.pixels, reference.face.landmarks, ref.matrix))
     for m, eye in zip(mats, (geometry.LEFT_EYE, geometry.RIGHT_EYE)):
         corners = [eye.start, eye.start + 3]
         mapped = geometry.transform_points(face.landmarks[corners], m)

@@ -95,7 +95,7 @@ def inspect_photo(
     from exgan_cli.errors import NoReferenceError
     from exgan_cli.files.images import load_image
     from exgan_cli.options import RetouchOptions
-    from exgan_cli.apps.retouch import pose_difference
+    from exgan_cli.stages.faces import pose_difference
 
     POSE_LIMIT = RetouchOptions().pose_limit
 

@@ -17,11 +17,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from exgan_cli.stages import geometry
-from exgan_cli.stages.blend import BlendConfig, feather_alpha, match_colour, paste_back, photo_boxes
+from exgan_cli.stages.blend import feather_alpha, match_colour, paste_back, photo_boxes
 from exgan_cli.stages.detail import DetailSource, Exemplar
 from exgan_cli.errors import NoFaceError, NoReferenceError
 from exgan_cli.options import RetouchOptions
+from exgan_cli.stages.faces import pose_difference
+from exgan_cli.stages.generate import align_for_model, exemplar_batch, inpaint_crops
 
 
 @dataclass
@@ -86,65 +87,6 @@ def select_faces(faces: Sequence, states: Sequence, options: RetouchOptions) -> 
     if options.faces == "all":
         return list(allowed)
     return [i for i in allowed if states[i].closed]
-
-
-def prepare_face(rgb: np.ndarray, landmarks: np.ndarray, model) -> dict[str, Any]:
-    """Aligned crop, photo->crop matrix, eye boxes and mask for one face (model's geometry)."""
-    crop, matrix = geometry.align_face(rgb, landmarks, model.align_cfg)
-    boxes = geometry.eye_boxes(geometry.transform_points(landmarks, matrix), model.mask_cfg)
-    mask = geometry.boxes_to_mask(boxes, model.align_cfg.resolution)
-    lm = geometry.transform_points(landmarks, matrix)
-    return {"crop": crop, "matrix": matrix, "boxes": boxes, "mask": mask, "landmarks": lm}
-
-
-def exemplar_batch(model, targets: Sequence[dict], refs: Sequence[dict]) -> dict[str, np.ndarray]:
-    """exemplar.pair_inputs for each (target, reference) of prepare_face's dicts, stacked."""
-    from exgan_cli.stages.exemplar import pair_inputs
-
-    rows = [
-        pair_inputs(model.model_cfg, t["crop"], t["landmarks"], t["mask"], t["boxes"], r["crop"], r["landmarks"], r["mask"])
-        for t, r in zip(targets, refs)
-    ]
-    return {k: np.stack([row[k] for row in rows]) for k in rows[0]}
-
-
-def inpaint_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[str, np.ndarray] | None) -> np.ndarray:
-    """Run the generator on N aligned crops at once; raw output (N, res, res, 3) float in 0..255.
-
-    crops are uint8 (N, res, res, 3); masks float (N, res, res), 1 = hole; exemplars the stacked
-    exemplar.pair_inputs of each crop's reference (exemplar_batch; unused in mode "none").
-    """
-    import torch
-
-    gen = model.generator
-    device = next(gen.parameters()).device
-
-    def to_t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-    def mask_t(m: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(m)).to(device).float()[:, None]
-
-    from exgan_cli.stages.exemplar import generator_exemplar
-
-    with torch.inference_mode():
-        x, m = to_t(crops), mask_t(masks)
-        kwargs: dict[str, Any] = {}
-        mode = model.model_cfg.mode
-        if mode != "none":
-            ex = {k: to_t(exemplars[k]) for k in ("ref", "eyes")} | {k: mask_t(exemplars[k]) for k in ("ref_mask", "eyes_valid")}
-            if mode == "reference":
-                kwargs = generator_exemplar(model.model_cfg, ex)
-            else:
-                kwargs = {"code": model.encoder(ex["ref"])}  # EyeEncoder.forward crops the eye band itself
-        raw = gen(x * (1 - m), m, **kwargs)
-        out = (raw.float().clamp(-1, 1) + 1) * 127.5
-    return out.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def pose_difference(a: Sequence[float], b: Sequence[float]) -> float:
-    """Degrees between two head poses (yaw, pitch, ...): yaw and pitch differences together."""
-    return float(np.hypot(a[0] - b[0], a[1] - b[1]))
 
 
 def _reference_dict(choice) -> dict[str, Any]:
@@ -240,7 +182,7 @@ def retouch(
                                   f"the model is reliable up to {options.pose_limit:.0f}°")
         for c in choices:
             c.candidate.pixels  # decoded here, not before: a cached analysis needs no pixels until chosen
-        jobs.append((i, choices, prepare_face(rgb, f.landmarks, model)))
+        jobs.append((i, choices, align_for_model(rgb, f.landmarks, model)))
     timings["references"] = time.perf_counter() - t
     if not jobs:
         if failures:
@@ -250,11 +192,11 @@ def retouch(
     # Generator, batched over faces and their candidate references.
     t = time.perf_counter()
     pairs = [(k, c) for k, (_, choices, _) in enumerate(jobs) for c in choices]
-    refs = [prepare_face(c.candidate.pixels, c.candidate.face.landmarks, model) for _, c in pairs]
+    refs = [align_for_model(c.candidate.pixels, c.candidate.face.landmarks, model) for _, c in pairs]
     raw = inpaint_crops(
         model,
-        np.stack([jobs[k][2]["crop"] for k, _ in pairs]),
-        np.stack([jobs[k][2]["mask"] for k, _ in pairs]),
+        np.stack([jobs[k][2].crop for k, _ in pairs]),
+        np.stack([jobs[k][2].mask for k, _ in pairs]),
         exemplar_batch(model, [jobs[k][2] for k, _ in pairs], refs),
     )
     generated: dict[int, list[tuple[Any, np.ndarray, dict]]] = {}
@@ -308,8 +250,8 @@ def retouch(
             except NoReferenceError:
                 break
             tg = time.perf_counter()
-            ref = prepare_face(choice.candidate.pixels, choice.candidate.face.landmarks, model)
-            gen = inpaint_crops(model, prep["crop"][None], prep["mask"][None], exemplar_batch(model, [prep], [ref]))[0]
+            ref = align_for_model(choice.candidate.pixels, choice.candidate.face.landmarks, model)
+            gen = inpaint_crops(model, prep.crop[None], prep.mask[None], exemplar_batch(model, [prep], [ref]))[0]
             spent["generate"] += time.perf_counter() - tg
             pending = [(choice, gen, ref)]
         if kept:
@@ -317,7 +259,7 @@ def retouch(
             out = pasted
             reports[i].status = "retouched"
             reports[i].reference = _reference_dict(choice)
-            reports[i].mask_boxes = photo_boxes(prep["boxes"], prep["matrix"])
+            reports[i].mask_boxes = photo_boxes(prep.boxes, prep.matrix)
             reports[i].eyes_after = None if check.eyes is None else _eyes_dict(check.eyes)
             reports[i].identity_after = None if check.identity is None else round(float(check.identity), 4)
         else:  # every usable reference failed: keep the face as it was
@@ -343,17 +285,17 @@ def retouch(
 
 def _paste_face(out: np.ndarray, face, choice, prep: dict, gen: np.ndarray, ref: dict, model, options: RetouchOptions) -> np.ndarray:
     """``out`` with one generated face (raw generator output ``gen``) colour-matched and pasted back."""
-    colour = match_colour(gen, prep["crop"], prep["boxes"], options.blend)
+    colour = match_colour(gen, prep.crop, prep.boxes, options.blend)
     # G is only trained inside its holes (masked L1 on the composite), but the feathered alpha
     # reaches a little beyond them: there, blend the real crop, not G's untrained output.
     # On real closed eyes this cuts the change of the skin on the boxes' border by 23%
     # (benchmarks/seams.py: 0.0070 -> 0.0054), sharpness and identity unchanged.
-    hole = prep["mask"][..., None]
-    colour = hole * colour + (1.0 - hole) * prep["crop"].astype(np.float32)
-    alpha = feather_alpha(prep["boxes"], model.align_cfg.resolution, options.blend)
+    hole = prep.mask[..., None]
+    colour = hole * colour + (1.0 - hole) * prep.crop.astype(np.float32)
+    alpha = feather_alpha(prep.boxes, model.align_cfg.resolution, options.blend)
     source = None
     if options.blend.detail:  # full-resolution detail from the reference photo (detail.py)
         c = choice.candidate
-        source = DetailSource(face.landmarks, Exemplar(c.pixels, c.face.landmarks, ref["matrix"]), options.blend.detail_cfg)
-    pasted, _ = paste_back(out, colour, alpha, prep["matrix"], source)
+        source = DetailSource(face.landmarks, Exemplar(c.pixels, c.face.landmarks, ref.matrix), options.blend.detail_cfg)
+    pasted, _ = paste_back(out, colour, alpha, prep.matrix, source)
     return pasted

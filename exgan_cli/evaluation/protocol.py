@@ -18,7 +18,7 @@ Methods, on the same faces and holes:
   telea, navier-stokes  cv2.inpaint of the aligned crop (Telea 2004; Bertalmio et al. 2001)
   poisson-copy          the reference crop's eye boxes, resized to the target's boxes, pasted with
                         Poisson blending (cv2.seamlessClone, normal clone)
-  <model folder>        every --weights: pipeline.inpaint_crops, the generator of open-eyes
+  <model folder>        every --weights: stages.generate.inpaint_crops, the generator of open-eyes
                         (without open-eyes' colour match, which reads the photo under the
                         holes: here that is the answer)
 Every method's result is composited into the holes with the hard mask: open-eyes feathers the
@@ -42,7 +42,7 @@ as in open-eyes. The pipeline's self-check (selfcheck.py) stays on, as users get
 every reference failed it are left as they were and counted as "failed_self_check" (not retouched);
 ``ClosedConfig.self_check=False`` (evaluate --no-self-check) measures the raw pipeline instead.
 The paper's protocol above (``evaluate``) never involves the self-check: it calls the generator
-directly (pipeline.inpaint_crops) on aligned crops.
+directly (stages.generate.inpaint_crops) on aligned crops.
 """
 
 from __future__ import annotations
@@ -463,17 +463,18 @@ class Batch:
 
 
 def model_inpaint(model, batch: Batch, which: str) -> np.ndarray:
-    """The open-eyes generator (pipeline.inpaint_crops), hard-composited: the model's own output.
+    """The open-eyes generator (stages.generate.inpaint_crops), hard-composited: the model's own output.
 
     open-eyes then shifts the colours to the photo's skin on a rim just inside the eye boxes
     (blend.match_colour). Here the boxes hold the real eyes the method must not see, so that
     step is left out: it would read the answer.
     """
-    from exgan_cli.apps.retouch import exemplar_batch, inpaint_crops
+    from exgan_cli.stages.generate import AlignedFace, exemplar_batch, inpaint_crops
 
     rc, rb, rm, rl = batch.refs[which]
-    targets = [{"crop": c, "landmarks": lm, "mask": m, "boxes": b} for c, lm, m, b in zip(batch.crops, batch.landmarks, batch.masks, batch.boxes)]
-    refs = [{"crop": c, "landmarks": lm, "mask": m} for c, lm, m in zip(rc, rl, rm)]
+    none = np.eye(2, 3, dtype=np.float32)  # crops are already aligned; the matrix is not read here
+    targets = [AlignedFace(c, none, lm, b, m) for c, lm, m, b in zip(batch.crops, batch.landmarks, batch.masks, batch.boxes)]
+    refs = [AlignedFace(c, none, lm, b, m) for c, lm, m, b in zip(rc, rl, rm, rb)]
     raw = inpaint_crops(model, batch.crops, batch.masks, exemplar_batch(model, targets, refs))
     return np.stack([composite(g.astype(np.float32), c, m) for g, c, m in zip(raw, batch.crops, batch.masks)])
 
@@ -825,7 +826,7 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
 
     from exgan_cli.stages.eye_colour import colour_distance, iris_colour
     from exgan_cli.stages.faces import head_pose
-    from exgan_cli.apps.retouch import pose_difference
+    from exgan_cli.stages.faces import pose_difference
 
     rows: list[dict] = []
     redness = np.full(n, np.nan)  # the true irises' a* relative to the skin (light_eyed)

@@ -15,6 +15,7 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -413,3 +414,8 @@ def sharpness(rgb: np.ndarray, face: Face) -> float:
     interp = cv2.INTER_LINEAR if small else cv2.INTER_AREA
     grey = cv2.resize(grey, (SHARPNESS_SIDE, SHARPNESS_SIDE), interpolation=interp)
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def pose_difference(a: Sequence[float], b: Sequence[float]) -> float:
+    """Degrees between two head poses (yaw, pitch, ...): yaw and pitch differences together."""
+    return float(np.hypot(a[0] - b[0], a[1] - b[1]))

@@ -1,0 +1,82 @@
+"""The generator stage: aligned faces in, in-painted crops out, for every model mode.
+
+``align_for_model`` puts a face into the model's canonical crop with its eye holes,
+``exemplar_batch`` builds what a reference-mode or code-mode generator reads from each target's
+reference (stages/exemplar.py), and ``inpaint_crops`` runs the generator once over many faces.
+open-eyes, evaluate and the tests all call the generator through these, so the modes cannot drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from exgan_cli.stages import geometry
+from exgan_cli.stages.geometry import Box
+
+
+@dataclass
+class AlignedFace:
+    """One face in the model's canonical crop."""
+
+    crop: np.ndarray  # (res, res, 3) uint8
+    matrix: np.ndarray  # (2, 3) photo -> crop
+    landmarks: np.ndarray  # (68, 2) in the crop
+    boxes: list[Box]  # the two eye holes in the crop
+    mask: np.ndarray  # (res, res) float32, 1 in the holes
+
+
+def align_for_model(rgb: np.ndarray, landmarks: np.ndarray, model) -> AlignedFace:
+    """Aligned crop, photo->crop matrix, eye boxes and mask for one face (the model's geometry)."""
+    crop, matrix = geometry.align_face(rgb, landmarks, model.align_cfg)
+    lm = geometry.transform_points(landmarks, matrix)
+    boxes = geometry.eye_boxes(lm, model.mask_cfg)
+    mask = geometry.boxes_to_mask(boxes, model.align_cfg.resolution)
+    return AlignedFace(crop=crop, matrix=matrix, landmarks=lm, boxes=boxes, mask=mask)
+
+
+def exemplar_batch(model, targets: Sequence[AlignedFace], refs: Sequence[AlignedFace]) -> dict[str, np.ndarray]:
+    """exemplar.pair_inputs for each (target, reference), stacked (a reference's boxes are not read)."""
+    from exgan_cli.stages.exemplar import pair_inputs
+
+    rows = [
+        pair_inputs(model.model_cfg, t.crop, t.landmarks, t.mask, t.boxes, r.crop, r.landmarks, r.mask)
+        for t, r in zip(targets, refs)
+    ]
+    return {k: np.stack([row[k] for row in rows]) for k in rows[0]}
+
+
+def inpaint_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[str, np.ndarray] | None) -> np.ndarray:
+    """Run the generator on N aligned crops at once; raw output (N, res, res, 3) float in 0..255.
+
+    crops are uint8 (N, res, res, 3); masks float (N, res, res), 1 = hole; exemplars the stacked
+    exemplar.pair_inputs of each crop's reference (exemplar_batch; unused in mode "none").
+    """
+    import torch
+
+    gen = model.generator
+    device = next(gen.parameters()).device
+
+    def to_t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+    def mask_t(m: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(m)).to(device).float()[:, None]
+
+    from exgan_cli.stages.exemplar import generator_exemplar
+
+    with torch.inference_mode():
+        x, m = to_t(crops), mask_t(masks)
+        kwargs: dict[str, Any] = {}
+        mode = model.model_cfg.mode
+        if mode != "none":
+            ex = {k: to_t(exemplars[k]) for k in ("ref", "eyes")} | {k: mask_t(exemplars[k]) for k in ("ref_mask", "eyes_valid")}
+            if mode == "reference":
+                kwargs = generator_exemplar(model.model_cfg, ex)
+            else:
+                kwargs = {"code": model.encoder(ex["ref"])}  # EyeEncoder.forward crops the eye band itself
+        raw = gen(x * (1 - m), m, **kwargs)
+        out = (raw.float().clamp(-1, 1) + 1) * 127.5
+    return out.permute(0, 2, 3, 1).cpu().numpy()
