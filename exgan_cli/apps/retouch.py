@@ -22,7 +22,7 @@ from exgan_cli.stages.detail import DetailSource, Exemplar
 from exgan_cli.errors import NoFaceError, NoReferenceError
 from exgan_cli.options import RetouchOptions
 from exgan_cli.stages.faces import pose_difference
-from exgan_cli.stages.generate import align_for_model, exemplar_batch, inpaint_crops
+from exgan_cli.stages.generate import AlignedFace, align_for_model, exemplar_batch, inpaint_crops
 
 
 @dataclass
@@ -100,6 +100,19 @@ def _reference_dict(choice) -> dict[str, Any]:
     }
 
 
+@dataclass
+class FaceJob:
+    """One face to in-paint: what was measured of it and the references it will be tried with."""
+
+    index: int
+    face: Any  # faces.Face
+    descriptor: np.ndarray  # its identity descriptor (the self-check keeps the result closest to it)
+    pose: tuple[float, ...]  # faces.head_pose
+    far: list  # candidates beyond the pose limit, never tried (empty with --force)
+    choices: list  # references.Choice, best first: the first round of attempts
+    aligned: AlignedFace
+
+
 def retouch(
     rgb: np.ndarray,
     candidates: Sequence,
@@ -110,13 +123,13 @@ def retouch(
 ) -> RetouchResult:
     """In-paint the selected faces of ``rgb`` (RGB uint8) with references from ``candidates``.
 
-    ``faces`` may be passed when the caller already detected them, and ``states`` (eyes.assess of
+    ``faces`` may be passed when the caller already detected them, and ``states`` (eye_state.assess of
     each of them) when it already judged their eyes: nothing is computed twice. Raises NoFaceError when
     the photo has no face, NoReferenceError when faces need retouching but none has a
     usable reference. A face without a usable reference while others have one is reported
     as "no reference" and left untouched.
     """
-    from exgan_cli.stages import eye_state as eyes, faces as facelib, references, selfcheck
+    from exgan_cli.stages import eye_state as eyes, faces as facelib
 
     options = options or RetouchOptions()
     threshold = options.identity_threshold if options.identity_threshold is not None else facelib.SAME_PERSON_THRESHOLD
@@ -143,46 +156,8 @@ def retouch(
 
     # References: one per chosen face, the best match for that person.
     t = time.perf_counter()
-    size = (rgb.shape[1], rgb.shape[0])
-    jobs: list[tuple[int, Any, dict]] = []
     failures: list[str] = []
-    targets: dict[int, tuple[np.ndarray, Any, list]] = {}  # face -> (descriptor, pose, references beyond the pose limit)
-    for i in chosen:
-        f = faces[i]
-        desc = facelib.face_descriptor(rgb, f)
-        pose = facelib.head_pose(f.landmarks, size)
-        # References turned further than the model handles are never used unless forced, in the first
-        # choice and in the self-check's retries alike.
-        far = [c for c in candidates if pose_difference(pose, c.pose) > options.pose_limit]
-        targets[i] = (desc, pose, [] if options.force else far)
-        pick = dict(identity_threshold=threshold, any_identity=options.any_identity, target_width=facelib.face_width(f))
-        try:
-            choice = references.choose_reference(desc, pose, candidates, exclude=targets[i][2], **pick)
-        except NoReferenceError as e:
-            try:  # would one have been usable but for the pose limit?
-                nearest = references.choose_reference(desc, pose, candidates, **pick) if targets[i][2] else None
-            except NoReferenceError:
-                nearest = None
-            if nearest is None:
-                reports[i].status, reports[i].message = "no reference", str(e)
-                failures.append(f"face {i}: {e}")
-            else:
-                closest = min(pose_difference(pose, c.pose) for c in nearest.ranking_candidates())
-                reports[i].status = "pose out of range"
-                reports[i].message = (f"reference pose differs by {closest:.0f}°; the model is reliable up to "
-                                      f"{options.pose_limit:.0f}° (--force to retouch anyway)")
-            continue
-        reports[i].reference = _reference_dict(choice)
-        choices = references.top_choices(choice, max(1, options.best_of))
-        if check_limit := options.self_check.max_references:
-            choices = choices[:check_limit]
-        beyond = [pose_difference(pose, c.candidate.pose) for c in choices if any(c.candidate is x for x in far)]
-        if beyond:  # only with --force
-            reports[i].message = (f"forced past the pose limit: reference pose differs by {min(beyond):.0f}°; "
-                                  f"the model is reliable up to {options.pose_limit:.0f}°")
-        for c in choices:
-            c.candidate.pixels  # decoded here, not before: a cached analysis needs no pixels until chosen
-        jobs.append((i, choices, align_for_model(rgb, f.landmarks, model)))
+    jobs = [job for i in chosen if (job := _plan_face(rgb, i, faces[i], candidates, model, options, threshold, reports[i], failures))]
     timings["references"] = time.perf_counter() - t
     if not jobs:
         if failures:
@@ -191,91 +166,16 @@ def retouch(
 
     # Generator, batched over faces and their candidate references.
     t = time.perf_counter()
-    pairs = [(k, c) for k, (_, choices, _) in enumerate(jobs) for c in choices]
-    refs = [align_for_model(c.candidate.pixels, c.candidate.face.landmarks, model) for _, c in pairs]
-    raw = inpaint_crops(
-        model,
-        np.stack([jobs[k][2].crop for k, _ in pairs]),
-        np.stack([jobs[k][2].mask for k, _ in pairs]),
-        exemplar_batch(model, [jobs[k][2] for k, _ in pairs], refs),
-    )
-    generated: dict[int, list[tuple[Any, np.ndarray, dict]]] = {}
-    for (k, c), gen, ref in zip(pairs, raw, refs):
-        generated.setdefault(k, []).append((c, gen, ref))
+    generated = _generate(jobs, model)
     timings["generate"] = time.perf_counter() - t
 
-    # Paste back, one face at a time, into one output image. Every result is checked before it can
-    # be kept (selfcheck.py); of those that pass, the one closest to the face's own identity is kept.
-    # When none passes, the next best references are tried one by one, and the face is left exactly
-    # as it was when every reference fails.
+    # Paste back, one face at a time, into one output image (see _retouch_face).
     t = time.perf_counter()
-    out = rgb
-    check_cfg = options.self_check
     spent = {"check": 0.0, "generate": 0.0}
-    measured: dict[int, selfcheck.ReferenceEyes] = {}  # per reference face, what its results are checked against
-
-    def reference_eyes(c) -> selfcheck.ReferenceEyes:
-        if id(c) not in measured:
-            measured[id(c)] = selfcheck.ReferenceEyes.measure(c.pixels, c.face.landmarks)
-        return measured[id(c)]
-
-    for k, (i, _, prep) in enumerate(jobs):
-        desc, pose, far = targets[i]
-        attempts: list[dict[str, Any]] = []
-        tried: list[Any] = []
-        kept: list[tuple[float, int, Any, np.ndarray, Any]] = []  # (distance to the face itself, attempt, choice, photo, check)
-        pending = generated[k]
-        while pending:
-            for choice, gen, ref in pending:
-                pasted = _paste_face(out, faces[i], choice, prep, gen, ref, model, options)
-                tc = time.perf_counter()
-                check = selfcheck.check_face(
-                    pasted, faces[i], choice.candidate.descriptor, choice.distance, threshold, check_cfg,
-                    reference_eyes(choice.candidate) if check_cfg.enabled else None,
-                )
-                spent["check"] += time.perf_counter() - tc
-                own = facelib.descriptor_distance(check.descriptor, desc)
-                attempts.append(selfcheck.Attempt(_reference_dict(choice), check, {"identity_to_face": round(own, 4)}).to_dict())
-                tried.append(choice.candidate)
-                if check.passed or not check_cfg.enabled:
-                    kept.append((own, len(attempts) - 1, choice, pasted, check))
-            pending = []
-            if kept or (check_cfg.max_references is not None and len(tried) >= check_cfg.max_references):
-                break
-            try:  # none passed: the next best reference
-                choice = references.choose_reference(
-                    desc, pose, candidates, identity_threshold=threshold, any_identity=options.any_identity, exclude=[*tried, *far],
-                    target_width=facelib.face_width(faces[i]),
-                )
-            except NoReferenceError:
-                break
-            tg = time.perf_counter()
-            ref = align_for_model(choice.candidate.pixels, choice.candidate.face.landmarks, model)
-            gen = inpaint_crops(model, prep.crop[None], prep.mask[None], exemplar_batch(model, [prep], [ref]))[0]
-            spent["generate"] += time.perf_counter() - tg
-            pending = [(choice, gen, ref)]
-        if kept:
-            _, best, choice, pasted, check = min(kept, key=lambda r: (r[0], r[1]))
-            out = pasted
-            reports[i].status = "retouched"
-            reports[i].reference = _reference_dict(choice)
-            reports[i].mask_boxes = photo_boxes(prep.boxes, prep.matrix)
-            reports[i].eyes_after = None if check.eyes is None else _eyes_dict(check.eyes)
-            reports[i].identity_after = None if check.identity is None else round(float(check.identity), 4)
-        else:  # every usable reference failed: keep the face as it was
-            best = None
-            reports[i].status = "failed self-check"
-            reports[i].reference = None
-            reports[i].message = "no reference gave open eyes of the same person: " + "; ".join(
-                f"{Path(a['reference']['path']).name} (face {a['reference']['face'] + 1}): {', '.join(a['reasons'])}"
-                for a in attempts
-            )
-        reports[i].self_check = {
-            "enabled": check_cfg.enabled,
-            "passed": bool(kept) and bool(attempts[best]["passed"]),
-            "kept": best,  # index into attempts of the result kept (None: none)
-            "attempts": attempts,
-        }
+    reference_eyes = _ReferenceEyesCache()
+    out = rgb
+    for k, job in enumerate(jobs):
+        out = _retouch_face(out, job, generated[k], candidates, model, options, threshold, reference_eyes, reports[job.index], spent)
     timings["blend"] = time.perf_counter() - t - spent["check"] - spent["generate"]
     timings["generate"] += spent["generate"]
     timings["check"] = spent["check"]
@@ -283,7 +183,150 @@ def retouch(
     return result
 
 
-def _paste_face(out: np.ndarray, face, choice, prep: dict, gen: np.ndarray, ref: dict, model, options: RetouchOptions) -> np.ndarray:
+def _plan_face(rgb, i: int, f, candidates, model, options: RetouchOptions, threshold: float,
+               report: FaceReport, failures: list[str]) -> FaceJob | None:
+    """Measure face ``i`` and choose its references; None (with the reason in ``report``) when it has none."""
+    from exgan_cli.stages import faces as facelib, references
+
+    desc = facelib.face_descriptor(rgb, f)
+    pose = facelib.head_pose(f.landmarks, (rgb.shape[1], rgb.shape[0]))
+    # References turned further than the model handles are never used unless forced, in the first
+    # choice and in the self-check's retries alike.
+    far = [c for c in candidates if pose_difference(pose, c.pose) > options.pose_limit]
+    excluded = [] if options.force else far
+    pick = dict(identity_threshold=threshold, any_identity=options.any_identity, target_width=facelib.face_width(f))
+    try:
+        choice = references.choose_reference(desc, pose, candidates, exclude=excluded, **pick)
+    except NoReferenceError as e:
+        try:  # would one have been usable but for the pose limit?
+            nearest = references.choose_reference(desc, pose, candidates, **pick) if excluded else None
+        except NoReferenceError:
+            nearest = None
+        if nearest is None:
+            report.status, report.message = "no reference", str(e)
+            failures.append(f"face {i}: {e}")
+        else:
+            closest = min(pose_difference(pose, c.pose) for c in nearest.ranking_candidates())
+            report.status = "pose out of range"
+            report.message = (f"reference pose differs by {closest:.0f}°; the model is reliable up to "
+                              f"{options.pose_limit:.0f}° (--force to retouch anyway)")
+        return None
+    report.reference = _reference_dict(choice)
+    choices = references.top_choices(choice, max(1, options.best_of))
+    if check_limit := options.self_check.max_references:
+        choices = choices[:check_limit]
+    beyond = [pose_difference(pose, c.candidate.pose) for c in choices if any(c.candidate is x for x in far)]
+    if beyond:  # only with --force
+        report.message = (f"forced past the pose limit: reference pose differs by {min(beyond):.0f}°; "
+                          f"the model is reliable up to {options.pose_limit:.0f}°")
+    for c in choices:
+        c.candidate.pixels  # decoded here, not before: a cached analysis needs no pixels until chosen
+    return FaceJob(i, f, desc, pose, excluded, choices, align_for_model(rgb, f.landmarks, model))
+
+
+def _generate(jobs: list[FaceJob], model) -> list[list[tuple[Any, np.ndarray, AlignedFace]]]:
+    """One generator call for every (face, reference) pair of the first round; per job, (choice, raw output, aligned reference)."""
+    pairs = [(k, c) for k, job in enumerate(jobs) for c in job.choices]
+    refs = [align_for_model(c.candidate.pixels, c.candidate.face.landmarks, model) for _, c in pairs]
+    raw = inpaint_crops(
+        model,
+        np.stack([jobs[k].aligned.crop for k, _ in pairs]),
+        np.stack([jobs[k].aligned.mask for k, _ in pairs]),
+        exemplar_batch(model, [jobs[k].aligned for k, _ in pairs], refs),
+    )
+    generated: list[list[tuple[Any, np.ndarray, AlignedFace]]] = [[] for _ in jobs]
+    for (k, c), gen, ref in zip(pairs, raw, refs):
+        generated[k].append((c, gen, ref))
+    return generated
+
+
+class _ReferenceEyesCache:
+    """Per reference face, what its results are checked against (selfcheck.ReferenceEyes), measured once."""
+
+    def __init__(self) -> None:
+        self._measured: dict[int, Any] = {}
+
+    def __call__(self, candidate):
+        from exgan_cli.stages import selfcheck
+
+        if id(candidate) not in self._measured:
+            self._measured[id(candidate)] = selfcheck.ReferenceEyes.measure(candidate.pixels, candidate.face.landmarks)
+        return self._measured[id(candidate)]
+
+
+def _retouch_face(out: np.ndarray, job: FaceJob, pending: list, candidates, model, options: RetouchOptions,
+                  threshold: float, reference_eyes: _ReferenceEyesCache, report: FaceReport, spent: dict[str, float]) -> np.ndarray:
+    """``out`` with face ``job`` retouched, or unchanged when every result fails the self-check.
+
+    Every result is checked before it can be kept (selfcheck.py); of those that pass, the one
+    closest to the face's own identity is kept. When none passes, the next best references are
+    tried one by one, and the face is left exactly as it was when every reference fails.
+    """
+    from exgan_cli.stages import faces as facelib, references, selfcheck
+
+    check_cfg = options.self_check
+    attempts: list[dict[str, Any]] = []
+    tried: list[Any] = []
+    kept: list[tuple[float, int, Any, np.ndarray, Any]] = []  # (distance to the face itself, attempt, choice, photo, check)
+    while pending:
+        for choice, gen, ref in pending:
+            pasted = _paste_face(out, job.face, choice, job.aligned, gen, ref, model, options)
+            tc = time.perf_counter()
+            check = selfcheck.check_face(
+                pasted, job.face, choice.candidate.descriptor, choice.distance, threshold, check_cfg,
+                reference_eyes(choice.candidate) if check_cfg.enabled else None,
+            )
+            spent["check"] += time.perf_counter() - tc
+            own = facelib.descriptor_distance(check.descriptor, job.descriptor)
+            attempts.append(selfcheck.Attempt(_reference_dict(choice), check, {"identity_to_face": round(own, 4)}).to_dict())
+            tried.append(choice.candidate)
+            if check.passed or not check_cfg.enabled:
+                kept.append((own, len(attempts) - 1, choice, pasted, check))
+        pending = []
+        if kept or (check_cfg.max_references is not None and len(tried) >= check_cfg.max_references):
+            break
+        try:  # none passed: the next best reference
+            choice = references.choose_reference(
+                job.descriptor, job.pose, candidates, identity_threshold=threshold, any_identity=options.any_identity,
+                exclude=[*tried, *job.far], target_width=facelib.face_width(job.face),
+            )
+        except NoReferenceError:
+            break
+        tg = time.perf_counter()
+        ref = align_for_model(choice.candidate.pixels, choice.candidate.face.landmarks, model)
+        gen = inpaint_crops(model, job.aligned.crop[None], job.aligned.mask[None], exemplar_batch(model, [job.aligned], [ref]))[0]
+        spent["generate"] += time.perf_counter() - tg
+        pending = [(choice, gen, ref)]
+    best = _report_outcome(report, job, kept, attempts)
+    report.self_check = {
+        "enabled": check_cfg.enabled,
+        "passed": bool(kept) and bool(attempts[best]["passed"]),
+        "kept": best,  # index into attempts of the result kept (None: none)
+        "attempts": attempts,
+    }
+    return min(kept, key=lambda r: (r[0], r[1]))[3] if kept else out
+
+
+def _report_outcome(report: FaceReport, job: FaceJob, kept: list, attempts: list[dict[str, Any]]) -> int | None:
+    """Fill ``report`` with the result kept (the passing one closest to the face's identity); its attempt index."""
+    if not kept:  # every usable reference failed: the face stays as it was
+        report.status = "failed self-check"
+        report.reference = None
+        report.message = "no reference gave open eyes of the same person: " + "; ".join(
+            f"{Path(a['reference']['path']).name} (face {a['reference']['face'] + 1}): {', '.join(a['reasons'])}"
+            for a in attempts
+        )
+        return None
+    _, best, choice, _, check = min(kept, key=lambda r: (r[0], r[1]))
+    report.status = "retouched"
+    report.reference = _reference_dict(choice)
+    report.mask_boxes = photo_boxes(job.aligned.boxes, job.aligned.matrix)
+    report.eyes_after = None if check.eyes is None else _eyes_dict(check.eyes)
+    report.identity_after = None if check.identity is None else round(float(check.identity), 4)
+    return best
+
+
+def _paste_face(out: np.ndarray, face, choice, prep: AlignedFace, gen: np.ndarray, ref: AlignedFace, model, options: RetouchOptions) -> np.ndarray:
     """``out`` with one generated face (raw generator output ``gen``) colour-matched and pasted back."""
     colour = match_colour(gen, prep.crop, prep.boxes, options.blend)
     # G is only trained inside its holes (masked L1 on the composite), but the feathered alpha
