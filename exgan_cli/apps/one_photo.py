@@ -79,59 +79,38 @@ def check_outputs(request: RetouchRequest) -> None:
 
 
 def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] = None) -> Outcome:
-    from exgan_cli.stages import eye_state as eyes, faces as facelib
-    from exgan_cli.files.images import atomic_write_bytes, load_image, save_image, save_image_info
-    from exgan_cli.apps.retouch import retouch, select_faces
-    from exgan_cli.stages.references import collect_reference_paths, load_candidates, open_cache
-    from exgan_cli.model.weights import load_pretrained, resolve_default, resolve_device
+    """Retouch ``request.photo`` and write its output (and report, compare image) atomically.
+
+    Raises an ExganError subclass, with nothing written, for a bad input, no face, no usable
+    reference, or when no retouched face passes the self-check (or the pose limit).
+    """
+    from exgan_cli.apps.inputs import find_faces, load_model_in_background, load_references
+    from exgan_cli.files.images import load_image
 
     say = log or (lambda s: None)
     options = request.options
     timings: dict[str, float] = {}
     check_outputs(request)
-
-    # The generator is loaded on a second core while this one decodes and detects: importing torch
-    # is most of a cold start, and dlib releases the GIL while it scans (benchmarks/cold_start.py).
-    # A bad --weights is still reported where it is needed, after the photo and its references.
-    from concurrent.futures import ThreadPoolExecutor
-
-    loader = ThreadPoolExecutor(1, thread_name_prefix="exgan-model")
-    spec = options.weights if options.weights else None
-    model_future = loader.submit(lambda: load_pretrained(spec or resolve_default(), device=resolve_device(options.device)))
-    loader.shutdown(wait=False)
+    model_future = load_model_in_background(options)  # a bad --weights is reported where it is needed
 
     t = time.perf_counter()
     image = load_image(request.photo)
     timings["load"] = time.perf_counter() - t
-
     t = time.perf_counter()
-    min_face = facelib.MIN_FACE if options.min_face is None else float(options.min_face)
-    found = facelib.detect_faces(image.pixels, detector=options.detector, min_face=min_face)
+    found, states = find_faces(image.pixels, options)
     timings["detect"] = time.perf_counter() - t
     if not found:
         raise NoFaceError(f"{request.photo}: no face found")
-    states = [eyes.assess(image.pixels, f) for f in found]
-    try:
-        selected = select_faces(found, states, options)
-    except NoFaceError as e:
-        raise NoFaceError(f"{request.photo}: {e}") from None
-    if not selected:
-        say(f"{request.photo}: {len(found)} face(s), none with closed eyes: nothing to do, nothing written")
-        from exgan_cli.apps.retouch import FaceReport, _eyes_dict
-
-        reports = [
-            FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=_eyes_dict(s), status="eyes open")
-            for i, (f, s) in enumerate(zip(found, states))
-        ]
-        return Outcome(photo=request.photo, output=None, status="nothing to do", faces=reports, timings=timings)
+    nothing = _nothing_to_do(request, found, states, say)
+    if nothing is not None:
+        nothing.timings = timings
+        return nothing
 
     t = time.perf_counter()
-    paths = collect_reference_paths(request.refs, request.ref_dir)
-    if not paths:
-        raise NoReferenceError(f"{request.photo}: no reference photo given (use --ref or --ref-dir)")
-    cache = open_cache(options.detector) if options.cache else None
-    candidates, rejections = load_candidates(paths, detector=options.detector, cache=cache)
-    rejected = [{"path": str(r.path), "face": r.face_index, "reason": r.reason} for r in rejections]
+    try:
+        candidates, rejected = load_references(request.refs, request.ref_dir, options)
+    except NoReferenceError as e:
+        raise NoReferenceError(f"{request.photo}: {e}") from None
     timings["references"] = time.perf_counter() - t
     if not candidates:
         why = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rejected) or "none found"
@@ -141,32 +120,63 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     model = model_future.result()  # loaded meanwhile; raises its WeightsError here
     timings["model"] = time.perf_counter() - t
     say(f"weights: {model.source}")
-
-    try:
-        result = retouch(image.pixels, candidates, model, options, faces=found, states=states)
-    except NoReferenceError as e:
-        raise NoReferenceError(f"{request.photo}: {e}") from None
+    result = _retouch_checked(request, image.pixels, candidates, model, found, states)
     for k, v in result.timings.items():
         timings[k] = timings.get(k, 0.0) + v
-    refused = [f for f in result.faces if f.status in ("failed self-check", "pose out of range")]
-    if not result.retouched and refused:
-        why = "; ".join(f"face {f.index}: {f.message}" for f in refused)
-        raise SelfCheckError(f"{request.photo}: no retouched face passed the self-check (or the pose limit), nothing written: {why}")
-
     outcome = Outcome(
         photo=request.photo, output=request.output, status="written", faces=result.faces,
         weights=model.source, rejected=rejected, timings=timings,
     )
+    _write(request, image, result, candidates, outcome, say)
+    return outcome
+
+
+def _nothing_to_do(request: RetouchRequest, found: list, states: list, say) -> Outcome | None:
+    """The outcome when no face is selected (nothing written); None when there is work."""
+    from exgan_cli.apps.retouch import FaceReport, select_faces
+
+    try:
+        selected = select_faces(found, states, request.options)
+    except NoFaceError as e:
+        raise NoFaceError(f"{request.photo}: {e}") from None
+    if selected:
+        return None
+    say(f"{request.photo}: {len(found)} face(s), none with closed eyes: nothing to do, nothing written")
+    reports = [
+        FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=s.to_dict(), status="eyes open")
+        for i, (f, s) in enumerate(zip(found, states))
+    ]
+    return Outcome(photo=request.photo, output=None, status="nothing to do", faces=reports)
+
+
+def _retouch_checked(request: RetouchRequest, pixels: np.ndarray, candidates: list, model, found: list, states: list):
+    """apps.retouch.retouch with the photo's name on its errors; SelfCheckError when every face was refused."""
+    from exgan_cli.apps.retouch import retouch
+
+    try:
+        result = retouch(pixels, candidates, model, request.options, faces=found, states=states)
+    except NoReferenceError as e:
+        raise NoReferenceError(f"{request.photo}: {e}") from None
+    refused = [f for f in result.faces if f.status in ("failed self-check", "pose out of range")]
+    if not result.retouched and refused:
+        why = "; ".join(f"face {f.index}: {f.message}" for f in refused)
+        raise SelfCheckError(f"{request.photo}: no retouched face passed the self-check (or the pose limit), nothing written: {why}")
+    return result
+
+
+def _write(request: RetouchRequest, image, result, candidates: list, outcome: Outcome, say) -> None:
+    """The compare image, the photo (JPEG blocks patched where possible), then the report."""
+    from exgan_cli.files.images import atomic_write_bytes, save_image, save_image_info
+
     t = time.perf_counter()
     if request.compare is not None:
         save_image(compare_image(image.pixels, result, candidates), request.compare, overwrite=request.overwrite)
     saved = save_image_info(result.pixels, request.output, like=image, overwrite=request.overwrite)
     outcome.save = saved.to_dict()
     say(saved.describe())
-    timings["write"] = time.perf_counter() - t
+    outcome.timings["write"] = time.perf_counter() - t
     if request.report is not None:  # after the photo: the report says how it was written
         atomic_write_bytes(request.report, (json.dumps(outcome.to_dict(), indent=2) + "\n").encode())
-    return outcome
 
 
 def compare_image(before: np.ndarray, result, candidates, height: int = 768) -> np.ndarray:
