@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from exgan_cli.stages.blend import BlendConfig
 from exgan_cli.stages.selfcheck import SelfCheckConfig
 
+__all__ = ["RetouchOptions", "BlendConfig", "SelfCheckConfig"]
+
 
 @dataclass
 class RetouchOptions:

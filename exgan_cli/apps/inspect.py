@@ -90,14 +90,8 @@ def inspect_photo(
     Raises BadInputError for an unreadable photo. A photo without faces is not an error here:
     ``faces`` is empty. ``cache``: reuse stored reference analyses (references.open_cache).
     """
-    from exgan_cli.stages import eye_classifier, eye_state as eyes, faces as facelib, geometry, references
-    from exgan_cli.stages.blend import photo_boxes
-    from exgan_cli.errors import NoReferenceError
     from exgan_cli.files.images import load_image
-    from exgan_cli.options import RetouchOptions
-    from exgan_cli.stages.faces import pose_difference
-
-    POSE_LIMIT = RetouchOptions().pose_limit
+    from exgan_cli.stages import eye_classifier, eye_state as eyes, faces as facelib, references
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -121,48 +115,11 @@ def inspect_photo(
     t = time.perf_counter()
     out_faces = []
     for i, f in enumerate(found):
-        state = eyes.assess(image.pixels, f)
-        pose = facelib.head_pose(f.landmarks, image.size)
-        desc = facelib.face_descriptor(image.pixels, f)
-        _, matrix = geometry.align_face(image.pixels, f.landmarks, align)
-        boxes = geometry.eye_boxes(geometry.transform_points(f.landmarks, matrix), mask)
-        entry: dict[str, Any] = {
-            "index": i,
-            "box": [int(v) for v in f.box],
-            "detector": f.detector,
-            "detector_score": _r(f.score),
-            "eye_state": "closed" if state.closed else "open",
-            "eyes": state.to_dict(),
-            "pose": dict(zip(("yaw", "pitch", "roll"), (_r(v, 1) for v in pose))),
-            "width": _r(facelib.face_width(f), 1),
-            "sharpness": _r(facelib.sharpness(image.pixels, f), 1),
-            "mask_boxes": [[round(v, 1) for v in b] for b in photo_boxes(boxes, matrix)],
-        }
+        entry = _face_entry(image, i, f, align, mask)
         if paths:
-            entry["identity"] = [
-                {"path": str(c.path), "face": c.index, "distance": _r(facelib.descriptor_distance(desc, c.descriptor)),
-                 "same_person": bool(facelib.descriptor_distance(desc, c.descriptor) <= threshold)}
-                for c in candidates
-            ]
-            try:
-                choice = references.choose_reference(
-                    desc, pose, candidates, identity_threshold=threshold, rejections=rejections, target_width=facelib.face_width(f)
-                )
-                ranking, best, error = choice.ranking, choice.candidate, None
-            except NoReferenceError as e:  # every candidate rejected; the error carries the verdicts
-                ranking, best, error = getattr(e, "ranking", []), None, str(e)
-            entry["references"] = [
-                {"path": str(c.path), "face": c.index, "usable": score is not None, "chosen": c is best,
-                 "score": _r(score) if score is not None else None, "distance": _r(d), "why": why,
-                 "pose_difference": _r(pose_difference(pose, c.pose), 1),
-                 "within_pose_limit": bool(pose_difference(pose, c.pose) <= POSE_LIMIT)}
-                for c, score, d, why in ranking
-            ] + [{"path": str(r.path), "face": r.face_index, "usable": False, "chosen": False, "score": None,
-                  "distance": None, "why": r.reason} for r in rejections]
-            if error:
-                entry["no_reference"] = error
-            if best is not None:
-                entry["self_check"] = self_check_plan(facelib.face_width(f), best, threshold, d_best=facelib.descriptor_distance(desc, best.descriptor))
+            desc = facelib.face_descriptor(image.pixels, f)
+            pose = facelib.head_pose(f.landmarks, image.size)
+            entry.update(_reference_verdicts(f, desc, pose, candidates, rejections, threshold))
         out_faces.append(entry)
     timings["faces"] = time.perf_counter() - t
 
@@ -183,6 +140,64 @@ def inspect_photo(
         + [{"path": str(r.path), "face": r.face_index, "usable": False, "why": r.reason} for r in rejections],
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+
+
+def _face_entry(image, i: int, f, align: AlignConfig, mask: MaskConfig) -> dict[str, Any]:
+    """What inspect says of one face by itself: box, eye state, pose, size, sharpness, eye masks."""
+    from exgan_cli.stages import eye_state as eyes, faces as facelib, geometry
+    from exgan_cli.stages.blend import photo_boxes
+
+    state = eyes.assess(image.pixels, f)
+    pose = facelib.head_pose(f.landmarks, image.size)
+    _, matrix = geometry.align_face(image.pixels, f.landmarks, align)
+    boxes = geometry.eye_boxes(geometry.transform_points(f.landmarks, matrix), mask)
+    return {
+        "index": i,
+        "box": [int(v) for v in f.box],
+        "detector": f.detector,
+        "detector_score": _r(f.score),
+        "eye_state": "closed" if state.closed else "open",
+        "eyes": state.to_dict(),
+        "pose": dict(zip(("yaw", "pitch", "roll"), (_r(v, 1) for v in pose))),
+        "width": _r(facelib.face_width(f), 1),
+        "sharpness": _r(facelib.sharpness(image.pixels, f), 1),
+        "mask_boxes": [[round(v, 1) for v in b] for b in photo_boxes(boxes, matrix)],
+    }
+
+
+def _reference_verdicts(f, desc: np.ndarray, pose, candidates: list, rejections: list, threshold: float) -> dict[str, Any]:
+    """Per reference face: identity distance, usable or not and why, the pose difference; the self-check plan."""
+    from exgan_cli.errors import NoReferenceError
+    from exgan_cli.options import RetouchOptions
+    from exgan_cli.stages import faces as facelib, references
+    from exgan_cli.stages.faces import pose_difference
+
+    pose_limit = RetouchOptions().pose_limit
+    entry: dict[str, Any] = {"identity": [
+        {"path": str(c.path), "face": c.index, "distance": _r(facelib.descriptor_distance(desc, c.descriptor)),
+         "same_person": bool(facelib.descriptor_distance(desc, c.descriptor) <= threshold)}
+        for c in candidates
+    ]}
+    try:
+        choice = references.choose_reference(
+            desc, pose, candidates, identity_threshold=threshold, rejections=rejections, target_width=facelib.face_width(f)
+        )
+        ranking, best, error = choice.ranking, choice.candidate, None
+    except NoReferenceError as e:  # every candidate rejected; the error carries the verdicts
+        ranking, best, error = getattr(e, "ranking", []), None, str(e)
+    entry["references"] = [
+        {"path": str(c.path), "face": c.index, "usable": score is not None, "chosen": c is best,
+         "score": _r(score) if score is not None else None, "distance": _r(d), "why": why,
+         "pose_difference": _r(pose_difference(pose, c.pose), 1),
+         "within_pose_limit": bool(pose_difference(pose, c.pose) <= pose_limit)}
+        for c, score, d, why in ranking
+    ] + [{"path": str(r.path), "face": r.face_index, "usable": False, "chosen": False, "score": None,
+          "distance": None, "why": r.reason} for r in rejections]
+    if error:
+        entry["no_reference"] = error
+    if best is not None:
+        entry["self_check"] = self_check_plan(facelib.face_width(f), best, threshold, d_best=facelib.descriptor_distance(desc, best.descriptor))
+    return entry
 
 
 def draw_inspection(rgb: np.ndarray, info: dict[str, Any]) -> np.ndarray:

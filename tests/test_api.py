@@ -1,0 +1,91 @@
+"""The Python API (exgan_cli.open_eyes, inspect, load_model, find_faces, save_photo) on real photos,
+with the bundled models, and its agreement with `exgan open-eyes`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import exgan_cli
+from exgan_cli.errors import BadInputError, NoFaceError, NoReferenceError
+from tests.conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, DATA, GROUP, GROUP_FACES
+
+EXAMPLE = DATA.parent.parent / "examples" / "hugo_chavez_closed.jpg"
+EXAMPLE_REFS = sorted((DATA.parent.parent / "examples" / "refs").glob("*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return exgan_cli.load_model()  # the bundled reference model
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, exgan_cli; print(any(m in sys.modules for m in ('torch', 'dlib', 'cv2')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_find_faces_gives_each_face_its_eye_state():
+    from exgan_cli.files.images import load_image
+
+    faces, states = exgan_cli.find_faces(load_image(GROUP).pixels)
+    assert len(faces) == len(states) == GROUP_FACES
+    assert [f.box[0] for f in faces] == sorted(f.box[0] for f in faces)  # left to right, boxes (x0, y0, x1, y1)
+    assert all(f.box[2] > f.box[0] and f.box[3] > f.box[1] for f in faces)
+
+
+def test_open_eyes_opens_the_closed_eyes_and_touches_nothing_else(model):
+    from exgan_cli.files.images import load_image
+
+    before = load_image(CHAVEZ_CLOSED).pixels
+    result = exgan_cli.open_eyes(CHAVEZ_CLOSED, refs=CHAVEZ_OPEN, model=model)
+    assert [f.status for f in result.faces] == ["retouched"]
+    face = result.faces[0]
+    assert face.eyes_before["closed"] and not face.eyes_after["closed"]
+    changed = np.any(result.pixels != before, axis=2)
+    assert changed.any()
+    x0, y0, x1, y1 = face.box
+    assert not changed[:y0].any() and not changed[y1:].any()  # only inside the face
+    assert before is not result.pixels
+
+
+def test_open_eyes_takes_an_array_and_options():
+    from exgan_cli.files.images import load_image
+
+    pixels = load_image(CHAVEZ_CLOSED).pixels
+    opts = exgan_cli.RetouchOptions(self_check=exgan_cli.options.SelfCheckConfig(enabled=False), best_of=1)
+    result = exgan_cli.open_eyes(pixels, refs=CHAVEZ_OPEN[:1], options=opts)
+    assert result.faces[0].status == "retouched"
+    assert result.faces[0].self_check["enabled"] is False
+
+
+def test_api_and_cli_write_the_same_bytes(tmp_path, model):
+    from typer.testing import CliRunner
+
+    from exgan_cli.cli import app
+
+    api_out = exgan_cli.save_photo(exgan_cli.open_eyes(EXAMPLE, refs=EXAMPLE_REFS, model=model), tmp_path / "api.jpg", like=EXAMPLE)
+    cli_out = tmp_path / "cli.jpg"
+    args = ["open-eyes", str(EXAMPLE), *[a for r in EXAMPLE_REFS for a in ("--ref", str(r))], "-o", str(cli_out), "--quiet"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert api_out.read_bytes() == cli_out.read_bytes()
+
+
+def test_inspect_sees_the_closed_eyes_and_judges_each_reference():
+    info = exgan_cli.inspect(CHAVEZ_CLOSED, refs=CHAVEZ_OPEN)
+    assert [f["eye_state"] for f in info["faces"]] == ["closed"]
+    verdicts = info["faces"][0]["references"]
+    assert len(verdicts) == len(CHAVEZ_OPEN) and any(v["chosen"] for v in verdicts)
+
+
+def test_errors_are_exgan_errors(tmp_path):
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError):
+        exgan_cli.open_eyes(blank, refs=CHAVEZ_OPEN)
+    with pytest.raises(NoReferenceError, match="no reference photo given"):
+        exgan_cli.open_eyes(CHAVEZ_CLOSED, refs=[])
+    with pytest.raises(BadInputError, match="nope.jpg"):
+        exgan_cli.open_eyes(tmp_path / "nope.jpg", refs=CHAVEZ_OPEN)
+    assert issubclass(NoFaceError, exgan_cli.ExganError)
