@@ -1,7 +1,7 @@
 """How result quality falls as the head poses of face and reference differ (issue #14).
 
 Reads an `exgan evaluate --json` file (the paper's protocol: every row has the pose difference
-between the target and its reference, pipeline.pose_difference of faces.head_pose on the
+between the target and its reference, pose.pose_difference of pose.head_pose on the
 aligned landmarks) and prints, per pose-difference bin, the mean L1 eyes, colour eyes and ID
 distance of each model with the right reference, and how much the first model gains over the
 no-exemplar model there (paired on the same faces). The pose limit is the largest difference up

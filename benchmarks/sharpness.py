@@ -15,7 +15,7 @@ time the detail adds to the paste stage per face (median of 5 runs of that stage
 The pipeline's self-check is off, so both runs keep the same reference.
 
 Also printed: the reference the pipeline itself would choose for each target among the other
-photos (references.choose_reference with the target's face width, as pipeline.retouch calls it)
+photos (reference_choice.choose_reference with the target's face width, as pipeline.retouch calls it)
 and its figures, next to the choice of the older absolute-size scoring (no target width).
 
 The generator: --weights when given, else the bundled weights/exgan-reference-128 (a trained
@@ -183,7 +183,8 @@ def main() -> None:
     from exgan_cli.files.images import load_image
     from exgan_cli.options import RetouchOptions
     from exgan_cli.apps.retouch import retouch
-    from exgan_cli.stages.references import choose_reference, load_candidates
+    from exgan_cli.stages.reference_choice import choose_reference
+    from exgan_cli.stages.references import load_candidates
     from exgan_cli.stages.selfcheck import SelfCheckConfig
 
     names = person_photos(args.photos / "master.csv", args.person)

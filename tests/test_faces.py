@@ -11,6 +11,7 @@ import pytest
 from exgan_cli.stages import faces as F
 from exgan_cli.stages import geometry as G
 from exgan_cli.stages.faces import SAME_PERSON_THRESHOLD, Face, descriptor_distance, detect_faces, face_descriptor
+from exgan_cli.stages.pose import head_pose
 from exgan_cli.files.images import load_image
 
 from conftest import CHAVEZ_OPEN, DATA, GROUP, GROUP_FACES, HIGHRES, POWELL, SERENA
@@ -209,12 +210,12 @@ def test_descriptor_across_resolutions(highres, group):
 def test_head_pose_signs(lfw_faces):
     for name, (rgb, face) in lfw_faces.items():
         h, w = rgb.shape[:2]
-        yaw, pitch, roll = F.head_pose(face.landmarks, (w, h))
+        yaw, pitch, roll = head_pose(face.landmarks, (w, h))
         assert all(abs(v) < 60 for v in (yaw, pitch, roll)), name
         # mirroring the photo mirrors yaw and roll and keeps pitch
         flipped = np.ascontiguousarray(rgb[:, ::-1])
         mf = detect_faces(flipped)[0]
-        yaw2, pitch2, roll2 = F.head_pose(mf.landmarks, (w, h))
+        yaw2, pitch2, roll2 = head_pose(mf.landmarks, (w, h))
         assert abs(yaw + yaw2) < 6 and abs(roll + roll2) < 4 and abs(pitch - pitch2) < 5, name
         # yaw > 0 means the nose points to the image's right: the nose tip lies right of
         # the middle of the eyes
@@ -231,8 +232,8 @@ def test_roll_sign():
     centre = face.landmarks.mean(axis=0)
     m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), -20, 1.0)  # cv2: + is CCW
     lm = G.transform_points(face.landmarks, m)
-    roll0 = F.head_pose(face.landmarks, (250, 250))[2]
-    roll1 = F.head_pose(lm, (250, 250))[2]
+    roll0 = head_pose(face.landmarks, (250, 250))[2]
+    roll1 = head_pose(lm, (250, 250))[2]
     assert 14 < roll1 - roll0 < 26
 
 

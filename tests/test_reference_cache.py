@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from exgan_cli.stages import references
+from exgan_cli.stages import reference_choice, references
 from exgan_cli.cli import app
 from exgan_cli.errors import BadInputError
 from exgan_cli.stages.reference_cache import AnalysisCache, default_cache_dir
@@ -67,8 +67,8 @@ def test_a_second_load_is_served_from_the_cache_exactly(refs, tmp_path):
     assert group[1].photo._pixels is group[0].pixels
     # And the choice made from them is the same.
     target = cold[0].descriptor
-    a = references.choose_reference(target, (0.0, 0.0, 0.0), cold)
-    b = references.choose_reference(target, (0.0, 0.0, 0.0), warm)
+    a = reference_choice.choose_reference(target, (0.0, 0.0, 0.0), cold)
+    b = reference_choice.choose_reference(target, (0.0, 0.0, 0.0), warm)
     assert a.candidate.key == b.candidate.key and a.score == b.score and a.reasons == b.reasons
 
 

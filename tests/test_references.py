@@ -9,17 +9,11 @@ import pytest
 from PIL import Image
 
 from exgan_cli.errors import BadInputError, NoReferenceError
-from exgan_cli.stages.faces import SAME_PERSON_THRESHOLD, detect_faces, face_descriptor, face_width, head_pose
+from exgan_cli.stages.faces import SAME_PERSON_THRESHOLD, detect_faces, face_descriptor, face_width
+from exgan_cli.stages.pose import head_pose
 from exgan_cli.files.images import load_image
-from exgan_cli.stages.references import (
-    WEIGHTS,
-    Candidate,
-    Choice,
-    Rejection,
-    choose_reference,
-    collect_reference_paths,
-    load_candidates,
-)
+from exgan_cli.stages.reference_choice import WEIGHTS, Choice, choose_reference
+from exgan_cli.stages.references import Candidate, Rejection, collect_reference_paths, load_candidates
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, DATA, GROUP, GROUP_ANGELINA, GROUP_FACES, HIGHRES, POWELL
 

@@ -4,7 +4,7 @@ For every face: the box and which detector found it, the eye state with both sco
 eye-state classifier's P(closed) and the two eye aspect ratios), the head pose from the
 landmarks, the eye masks the model would in-paint (mapped back to the photo), and, with
 reference photos, the identity distance to each reference face and whether each one is usable
-for this face and why (the ranking references.choose_reference would use). ``inspect_photo``
+for this face and why (the ranking reference_choice.choose_reference would use). ``inspect_photo``
 returns plain data (JSON-ready); ``draw_inspection`` draws it on a copy of the photo.
 """
 
@@ -92,6 +92,7 @@ def inspect_photo(
     """
     from exgan_cli.files.images import load_image
     from exgan_cli.stages import eye_classifier, eye_state as eyes, faces as facelib, references
+    from exgan_cli.stages.pose import head_pose
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -118,7 +119,7 @@ def inspect_photo(
         entry = _face_entry(image, i, f, align, mask)
         if paths:
             desc = facelib.face_descriptor(image.pixels, f)
-            pose = facelib.head_pose(f.landmarks, image.size)
+            pose = head_pose(f.landmarks, image.size)
             entry.update(_reference_verdicts(f, desc, pose, candidates, rejections, threshold))
         out_faces.append(entry)
     timings["faces"] = time.perf_counter() - t
@@ -145,10 +146,11 @@ def inspect_photo(
 def _face_entry(image, i: int, f, align: AlignConfig, mask: MaskConfig) -> dict[str, Any]:
     """What inspect says of one face by itself: box, eye state, pose, size, sharpness, eye masks."""
     from exgan_cli.stages import eye_state as eyes, faces as facelib, geometry
+    from exgan_cli.stages.pose import head_pose
     from exgan_cli.stages.blend import photo_boxes
 
     state = eyes.assess(image.pixels, f)
-    pose = facelib.head_pose(f.landmarks, image.size)
+    pose = head_pose(f.landmarks, image.size)
     _, matrix = geometry.align_face(image.pixels, f.landmarks, align)
     boxes = geometry.eye_boxes(geometry.transform_points(f.landmarks, matrix), mask)
     return {
@@ -169,8 +171,8 @@ def _reference_verdicts(f, desc: np.ndarray, pose, candidates: list, rejections:
     """Per reference face: identity distance, usable or not and why, the pose difference; the self-check plan."""
     from exgan_cli.errors import NoReferenceError
     from exgan_cli.options import RetouchOptions
-    from exgan_cli.stages import faces as facelib, references
-    from exgan_cli.stages.faces import pose_difference
+    from exgan_cli.stages import faces as facelib, reference_choice
+    from exgan_cli.stages.pose import pose_difference
 
     pose_limit = RetouchOptions().pose_limit
     entry: dict[str, Any] = {"identity": [
@@ -179,7 +181,7 @@ def _reference_verdicts(f, desc: np.ndarray, pose, candidates: list, rejections:
         for c in candidates
     ]}
     try:
-        choice = references.choose_reference(
+        choice = reference_choice.choose_reference(
             desc, pose, candidates, identity_threshold=threshold, rejections=rejections, target_width=facelib.face_width(f)
         )
         ranking, best, error = choice.ranking, choice.candidate, None

@@ -21,7 +21,7 @@ from exgan_cli.stages.blend import feather_alpha, match_colour, paste_back, phot
 from exgan_cli.stages.detail import DetailSource, Exemplar
 from exgan_cli.errors import NoFaceError, NoReferenceError
 from exgan_cli.options import RetouchOptions
-from exgan_cli.stages.faces import pose_difference
+from exgan_cli.stages.pose import head_pose, pose_difference
 from exgan_cli.stages.generate import AlignedFace, align_for_model, exemplar_batch, inpaint_crops
 
 
@@ -107,7 +107,7 @@ class FaceJob:
     index: int
     face: Any  # faces.Face
     descriptor: np.ndarray  # its identity descriptor (the self-check keeps the result closest to it)
-    pose: tuple[float, ...]  # faces.head_pose
+    pose: tuple[float, ...]  # pose.head_pose
     far: list  # candidates beyond the pose limit, never tried (empty with --force)
     choices: list  # references.Choice, best first: the first round of attempts
     aligned: AlignedFace
@@ -186,20 +186,20 @@ def retouch(
 def _plan_face(rgb, i: int, f, candidates, model, options: RetouchOptions, threshold: float,
                report: FaceReport, failures: list[str]) -> FaceJob | None:
     """Measure face ``i`` and choose its references; None (with the reason in ``report``) when it has none."""
-    from exgan_cli.stages import faces as facelib, references
+    from exgan_cli.stages import faces as facelib, reference_choice
 
     desc = facelib.face_descriptor(rgb, f)
-    pose = facelib.head_pose(f.landmarks, (rgb.shape[1], rgb.shape[0]))
+    pose = head_pose(f.landmarks, (rgb.shape[1], rgb.shape[0]))
     # References turned further than the model handles are never used unless forced, in the first
     # choice and in the self-check's retries alike.
     far = [c for c in candidates if pose_difference(pose, c.pose) > options.pose_limit]
     excluded = [] if options.force else far
     pick = dict(identity_threshold=threshold, any_identity=options.any_identity, target_width=facelib.face_width(f))
     try:
-        choice = references.choose_reference(desc, pose, candidates, exclude=excluded, **pick)
+        choice = reference_choice.choose_reference(desc, pose, candidates, exclude=excluded, **pick)
     except NoReferenceError as e:
         try:  # would one have been usable but for the pose limit?
-            nearest = references.choose_reference(desc, pose, candidates, **pick) if excluded else None
+            nearest = reference_choice.choose_reference(desc, pose, candidates, **pick) if excluded else None
         except NoReferenceError:
             nearest = None
         if nearest is None:
@@ -212,7 +212,7 @@ def _plan_face(rgb, i: int, f, candidates, model, options: RetouchOptions, thres
                               f"{options.pose_limit:.0f}° (--force to retouch anyway)")
         return None
     report.reference = _reference_dict(choice)
-    choices = references.top_choices(choice, max(1, options.best_of))
+    choices = reference_choice.top_choices(choice, max(1, options.best_of))
     if check_limit := options.self_check.max_references:
         choices = choices[:check_limit]
     beyond = [pose_difference(pose, c.candidate.pose) for c in choices if any(c.candidate is x for x in far)]
@@ -262,7 +262,7 @@ def _retouch_face(out: np.ndarray, job: FaceJob, pending: list, candidates, mode
     closest to the face's own identity is kept. When none passes, the next best references are
     tried one by one, and the face is left exactly as it was when every reference fails.
     """
-    from exgan_cli.stages import faces as facelib, references, selfcheck
+    from exgan_cli.stages import faces as facelib, reference_choice, selfcheck
 
     check_cfg = options.self_check
     attempts: list[dict[str, Any]] = []
@@ -286,7 +286,7 @@ def _retouch_face(out: np.ndarray, job: FaceJob, pending: list, candidates, mode
         if kept or (check_cfg.max_references is not None and len(tried) >= check_cfg.max_references):
             break
         try:  # none passed: the next best reference
-            choice = references.choose_reference(
+            choice = reference_choice.choose_reference(
                 job.descriptor, job.pose, candidates, identity_threshold=threshold, any_identity=options.any_identity,
                 exclude=[*tried, *job.far], target_width=facelib.face_width(job.face),
             )

@@ -825,8 +825,8 @@ def evaluate(cfg: EvalConfig, progress: Optional[ProgressFn] = None, log: Option
         groups.setdefault((m.align_cfg.resolution, m.mask_cfg), []).append(_model_method(name, m))
 
     from exgan_cli.stages.eye_colour import colour_distance, iris_colour
-    from exgan_cli.stages.faces import head_pose
-    from exgan_cli.stages.faces import pose_difference
+    from exgan_cli.stages.pose import head_pose
+    from exgan_cli.stages.pose import pose_difference
 
     rows: list[dict] = []
     redness = np.full(n, np.nan)  # the true irises' a* relative to the skin (light_eyed)
