@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from exgan_cli.options import RetouchOptions
-from exgan_cli.errors import BadInputError, NoFaceError, NoReferenceError, OutputError, SelfCheckError
+from exgan_cli.errors import BadInputError, NoFaceError, NoReferenceError, SelfCheckError
 
 
 @dataclass
@@ -56,26 +56,15 @@ class Outcome:
         }
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
-
-
 def check_outputs(request: RetouchRequest) -> None:
     """Refuse outputs that would overwrite the input or an existing file (before any work)."""
     if not request.photo.is_file():
         raise BadInputError(f"{request.photo}: no such file")
+    from exgan_cli.files.images import check_output
+
     for path in (request.output, request.report, request.compare):
-        if path is None:
-            continue
-        if _same_file(path, request.photo):
-            raise OutputError(f"{path}: refusing to overwrite the input photo")
-        if path.exists() and not request.overwrite:
-            raise OutputError(f"{path}: already exists (use --overwrite to replace it)")
-        if not path.parent.is_dir():
-            raise OutputError(f"{path}: folder {path.parent} does not exist")
+        if path is not None:
+            check_output(path, overwrite=request.overwrite, inputs=[request.photo])
 
 
 def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] = None) -> Outcome:

@@ -73,10 +73,6 @@ class RetouchResult:
         return [f for f in self.faces if f.status == "failed self-check"]
 
 
-def _eyes_dict(state) -> dict[str, Any]:
-    return state.to_dict()
-
-
 def select_faces(faces: Sequence, states: Sequence, options: RetouchOptions) -> list[int]:
     """Indices of the faces to in-paint under the options (faces are left to right)."""
     if options.face_index is not None:
@@ -143,7 +139,7 @@ def retouch(
     if states is None or len(states) != len(faces):
         states = [eyes.assess(rgb, f) for f in faces]
     reports = [
-        FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=_eyes_dict(s), status="not selected")
+        FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=s.to_dict(), status="not selected")
         for i, (f, s) in enumerate(zip(faces, states))
     ]
     chosen = select_faces(faces, states, options)
@@ -321,8 +317,8 @@ def _report_outcome(report: FaceReport, job: FaceJob, kept: list, attempts: list
     report.status = "retouched"
     report.reference = _reference_dict(choice)
     report.mask_boxes = photo_boxes(job.aligned.boxes, job.aligned.matrix)
-    report.eyes_after = None if check.eyes is None else _eyes_dict(check.eyes)
-    report.identity_after = None if check.identity is None else round(float(check.identity), 4)
+    report.eyes_after = check.eyes.to_dict()  # check_face refits the face: both are always measured
+    report.identity_after = round(float(check.identity), 4)
     return best
 
 

@@ -12,18 +12,18 @@ so a crash or a full disk never leaves a half-written photo under the final name
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from exgan_cli.errors import BadInputError, OutputError
+from exgan_cli.files.pixels import icc_colour_space, pillow_mode, to_rgb_and_alpha
 
 # Decompression-bomb guard: a photo above this many pixels is refused before it is decoded
 # (250 MP = a 20,000 x 12,500 panorama; decoded it alone takes 750 MB as RGB). Pillow's own
@@ -75,63 +75,6 @@ def _one_line(exc: BaseException) -> str:
     return text[:200]
 
 
-def _icc_colour_space(icc: bytes) -> str | None:
-    """The ICC profile's data colour space ("RGB", "GRAY", "CMYK", ...), None if unreadable."""
-    try:
-        from PIL import ImageCms
-
-        return ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
-    except Exception:  # a broken profile is dropped, not fatal: the pixels are still fine
-        return None
-
-
-def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> Image.Image:
-    """CMYK to sRGB through the embedded profile when there is one (naive formula otherwise)."""
-    if icc:
-        try:
-            from PIL import ImageCms
-
-            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            dst = ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
-        except Exception:  # unusable profile: fall back to Pillow's plain conversion
-            pass
-    return im.convert("RGB")
-
-
-def _to_rgb_and_alpha(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, np.ndarray | None]:
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit grayscale (PNG): map 0..65535 onto 0..255 with rounding; Pillow's own
-        # convert("L") would clip everything above 255 to white.
-        v = np.asarray(im, dtype=np.int64)
-        g = ((np.clip(v, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2)), None
-    if mode == "CMYK":
-        return np.asarray(_cmyk_to_rgb(im, icc), dtype=np.uint8).copy(), None
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode in ("P", "L", "RGB") and "transparency" in im.info
-    )
-    if has_alpha:
-        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
-        return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
-    if mode == "RGB":  # the common case: no convert() (it would copy the whole photo once more)
-        return np.array(im, dtype=np.uint8), None
-    return np.array(im.convert("RGB"), dtype=np.uint8), None
-
-
-def _source_mode(im: Image.Image) -> str:
-    """Pillow mode, marking 16-bit RGB(A) PNGs (which Pillow decodes to 8 bits itself)."""
-    try:
-        rawmode = im.tile[0][3] if im.tile else ""
-        rawmode = rawmode[0] if isinstance(rawmode, tuple) else rawmode
-        if im.mode in ("RGB", "RGBA") and isinstance(rawmode, str) and rawmode.endswith(";16B"):
-            return im.mode + ";16"
-    except Exception:
-        pass
-    return im.mode
-
-
 def load_image(path: str | os.PathLike) -> LoadedImage:
     """Read a JPEG, PNG or WebP photo as upright RGB; BadInputError (one line) if it can't."""
     path = Path(path)
@@ -162,14 +105,14 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
             raise _bad(path, f"image too large ({w}x{h} = {w * h / 1e6:.0f} MP > {MAX_PIXELS / 1e6:.0f} MP limit)")
         if w == 0 or h == 0:
             raise _bad(path, "image has no pixels")
-        source_mode = _source_mode(im)
+        source_mode = pillow_mode(im)
         try:
             im.load()  # decode everything now: truncation and corruption surface here
             exif = im.getexif()
             orientation = exif.get(_ORIENTATION, 1)
             icc = im.info.get("icc_profile") or None
             upright = ImageOps.exif_transpose(im) if orientation not in (1, None) else im
-            pixels, alpha = _to_rgb_and_alpha(upright, icc)
+            pixels, alpha = to_rgb_and_alpha(upright, icc)
         except Image.DecompressionBombError as e:
             raise _bad(path, f"image too large ({_one_line(e)})") from None
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as e:
@@ -182,7 +125,7 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
                 exif_bytes = exif.tobytes()
             except Exception:  # malformed EXIF: keep the photo, drop the metadata
                 exif_bytes = None
-        if icc is not None and (source_mode == "CMYK" or _icc_colour_space(icc) != "RGB"):
+        if icc is not None and (source_mode == "CMYK" or icc_colour_space(icc) != "RGB"):
             # A CMYK profile was applied above; a grey (or broken) one cannot describe the
             # RGB pixels we hand back. Without a profile viewers assume sRGB.
             icc = None
@@ -195,11 +138,28 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
 # Writing
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (through links too); a path that does not exist names none."""
+    a, b = Path(a), Path(b)
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
+        return (a.exists() and b.exists() and os.path.samefile(a, b)) or a.resolve() == b.resolve()
     except OSError:
         return a.resolve() == b.resolve()
+
+
+def check_output(path: str | os.PathLike, *, overwrite: bool, inputs: Sequence[str | os.PathLike] = (), image: bool = False) -> None:
+    """Refuse, before any work, an output that is one of the ``inputs``, exists (unless
+    ``overwrite``) or has no folder; with ``image``, also a suffix no photo format has.
+    Every command checks its outputs here, so they all refuse the same things the same way."""
+    path = Path(path)
+    if image:
+        output_format(path)
+    if any(same_file(path, p) for p in inputs):
+        raise OutputError(f"{path}: refusing to write over the input photo")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists (use --overwrite to replace it)")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: folder {path.parent} does not exist")
 
 
 def _umask_mode() -> int:
@@ -345,7 +305,7 @@ def save_image_info(
         raise ValueError(f"save_image needs (H, W, 3) uint8 RGB, got {pixels.dtype} {pixels.shape}")
     path = Path(path)
     fmt = output_format(path)
-    if like is not None and (_same_file(path, like.path) or path.resolve() == Path(like.path).resolve()):
+    if like is not None and same_file(path, like.path):
         raise OutputError(f"{path}: refusing to write over the input photo")
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: output already exists (use --overwrite to replace it)")

@@ -1,7 +1,7 @@
 """Self-check of every retouched face: would a retoucher let these eyes out of the studio?
 
-After a face is in-painted and pasted back (pipeline.retouch), the face is found again in the
-result and judged by the same tools that chose it: the eye state (eyes.assess: the eye-state
+After a face is in-painted and pasted back (apps/retouch.py), its landmarks are fitted again on
+the result, in the same box (faces.refit_face), and it is judged by the same tools that chose it: the eye state (eyes.assess: the eye-state
 classifier, or the EAR rule without its weights) and dlib's identity descriptor against the
 reference's. A face passes when
 
@@ -77,8 +77,8 @@ class SelfCheckConfig:
 class CheckResult:
     passed: bool
     reasons: list[str]  # empty when passed
-    eyes: Any = None  # eyes.EyeState of the result face (None: face not found again)
-    identity: float | None = None  # descriptor distance result <-> reference
+    eyes: Any = None  # eye_state.EyeState of the result face (refitted: always measured)
+    identity: float | None = None  # descriptor distance result <-> reference (always measured)
     identity_before: float | None = None  # original <-> reference
     identity_limit: float | None = None  # the tolerance applied
     face: Any = None  # faces.Face refitted on the result
