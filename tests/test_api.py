@@ -89,3 +89,22 @@ def test_errors_are_exgan_errors(tmp_path):
     with pytest.raises(BadInputError, match="nope.jpg"):
         exgan_cli.open_eyes(tmp_path / "nope.jpg", refs=CHAVEZ_OPEN)
     assert issubclass(NoFaceError, exgan_cli.ExganError)
+
+
+def test_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The README's Python API block, executed from a copy of the checkout's examples and weights."""
+    import re
+    import shutil
+
+    root = DATA.parent.parent
+    block = re.search(r"## Python API.*?```python\n(.*?)```", (root / "README.md").read_text(), re.S).group(1)
+    shutil.copytree(root / "examples", tmp_path / "examples")
+    (tmp_path / "weights").symlink_to(root / "weights")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("0 retouched examples/refs/")
+    assert printed[1] == "[(0, 'closed')]"
+    assert printed[2] == "[False]"  # the retouched photo's eyes are open
+    assert printed[3] == "retouched"
+    assert (tmp_path / "example_open_api.jpg").stat().st_size > 0
