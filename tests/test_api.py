@@ -108,3 +108,19 @@ def test_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
     assert printed[2] == "[False]"  # the retouched photo's eyes are open
     assert printed[3] == "retouched"
     assert (tmp_path / "example_open_api.jpg").stat().st_size > 0
+
+
+def test_each_face_eye_state_is_computed_once(monkeypatch, model):
+    """find_faces judges each face's eyes once; retouch is handed them and never judges them again
+    (the self-check judges the *result*, a new array)."""
+    from exgan_cli.files.images import load_image
+    from exgan_cli.stages import eye_state
+
+    pixels = load_image(GROUP).pixels
+    calls: list[int] = []
+    real = eye_state.assess
+    monkeypatch.setattr(eye_state, "assess", lambda rgb, face, *a, **k: (calls.append(id(rgb)), real(rgb, face, *a, **k))[1])
+    options = exgan_cli.RetouchOptions(faces="all", any_identity=True, force=True, best_of=1)
+    result = exgan_cli.open_eyes(pixels, refs=[GROUP], options=options, model=model)
+    assert len(result.faces) == GROUP_FACES
+    assert calls.count(id(pixels)) == GROUP_FACES
