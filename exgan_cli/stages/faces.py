@@ -1,4 +1,4 @@
-"""Faces in photos with dlib: detection, 68 landmarks, identity descriptors, pose, sharpness.
+"""Faces in photos with dlib: detection, 68 landmarks, identity descriptors, sharpness (pose: pose.py).
 
 Every function takes the library's RGB uint8 (H, W, 3) array and returns plain data. dlib's
 model files come from the ``face_recognition_models`` package; they are located once and
