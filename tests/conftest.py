@@ -27,21 +27,6 @@ HIGHRES = DATA / "photos" / "img4.jpg"  # 2500 x 1728 portrait of Angelina Jolie
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    return DATA
-
-
-@pytest.fixture(scope="session")
-def lfw_dir() -> Path:
-    return LFW
-
-
-@pytest.fixture(scope="session")
-def chavez_closed() -> Path:
-    return CHAVEZ_CLOSED
-
-
-@pytest.fixture(scope="session")
 def chavez_open() -> list[Path]:
     return list(CHAVEZ_OPEN)
 
@@ -57,24 +42,8 @@ def serena() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def open_lfw() -> list[Path]:
-    """All open-eyed LFW test photos (one face each)."""
-    return list(CHAVEZ_OPEN) + list(POWELL) + list(SERENA)
-
-
-@pytest.fixture(scope="session")
 def closed_crops() -> list[Path]:
     return list(CLOSED_CROPS)
-
-
-@pytest.fixture(scope="session")
-def group_photo() -> Path:
-    return GROUP
-
-
-@pytest.fixture(scope="session")
-def highres_photo() -> Path:
-    return HIGHRES
 
 
 @pytest.fixture(scope="session")
