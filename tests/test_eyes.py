@@ -51,10 +51,6 @@ def test_both_eyes_must_be_closed():
         eye_state(np.zeros((5, 2)))
 
 
-def test_threshold_is_calibrated_value():
-    assert 0.15 <= CLOSED_EAR_THRESHOLD <= 0.25  # see docs/eye_state.md
-
-
 @pytest.mark.parametrize("path", CLOSED_CROPS + [CHAVEZ_CLOSED], ids=lambda p: p.name)
 def test_closed_faces_are_closed(path):
     st = _state(path)

@@ -41,12 +41,6 @@ def group() -> tuple[np.ndarray, list[Face]]:
     return rgb, detect_faces(rgb)
 
 
-def test_models_loaded_once():
-    assert F._shape_predictor() is F._shape_predictor()
-    assert F._face_encoder() is F._face_encoder()
-    assert (F.model_dir() / "shape_predictor_68_face_landmarks.dat").is_file()
-
-
 def test_face_fields(lfw_faces):
     rgb, face = lfw_faces[CHAVEZ_OPEN[0].name]
     assert face.detector == "hog" and face.score > 0

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, JpegImagePlugin
 
-from exgan_cli.files import images
 from exgan_cli.errors import BadInputError, OutputError
 from exgan_cli.files.images import LoadedImage, atomic_write_bytes, atomic_writer, load_image, save_image
 
@@ -332,6 +331,3 @@ def test_atomic_write_bytes(tmp_path):
     assert path.read_bytes() == b"{}"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
-
-def test_max_pixels_documented():
-    assert images.MAX_PIXELS == 250_000_000
