@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from exgan_cli.training.dataset import load_dataset
-from exgan_cli.training.loop import read_run_config, split_faces
+from exgan_cli.training.config import read_run_config
+from exgan_cli.training.pairs import split_faces
 
 
 def main() -> None:

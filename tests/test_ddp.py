@@ -13,7 +13,7 @@ import pytest
 from safetensors.torch import load_file
 
 from _synthetic import write_synthetic_cache
-from exgan_cli.training import loop as training
+from exgan_cli.training import export
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def test_two_cpu_processes_train_and_resume(tmp_path):
     assert meta["step"] == 3 and meta["images_seen"] == 3 * 3 * 2 and len(meta["commands"]) == 2
     tensors = load_file(str(run / "checkpoint.safetensors"))
     assert any(k.startswith("opt_d.state.") for k in tensors)
-    folder = training.export_run(run, tmp_path / "model")
+    folder = export.export_run(run, tmp_path / "model")
     from exgan_cli.model.weights import load_pretrained
 
     model = load_pretrained(folder)

@@ -20,13 +20,13 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from _synthetic import write_synthetic_cache
-from exgan_cli.training import loop as training
+from exgan_cli.training import config, export, loop, pairs, steps
 from exgan_cli.cli import app
 from exgan_cli.training.dataset import load_dataset, prepare_dataset
 from exgan_cli.errors import EXIT_BAD_WEIGHTS, EXIT_OUTPUT, EXIT_USAGE, DataError, OutputError, WeightsError
 from exgan_cli.stages.geometry import AlignConfig, MaskConfig, boxes_to_mask, eye_boxes
 from exgan_cli.model import ModelConfig
-from exgan_cli.training.loop import TrainConfig
+from exgan_cli.training.config import TrainConfig
 
 LFW = Path(__file__).parent / "data" / "lfw"
 TINY = dict(resolution=32, base_channels=8, d_channels=8, n_blocks=2, code_dim=16)
@@ -68,7 +68,7 @@ def test_config_round_trip_and_errors():
         TrainConfig.from_dict({"mask": {"jiter": 3}})
     with pytest.raises(ValueError):
         TrainConfig(batch_size=0)
-    merged = training.merge_config(cfg, {"steps": 7, "model": {"n_blocks": 2}})
+    merged = config.merge_config(cfg, {"steps": 7, "model": {"n_blocks": 2}})
     assert merged.steps == 7 and merged.model.n_blocks == 2 and merged.model.mode == "code"
     assert cfg.split == "hash"
     with pytest.raises(ValueError, match="split must be one of"):
@@ -80,13 +80,13 @@ def test_older_run_folders_keep_the_shuffle_split_and_resume_cannot_change_it(tm
     for run in ("ref-cpu", "none-cpu"):
         folder = Path(__file__).resolve().parent.parent / "train" / "checkpoints" / run
         assert "split" not in json.loads((folder / "config.json").read_text())
-        assert TrainConfig.from_dict(training.read_run_config(folder)).split == "shuffle"
+        assert TrainConfig.from_dict(config.read_run_config(folder)).split == "shuffle"
     for recipe in ("cpu-reference-128", "cpu-code-128", "cpu-none-128"):  # re-training them holds out the same persons
-        assert training.read_config_file(Path(__file__).resolve().parent.parent / "train" / f"{recipe}.json")["split"] == "shuffle"
-    training.train(tiny(cache, tmp_path / "r", steps=1))
-    assert training.read_run_config(tmp_path / "r")["split"] == "hash"
+        assert config.read_config_file(Path(__file__).resolve().parent.parent / "train" / f"{recipe}.json")["split"] == "shuffle"
+    loop.train(tiny(cache, tmp_path / "r", steps=1))
+    assert config.read_run_config(tmp_path / "r")["split"] == "hash"
     with pytest.raises(Exception, match="split .* cannot change"):
-        training.train(tiny(cache, None, steps=2, resume=str(tmp_path / "r"), split="shuffle"))
+        loop.train(tiny(cache, None, steps=2, resume=str(tmp_path / "r"), split="shuffle"))
 
 
 def test_recipes_in_train_folder_are_valid():
@@ -104,17 +104,17 @@ def test_recipes_in_train_folder_are_valid():
 
 def test_usable_faces_leave_out_closed_squinting_and_lonely(cache):
     ds = load_dataset(cache)
-    ok = training.usable_faces(ds, 0.2)
+    ok = pairs.usable_faces(ds, 0.2)
     assert not ok[ds.closed].any() and not ok[ds.ear.min(1) < 0.2].any()
     assert ok.sum() == 4 * 5
     single = ds.subset(np.array([0, 1, 5, 6, 7]))  # person 0: faces 0, 1 open; 5 closed, 6 squint; 7: another person
-    counts = {p: int(n) for p, n in zip(*np.unique(single.person[training.usable_faces(single, 0.2)], return_counts=True))}
+    counts = {p: int(n) for p, n in zip(*np.unique(single.person[pairs.usable_faces(single, 0.2)], return_counts=True))}
     assert counts == {0: 2}  # the lone face of the other person is dropped
 
 
 def test_split_faces_hold_out_whole_persons(cache):
     ds = load_dataset(cache)
-    tr, va = training.split_faces(ds, 0.2, 0.25, seed=0)
+    tr, va = pairs.split_faces(ds, 0.2, 0.25, seed=0)
     assert len(va) == 5 and len(tr) == 15
     assert not set(ds.person[tr]) & set(ds.person[va])
 
@@ -123,7 +123,7 @@ def test_pairs_are_same_person_never_self_and_uniform_over_targets(cache):
     ds = load_dataset(cache)
     # person 0 has 5 faces, two others 2 each: a person weighs by faces, not faces squared
     idx = np.concatenate([np.nonzero(ds.person == p)[0][:n] for p, n in ((0, 5), (1, 2), (2, 2))])
-    sampler = training.PairSampler(ds, idx, np.random.default_rng(0))
+    sampler = pairs.PairSampler(ds, idx, np.random.default_rng(0))
     t, r = sampler.sample(9000)
     assert (ds.person[t] == ds.person[r]).all() and (t != r).all()
     assert set(t) | set(r) <= set(idx)
@@ -134,38 +134,38 @@ def test_pairs_are_same_person_never_self_and_uniform_over_targets(cache):
     counts = np.unique(r[t0], return_counts=True)[1]
     assert len(counts) == 4 and counts.min() > 0.6 * counts.max()
     with pytest.raises(DataError):
-        training.PairSampler(ds, idx[:1], np.random.default_rng(0))
+        pairs.PairSampler(ds, idx[:1], np.random.default_rng(0))
 
 
 def test_validation_pairs_are_fixed(cache):
     ds = load_dataset(cache)
     idx = np.arange(20)
-    a = training.validation_pairs(ds, idx, 0, seed=3)
-    b = training.validation_pairs(ds, idx, 0, seed=3)
+    a = pairs.validation_pairs(ds, idx, 0, seed=3)
+    b = pairs.validation_pairs(ds, idx, 0, seed=3)
     np.testing.assert_array_equal(np.stack(a), np.stack(b))
     assert (ds.person[a[0]] == ds.person[a[1]]).all() and (a[0] != a[1]).all()
-    assert len(training.validation_pairs(ds, idx, 6, seed=3)[0]) == 6
+    assert len(pairs.validation_pairs(ds, idx, 6, seed=3)[0]) == 6
 
 
 def test_mirror_landmarks_swaps_the_eyes():
     rng = np.random.default_rng(0)
     lm = rng.uniform(0, 63, size=(68, 2))
-    m = training.mirror_landmarks(lm, 64)
-    np.testing.assert_allclose(training.mirror_landmarks(m, 64), lm)
+    m = pairs.mirror_landmarks(lm, 64)
+    np.testing.assert_allclose(pairs.mirror_landmarks(m, 64), lm)
     np.testing.assert_allclose(m[36], [63 - lm[45, 0], lm[45, 1]])  # outer corners
     np.testing.assert_allclose(m[39], [63 - lm[42, 0], lm[42, 1]])  # inner corners
     np.testing.assert_allclose(m[48], [63 - lm[54, 0], lm[54, 1]])
-    assert sorted(training.MIRROR) == list(range(68))
+    assert sorted(pairs.MIRROR) == list(range(68))
 
 
 def test_batches_masks_follow_the_eyes_also_mirrored(cache):
     ds = load_dataset(cache)
     t, r = np.arange(12), np.arange(12)[::-1].copy()
     still = MaskConfig(jitter_center=0.0, jitter_scale=0.0)
-    b = training.make_batch(ds, t, r, still, rng=np.random.default_rng(0), flip=True)
+    b = pairs.make_batch(ds, t, r, still, rng=np.random.default_rng(0), flip=True)
     assert b["image"].shape == (12, 32, 32, 3) and b["image"].dtype == np.uint8
     assert b["mask"].shape == (12, 32, 32) and b["ref_mask"].dtype == np.float32
-    fixed = training.make_batch(ds, t, r, still)  # no rng: neither jitter nor mirroring
+    fixed = pairs.make_batch(ds, t, r, still)  # no rng: neither jitter nor mirroring
     np.testing.assert_array_equal(fixed["image"], ds.crops[t])
     expect = np.stack([boxes_to_mask(eye_boxes(ds.landmarks[i], still), 32) for i in r])
     np.testing.assert_array_equal(fixed["ref_mask"], expect)
@@ -178,7 +178,7 @@ def test_batches_masks_follow_the_eyes_also_mirrored(cache):
             want = plain[:, ::-1] if f else plain  # the holes move with the eyes (to within a pixel)
             iou = (b[key][i] * want).sum() / np.maximum(b[key][i], want).sum()
             assert iou > 0.75, (i, key, iou)
-    jittered = training.make_batch(ds, t, r, MaskConfig(), rng=np.random.default_rng(1))
+    jittered = pairs.make_batch(ds, t, r, MaskConfig(), rng=np.random.default_rng(1))
     assert not np.array_equal(jittered["mask"], fixed["mask"])
     np.testing.assert_array_equal(jittered["ref_mask"], fixed["ref_mask"])  # the reference's mask never jitters
 
@@ -189,7 +189,7 @@ def test_batches_masks_follow_the_eyes_also_mirrored(cache):
 @pytest.mark.parametrize("mode", ["reference", "code", "none"])
 def test_two_steps_in_each_mode(tmp_path, cache, mode):
     cfg = tiny(cache, tmp_path / "run", mode)
-    result = training.train(cfg)
+    result = loop.train(cfg)
     assert result.step == 2 and result.images_seen == 8 and result.stopped == "done"
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
@@ -210,9 +210,9 @@ def test_two_steps_in_each_mode(tmp_path, cache, mode):
 
 @pytest.mark.parametrize("mode", ["reference", "code"])
 def test_resume_is_exact(tmp_path, cache, mode):
-    straight = training.train(tiny(cache, tmp_path / "a", mode, steps=4))
-    training.train(tiny(cache, tmp_path / "b", mode, steps=2, checkpoint_every=1))
-    resumed = training.train(tiny(cache, None, mode, steps=4, resume=str(tmp_path / "b")))
+    straight = loop.train(tiny(cache, tmp_path / "a", mode, steps=4))
+    loop.train(tiny(cache, tmp_path / "b", mode, steps=2, checkpoint_every=1))
+    resumed = loop.train(tiny(cache, None, mode, steps=4, resume=str(tmp_path / "b")))
     assert resumed.run_dir == tmp_path / "b" and resumed.step == straight.step == 4
     ta = load_file(str(tmp_path / "a" / "checkpoint.safetensors"))
     tb = load_file(str(tmp_path / "b" / "checkpoint.safetensors"))
@@ -233,34 +233,34 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_continues_exactly(tmp_path, cache
         if stage == "train" and done == 2:
             os.kill(os.getpid(), signal.SIGINT)
 
-    out = training.train(tiny(cache, tmp_path / "b", steps=4), progress=interrupt)
+    out = loop.train(tiny(cache, tmp_path / "b", steps=4), progress=interrupt)
     # the signal lands during step 3, which is finished before the checkpoint
     assert out.stopped == "interrupted" and out.step == 3
     assert json.loads((tmp_path / "b" / "checkpoint.json").read_text())["step"] == 3
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
-    training.train(tiny(cache, None, steps=4, resume=str(tmp_path / "b")))
-    training.train(tiny(cache, tmp_path / "a", steps=4))
+    loop.train(tiny(cache, None, steps=4, resume=str(tmp_path / "b")))
+    loop.train(tiny(cache, tmp_path / "a", steps=4))
     ta = load_file(str(tmp_path / "a" / "checkpoint.safetensors"))
     tb = load_file(str(tmp_path / "b" / "checkpoint.safetensors"))
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
 def test_time_limit_stops_with_a_checkpoint(tmp_path, cache):
-    out = training.train(tiny(cache, tmp_path / "r", steps=1000, minutes=1e-6))
+    out = loop.train(tiny(cache, tmp_path / "r", steps=1000, minutes=1e-6))
     assert out.stopped == "time limit" and out.step == 1
     assert json.loads((tmp_path / "r" / "checkpoint.json").read_text())["step"] == 1
 
 
 def test_refuses_to_overwrite_a_run_and_to_change_the_model_on_resume(tmp_path, cache):
-    training.train(tiny(cache, tmp_path / "r", steps=1))
+    loop.train(tiny(cache, tmp_path / "r", steps=1))
     with pytest.raises(OutputError):
-        training.train(tiny(cache, tmp_path / "r", steps=1))
+        loop.train(tiny(cache, tmp_path / "r", steps=1))
     bigger = tiny(cache, None, steps=2, resume=str(tmp_path / "r"))
     with pytest.raises(Exception, match="cannot change"):
-        training.train(replace(bigger, model=replace(bigger.model, base_channels=16)))
+        loop.train(replace(bigger, model=replace(bigger.model, base_channels=16)))
     (tmp_path / "r" / "checkpoint.json").write_text(json.dumps({**json.loads((tmp_path / "r" / "checkpoint.json").read_text()), "step": 5}))
     with pytest.raises(WeightsError, match="differ"):
-        training.train(bigger)
+        loop.train(bigger)
 
 
 # ---- export --------------------------------------------------------------------------------
@@ -273,8 +273,8 @@ def test_export_loads_back_as_the_runs_ema_generator(tmp_path, cache, mode):
     from exgan_cli.model.weights import load_pretrained
 
     cfg = tiny(cache, tmp_path / "run", mode, steps=3)
-    training.train(cfg, command="exgan train --test")
-    folder = training.export_run(tmp_path / "run", tmp_path / "model", card_extra="Extra words.", command="exgan export --test")
+    loop.train(cfg, command="exgan train --test")
+    folder = export.export_run(tmp_path / "run", tmp_path / "model", card_extra="Extra words.", command="exgan export --test")
     model = load_pretrained(folder)
     assert model.model_cfg == cfg.model and model.align_cfg == cfg.align and model.mask_cfg == cfg.mask
     tensors = load_file(str(tmp_path / "run" / "checkpoint.safetensors"))
@@ -290,9 +290,9 @@ def test_export_loads_back_as_the_runs_ema_generator(tmp_path, cache, mode):
         for k, v in model.encoder.state_dict().items():
             assert torch.equal(v, enc.state_dict()[k]), k
     ds = load_dataset(cache)
-    x = training._to_tensors(training.make_batch(ds, np.arange(4), np.arange(4, 8), cfg.mask), torch.device("cpu"))
-    expect = training.generate(ema.eval(), enc, mode, x)
-    got = training.generate(model.generator, model.encoder, mode, x)
+    x = steps.to_tensors(pairs.make_batch(ds, np.arange(4), np.arange(4, 8), cfg.mask), torch.device("cpu"))
+    expect = steps.generate(ema.eval(), enc, mode, x)
+    got = steps.generate(model.generator, model.encoder, mode, x)
     assert torch.equal(expect, got)
     card = (folder / "README.md").read_text()
     for text in ("exgan train --test", "exgan export --test", "steps: 3", "images seen: 12", "wall time", "hardware",
@@ -301,7 +301,7 @@ def test_export_loads_back_as_the_runs_ema_generator(tmp_path, cache, mode):
     training_info = json.loads((folder / "config.json").read_text())["training"]
     assert training_info["steps"] == 3 and training_info["val_l1"] is not None
     with pytest.raises(OutputError):
-        training.export_run(tmp_path / "run", folder, overwrite=False)
+        export.export_run(tmp_path / "run", folder, overwrite=False)
 
 
 # ---- overfitting real faces ----------------------------------------------------------------
@@ -321,17 +321,17 @@ def test_masked_l1_falls_when_overfitting_real_faces(tmp_path):
         checkpoint_every=0, threads=1,
     )
     ds = load_dataset(cache)
-    idx = np.nonzero(training.usable_faces(ds, 0.0))[0]
-    pairs = training.validation_pairs(ds, idx, 0, seed=0)
+    idx = np.nonzero(pairs.usable_faces(ds, 0.0))[0]
+    val = pairs.validation_pairs(ds, idx, 0, seed=0)
     from exgan_cli.model.generator import Generator
 
     torch.manual_seed(cfg.seed)
-    before = training.evaluate_l1(Generator(cfg.model), None, "reference", ds, pairs, cfg.mask, torch.device("cpu"))
-    training.train(cfg)
-    model = training.export_run(tmp_path / "run", tmp_path / "model")
+    before = steps.evaluate_l1(Generator(cfg.model), None, "reference", ds, val, cfg.mask, torch.device("cpu"))
+    loop.train(cfg)
+    model = export.export_run(tmp_path / "run", tmp_path / "model")
     from exgan_cli.model.weights import load_pretrained
 
-    after = training.evaluate_l1(load_pretrained(model).generator, None, "reference", ds, pairs, cfg.mask, torch.device("cpu"))
+    after = steps.evaluate_l1(load_pretrained(model).generator, None, "reference", ds, val, cfg.mask, torch.device("cpu"))
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     print(f"masked L1 of the 10 faces: {before:.3f} before, {after:.3f} after 200 steps")
     assert after < 0.5 * before, (before, after)

@@ -20,7 +20,7 @@ def export(
 ) -> None:
     """Export the EMA generator (and eye encoder, in code mode) of a run, with a model card."""
     from exgan_cli.errors import BadInputError
-    from exgan_cli.training.loop import command_line, export_run
+    from exgan_cli.training.export import command_line, export_run
 
     extra = ""
     if card_extra is not None:

@@ -1,6 +1,6 @@
 """`exgan train --data DIR ...`: prepare the face cache and train an ExGAN model.
 
-Settings come, each overriding the one before: the defaults (training.TrainConfig), the run's
+Settings come, each overriding the one before: the defaults (training.config.TrainConfig), the run's
 own config.json with --resume, a JSON recipe with --config (train/*.json), the flags, and
 --set KEY=VALUE for any other field (model.d_channels=16, mask.jitter_scale=0.2, ...).
 """
@@ -37,7 +37,7 @@ def build_config(
     resume: Optional[Path], recipe: Optional[Path], flags: dict, model_flags: dict, sets: list[str]
 ):
     """The TrainConfig these command-line settings describe (see the module doc for the order)."""
-    from exgan_cli.training.loop import CONFIG_FILE, TrainConfig, merge_config, read_config_file, read_run_config
+    from exgan_cli.training.config import CONFIG_FILE, TrainConfig, merge_config, read_config_file, read_run_config
 
     cfg = TrainConfig()
     try:
@@ -132,8 +132,8 @@ def train(
     """
     from rich.progress import Progress
 
-    from exgan_cli.training import loop as training
-    from exgan_cli.training.dataset import load_dataset
+    from exgan_cli.training.export import command_line
+    from exgan_cli.training.loop import train as train_run
 
     flags = dict(
         data=str(data) if data else None, cache=str(cache) if cache else None, out=str(out) if out else None,
@@ -156,28 +156,39 @@ def train(
             bar.update(tasks[stage], completed=done, total=total, info=_info_text(info))
 
         if prepare_only:
-            t0 = time.perf_counter()
-            existed = training.cache_path(cfg).is_file()
-            path = training.ensure_cache(cfg, progress, log)
-            seconds = time.perf_counter() - t0
-            bar.stop()
-            summary = training.data_summary(load_dataset(path), cfg)
-            size = path.stat().st_size / 1e6
-            what = "cache exists" if existed else f"prepared in {seconds:.0f} s"
-            console.print(f"{path}: {what}, {size:.1f} MB", soft_wrap=True)
-            console.print(
-                f"{summary['photos']} photos, {summary['faces']} faces of {summary['persons']} persons; "
-                f"{summary['closed']} closed, {summary['squinting']} squinting (min EAR {cfg.min_ear}); "
-                f"{summary['usable']} usable faces of {summary['usable_persons']} persons with 2+: "
-                f"{summary['train_faces']} for training ({summary['train_persons']} persons), "
-                f"{summary['val_faces']} for validation ({summary['val_persons']} persons)",
-                soft_wrap=True,
-            )
+            _prepare_only(cfg, progress, log, bar)
             return
-        result = training.train(cfg, progress=progress, log=log, command=training.command_line())
+        result = train_run(cfg, progress=progress, log=log, command=command_line())
+    if not rank:
+        _report(result)
 
-    if rank:
-        return
+
+def _prepare_only(cfg, progress, log, bar) -> None:
+    """--prepare-only: build (or find) the face cache and print its counts."""
+    from exgan_cli.training.dataset import load_dataset
+    from exgan_cli.training.pairs import cache_path, data_summary, ensure_cache
+
+    t0 = time.perf_counter()
+    existed = cache_path(cfg).is_file()
+    path = ensure_cache(cfg, progress, log)
+    seconds = time.perf_counter() - t0
+    bar.stop()
+    summary = data_summary(load_dataset(path), cfg)
+    size = path.stat().st_size / 1e6
+    what = "cache exists" if existed else f"prepared in {seconds:.0f} s"
+    console.print(f"{path}: {what}, {size:.1f} MB", soft_wrap=True)
+    console.print(
+        f"{summary['photos']} photos, {summary['faces']} faces of {summary['persons']} persons; "
+        f"{summary['closed']} closed, {summary['squinting']} squinting (min EAR {cfg.min_ear}); "
+        f"{summary['usable']} usable faces of {summary['usable_persons']} persons with 2+: "
+        f"{summary['train_faces']} for training ({summary['train_persons']} persons), "
+        f"{summary['val_faces']} for validation ({summary['val_persons']} persons)",
+        soft_wrap=True,
+    )
+
+
+def _report(result) -> None:
+    """The one line at the end of a run (rank 0); an interrupted run exits 130."""
     val = f", val L1 {result.val_l1:.4f}" if result.val_l1 is not None else ""
     done = f"{result.step} steps, {result.images_seen} images, {result.wall_time / 60:.1f} min{val}"
     if result.stopped == "interrupted":
