@@ -1,6 +1,6 @@
 """Eye state on real photos: the eye-state classifier against the EAR rule, on the held-out split.
 
-Default run (the comparison): the test split of exgan_cli.stages.eye_classifier.split_of, which
+Default run (the comparison): the test split of exgan_cli.training.eye_data.split_of, which
 training never sees:
   closed: the CEW crops of <data-root>/closed_eyes whose file name hashes to "test" (~120);
   open:   the LFW photos of the persons whose name hashes to "test" (~1,500 photos).
@@ -97,16 +97,17 @@ def _pct(k: int, n: int) -> str:
 
 def compare(root: Path, jobs: int, review_file: Path | None, scores: Path | None) -> int:
     from exgan_cli.stages import eye_classifier
+    from exgan_cli.training import eye_data
     from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD
 
     clf = eye_classifier.default_classifier()
     if clf is None:
         print(f"error: no eye-state weights in {eye_classifier.default_folder()}", file=sys.stderr)
         return 6
-    split = eye_classifier.split_of
+    split = eye_data.split_of
     closed_paths = sorted(str(p) for p in (root / "closed_eyes").iterdir() if split(p.name) == "test")
     open_paths = sorted(str(p) for p in (root / "lfw").glob("*/*.jpg") if split(p.parent.name) == "test")
-    labels = eye_classifier.read_review(review_file) if review_file is not None else {}
+    labels = eye_data.read_review(review_file) if review_file is not None else {}
     reviewed = {f"lfw/{k}": v for k, v in labels.items() if v in ("closed", "unsure")}  # not clearly open
 
     t0 = time.time()

@@ -1,6 +1,6 @@
 """The eye-state classifier: the shipped weights on real faces, strict loading, the EAR fallback.
 
-The photos are the real ones in tests/data. Which split each is in (eye_classifier.split_of):
+The photos are the real ones in tests/data. Which split each is in (training.eye_data.split_of):
 Colin Powell is a held-out test person for the classifier; Hugo Chavez and Serena Williams are
 training persons (Chavez's closed photo is one of the reviewed LFW closed faces it was trained
 on), and the four CEW crops are in its training split too. The held-out figures are the
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from exgan_cli.stages import eye_classifier, eye_state as eyes, faces
+from exgan_cli.training import eye_data
 from exgan_cli.errors import WeightsError
 from exgan_cli.files.images import load_image
 
@@ -139,9 +140,9 @@ def test_loading_is_strict(tmp_path):
 
 
 def test_splits_are_fixed_by_name():
-    assert eye_classifier.split_of("Colin_Powell") == "test"
-    assert eye_classifier.split_of("Hugo_Chavez") == "train"
+    assert eye_data.split_of("Colin_Powell") == "test"
+    assert eye_data.split_of("Hugo_Chavez") == "train"
     counts = {s: 0 for s in ("train", "val", "test")}
     for i in range(2000):
-        counts[eye_classifier.split_of(f"name_{i}")] += 1
+        counts[eye_data.split_of(f"name_{i}")] += 1
     assert 0.17 < counts["test"] / 2000 < 0.23 and 0.08 < counts["val"] / 2000 < 0.12

@@ -273,3 +273,13 @@ def test_hub_offline_failures(hub_cache):
     (snapshot / "model.safetensors").unlink()
     with pytest.raises(WeightsError, match=r"owner/name@v1: model\.safetensors \(revision v1\) is not in the Hub cache"):
         weights.load_pretrained("owner/name@v1")
+
+
+def test_cards_name_no_absolute_paths_of_the_training_machine():
+    text = weights.card("exgan train --cache /work/cache/lfw-128.npz --out=/tmp/run (`/a/b/c`) https://x.org/y 0..255 a/b",
+                        "image-to-image", ["exgan"])
+    assert "/work" not in text and "/tmp" not in text
+    assert "--cache lfw-128.npz" in text and "--out=run" in text and "(`c`)" in text and "https://x.org/y" in text and " a/b" in text
+    shipped = Path(__file__).resolve().parents[1] / "weights"
+    for card in shipped.glob("*/README.md"):
+        assert weights.portable_paths(card.read_text()) == card.read_text(), card

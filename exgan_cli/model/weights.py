@@ -8,6 +8,10 @@ A weights folder holds three files:
                         "mask": MaskConfig, "training": free-form provenance}
     README.md          the model card (YAML front matter, then text), as the Hub shows it
 
+The eye-state classifier (stages/eye_classifier.py) keeps the same three files with its own
+config format; both are written by write_model_folder, checked by check_model_folder,
+read_folder_config and read_model_tensors, and carded by card().
+
 The alignment and mask configs travel with the weights because a generator only works on
 faces aligned and masked the way it was trained. The same folder uploaded to the Hub loads
 as "owner/name" or "owner/name@revision", through huggingface_hub's cache (HF_HOME,
@@ -100,12 +104,27 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def model_card(model_cfg: ModelConfig, text: str, license: str = "mit", tags: list[str] | None = None) -> str:
-    """A README.md for save_pretrained: the YAML front matter the Hub reads, then `text`."""
-    tags = ["exgan", "eye-inpainting", "gan", f"exgan-{model_cfg.mode}", *(tags or [])]
-    front = ["---", "library_name: exgan", f"license: {license}", "pipeline_tag: image-to-image", "tags:"]
+# An absolute path in a card is the training machine's (a data folder, a cache, --out): of no use
+# to a reader, and a leak. Only a path that starts a word, after "=", a quote, "(" or "`", counts.
+_ABSOLUTE_PATH = re.compile(r"(?<![^\s='\"(`])/[^\s'\"`),;]+")
+
+
+def portable_paths(text: str) -> str:
+    """``text`` with every absolute path replaced by its last component (its file or folder name)."""
+    return _ABSOLUTE_PATH.sub(lambda m: Path(m.group()).name or m.group(), text)
+
+
+def card(text: str, pipeline_tag: str, tags: list[str], license: str = "mit") -> str:
+    """The README.md of every model folder (the generator's, the eye-state classifier's): the
+    YAML front matter the Hub reads, then ``text``, with absolute paths cut to their names."""
+    front = ["---", "library_name: exgan", f"license: {license}", f"pipeline_tag: {pipeline_tag}", "tags:"]
     front += [f"- {t}" for t in tags] + ["---", ""]
-    return "\n".join(front) + text.strip() + "\n"
+    return "\n".join(front) + portable_paths(text.strip()) + "\n"
+
+
+def model_card(model_cfg: ModelConfig, text: str, license: str = "mit", tags: list[str] | None = None) -> str:
+    """A generator's README.md for save_pretrained (card() with the generator's tags)."""
+    return card(text, "image-to-image", ["exgan", "eye-inpainting", "gan", f"exgan-{model_cfg.mode}", *(tags or [])], license)
 
 
 def save_pretrained(
@@ -256,7 +275,33 @@ def _read_config(path: Path, name: str) -> tuple[ModelConfig, AlignConfig, MaskC
     return model_cfg, align_cfg, mask_cfg, training
 
 
-def _load_strict(module: "torch.nn.Module", tensors: dict, prefix: str, name: str, path: Path) -> None:
+def check_model_folder(folder: Path, kind: str, name: str) -> None:
+    """A local model folder with its config.json and model.safetensors, or a WeightsError
+    ("<kind> folder not found", "<kind> <name>: missing <file>")."""
+    if not folder.is_dir():
+        raise WeightsError(f"{kind} folder not found: {folder}")
+    for f in (CONFIG_FILE, MODEL_FILE):
+        if not (folder / f).is_file():
+            raise WeightsError(f"{kind} {name}: missing {folder / f}")
+
+
+def read_model_tensors(model_path: Path, label: str, prefixes: tuple[str, ...]) -> dict:
+    """model.safetensors on the CPU, every tensor under one of ``prefixes`` (the modules the
+    folder's format holds); ``label`` ("weights NAME") starts every error line."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(model_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{label}: cannot read {model_path}: {e}") from None
+    strays = sorted(k for k in tensors if not k.startswith(prefixes))
+    if strays:
+        raise WeightsError(f"{label}: {model_path} has unexpected tensors: {', '.join(strays[:3])}")
+    return tensors
+
+
+def load_strict(module: "torch.nn.Module", tensors: dict, prefix: str, name: str, path: Path) -> None:
     """load_state_dict(strict=True), with mismatches reported on one line rather than a dump."""
     expected = module.state_dict()
     got = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -291,8 +336,6 @@ def load_pretrained(
     of model.safetensors (pin the exact weights, wherever they come from).
     """
     import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     from exgan_cli.model.encoder import EyeEncoder
     from exgan_cli.model.generator import Generator
@@ -305,11 +348,7 @@ def load_pretrained(
         if revision:
             raise WeightsError(f"weights {name}: a revision only applies to Hub repos, not local folders")
         folder = Path(name).expanduser()
-        if not folder.is_dir():
-            raise WeightsError(f"weights folder not found: {folder}")
-        for f in (CONFIG_FILE, MODEL_FILE):
-            if not (folder / f).is_file():
-                raise WeightsError(f"weights {name}: missing {folder / f}")
+        check_model_folder(folder, "weights", name)
         source = str(folder)
     else:
         folder, source = _fetch_from_hub(name, revision)
@@ -319,20 +358,14 @@ def load_pretrained(
     digest = file_sha256(model_path)
     if sha256 is not None and digest != sha256.strip().lower():
         raise WeightsError(f"weights {name}: {model_path} has sha256 {digest}, expected {sha256}")
-    try:
-        tensors = load_file(str(model_path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"weights {name}: cannot read {model_path}: {e}") from None
-    strays = sorted(k for k in tensors if not k.startswith(("generator.", "encoder.")))
-    if strays:
-        raise WeightsError(f"weights {name}: {model_path} has unexpected tensors: {', '.join(strays[:3])}")
+    tensors = read_model_tensors(model_path, f"weights {name}", ("generator.", "encoder."))
 
     generator = Generator(model_cfg)
-    _load_strict(generator, tensors, "generator.", name, model_path)
+    load_strict(generator, tensors, "generator.", name, model_path)
     encoder = None
     if model_cfg.mode == "code":
         encoder = EyeEncoder(model_cfg)
-        _load_strict(encoder, tensors, "encoder.", name, model_path)
+        load_strict(encoder, tensors, "encoder.", name, model_path)
     elif any(k.startswith("encoder.") for k in tensors):
         raise WeightsError(f"weights {name}: {model_path} has encoder tensors but the model mode is {model_cfg.mode}")
 
