@@ -200,15 +200,13 @@ class EyeClassifier:
             return torch.sigmoid(self.net(x, e)).numpy().astype(np.float64)
 
     def probability(self, rgb: np.ndarray, landmarks: np.ndarray, ears: tuple[float, float] | None = None) -> float:
-        """P(closed) of one face of a photo (RGB uint8) from its 68 landmarks."""
+        """P(closed) of one face of a photo (RGB uint8) from its 68 landmarks; ``ears`` (left,
+        right) are required by a network that uses them (eye_state.assess passes the ones it
+        computed: working them out here would import eye_state, which imports this module)."""
         band = band_from_photo(rgb, landmarks, self.align, self.cfg)
-        e = np.array([ears], dtype=np.float32) if self.cfg.use_ear and ears is not None else None
-        if self.cfg.use_ear and e is None:
-            from exgan_cli.stages.eye_state import eye_aspect_ratio
-            from exgan_cli.stages.geometry import LEFT_EYE, RIGHT_EYE
-
-            lm = np.asarray(landmarks, dtype=np.float64)
-            e = np.array([[eye_aspect_ratio(lm[LEFT_EYE]), eye_aspect_ratio(lm[RIGHT_EYE])]], dtype=np.float32)
+        if self.cfg.use_ear and ears is None:
+            raise ValueError("this eye-state network needs the two EARs (left, right)")
+        e = np.array([ears], dtype=np.float32) if self.cfg.use_ear else None
         return float(self.probabilities(band[None], e)[0])
 
 
