@@ -137,7 +137,7 @@ def test_reference_pairs_same_person_never_self(prepared):
 
 
 def test_default_cache_path_honours_exgan_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EXGAN_CACHE", str(tmp_path))
+    monkeypatch.setenv("EXGAN_CACHE_DIR", str(tmp_path))
     p64 = dataset.default_cache_path(tmp_path / "lfw", AlignConfig(resolution=64))
     p128 = dataset.default_cache_path(tmp_path / "lfw", AlignConfig(resolution=128))
     assert p64.parent == tmp_path / "datasets" and p64.name.startswith("lfw-64-") and p64 != p128

@@ -383,7 +383,7 @@ def test_cli_prepare_only_and_automatic_preparation(tmp_path, monkeypatch):
     data = tmp_path / "lfw"
     for person in sorted(p for p in LFW.iterdir() if p.is_dir())[:2]:
         shutil.copytree(person, data / person.name)
-    monkeypatch.setenv("EXGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EXGAN_CACHE_DIR", str(tmp_path / "cache"))
     runner = CliRunner()
     r = runner.invoke(app, ["train", "--data", str(data), "--resolution", "32", "--prepare-only", "--workers", "1"])
     assert r.exit_code == 0, r.output

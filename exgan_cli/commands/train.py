@@ -99,7 +99,7 @@ def _info_text(info: dict) -> str:
 @guarded
 def train(
     data: Optional[Path] = typer.Option(None, "--data", help="Data folder: one sub-folder of photos per person (e.g. LFW)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Aligned-face cache (.npz) (default: $EXGAN_CACHE/datasets/<folder>-<res>-<hash>.npz, EXGAN_CACHE=~/.cache/exgan)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Aligned-face cache (.npz) (default: $EXGAN_CACHE_DIR/datasets/<folder>-<res>-<hash>.npz, EXGAN_CACHE_DIR=~/.cache/exgan)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<date>-<time>-<mode>-<res>; with --resume, that folder)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON recipe (train/*.json); flags override it."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoint."),

@@ -65,12 +65,6 @@ def list_person_photos(data_dir: Path) -> list[tuple[str, Path]]:
     return items
 
 
-def _central_face(faces, shape):
-    """The face nearest the photo centre (LFW's subject; others are bystanders)."""
-    h, w = shape[:2]
-    return min(faces, key=lambda f: ((f.box[0] + f.box[2]) / 2 - w / 2) ** 2 + ((f.box[1] + f.box[3]) / 2 - h / 2) ** 2)
-
-
 def _prepare_one(args: tuple[str, str, dict]) -> Optional[tuple]:
     from exgan_cli.stages import eye_state as eyes, faces as facelib, geometry
     from exgan_cli.errors import ExganError
@@ -85,7 +79,7 @@ def _prepare_one(args: tuple[str, str, dict]) -> Optional[tuple]:
     found = facelib.detect_faces(image.pixels)
     if not found:
         return None
-    face = _central_face(found, image.pixels.shape)
+    face = facelib.central_face(found, image.size)
     crop, matrix = geometry.align_face(image.pixels, face.landmarks, align)
     state = eyes.eye_state(face.landmarks)
     lm = geometry.transform_points(face.landmarks, matrix).astype(np.float32)
@@ -231,10 +225,13 @@ def load_dataset(cache_file: Path) -> FaceDataset:
 
 
 def default_cache_path(data_dir: Path, align: AlignConfig) -> Path:
-    """~/.cache/exgan/datasets/<folder>-<res>-<hash>.npz (the data folder may be read-only)."""
+    """<cache folder>/datasets/<folder>-<res>-<hash>.npz (the data folder may be read-only); the cache
+    folder is the reference cache's: $EXGAN_CACHE_DIR, else $XDG_CACHE_HOME/exgan, else ~/.cache/exgan."""
+    from exgan_cli.stages.reference_cache import default_cache_dir
+
     key = json.dumps({"dir": str(Path(data_dir).resolve()), "align": align.to_dict(), "format": CACHE_FORMAT})
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-    root = Path(os.environ.get("EXGAN_CACHE", Path.home() / ".cache" / "exgan")) / "datasets"
+    root = default_cache_dir() / "datasets"
     return root / f"{Path(data_dir).resolve().name}-{align.resolution}-{digest}.npz"
 
 
