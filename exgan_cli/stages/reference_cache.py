@@ -31,10 +31,10 @@ from typing import Any
 CACHE_ENV = "EXGAN_CACHE_DIR"
 FORMAT = 1  # bump when the entry layout changes
 
-# The modules whose code decides an analysis; their source text is part of the fingerprint.
-# The modules whose code decides an analysis (inference only: editing training code keeps the cache).
-_ANALYSIS_MODULES = ("stages/faces.py", "stages/eye_state.py", "stages/eye_classifier.py", "stages/geometry.py",
-                     "files/images.py", "stages/references.py")
+# The modules whose code decides an analysis; their source text is part of the fingerprint. Only
+# inference code: editing training or evaluation code keeps every user's cache.
+_ANALYSIS_MODULES = ("files/images.py", "files/pixels.py", "stages/faces.py", "stages/pose.py", "stages/eye_state.py",
+                     "stages/eye_classifier.py", "stages/geometry.py", "stages/references.py")
 
 
 def default_cache_dir() -> Path:
