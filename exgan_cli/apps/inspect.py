@@ -29,7 +29,7 @@ def model_geometry(weights: str | None = None) -> tuple[AlignConfig, MaskConfig,
     no tensors loaded), so the eye masks shown are the ones it would in-paint. Without weights:
     the defaults."""
     from exgan_cli.errors import WeightsError
-    from exgan_cli.model.weights import CONFIG_FILE, _read_config, resolve_default
+    from exgan_cli.model.weights import CONFIG_FILE, read_config, resolve_default
 
     try:
         folder = Path(weights).expanduser() if weights else resolve_default()
@@ -38,7 +38,7 @@ def model_geometry(weights: str | None = None) -> tuple[AlignConfig, MaskConfig,
     path = folder / CONFIG_FILE
     if not path.is_file():
         return AlignConfig(), MaskConfig(), f"defaults ({path} not found)"
-    _, align, mask, _ = _read_config(path, str(folder))
+    _, align, mask, _ = read_config(path, str(folder))
     return align, mask, str(folder)
 
 

@@ -257,7 +257,7 @@ def read_folder_config(path: Path, label: str, fmt: str, keys: set[str]) -> dict
     return config
 
 
-def _read_config(path: Path, name: str) -> tuple[ModelConfig, AlignConfig, MaskConfig, dict]:
+def read_config(path: Path, name: str) -> tuple[ModelConfig, AlignConfig, MaskConfig, dict]:
     config = read_folder_config(path, f"weights {name}", FORMAT, {"model", "align", "mask", "training"})
     try:
         model_cfg = ModelConfig.from_dict(config.get("model", {}))
@@ -353,7 +353,7 @@ def load_pretrained(
     else:
         folder, source = _fetch_from_hub(name, revision)
 
-    model_cfg, align_cfg, mask_cfg, training = _read_config(folder / CONFIG_FILE, name)
+    model_cfg, align_cfg, mask_cfg, training = read_config(folder / CONFIG_FILE, name)
     model_path = folder / MODEL_FILE
     digest = file_sha256(model_path)
     if sha256 is not None and digest != sha256.strip().lower():

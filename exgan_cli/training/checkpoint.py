@@ -137,10 +137,10 @@ def init_from_weights(folder: Path, g, enc=None) -> None:
     import torch
     from safetensors.torch import load_file
 
-    from exgan_cli.model.weights import CONFIG_FILE as MODEL_CONFIG, _read_config
+    from exgan_cli.model.weights import CONFIG_FILE as MODEL_CONFIG, read_config
 
     folder = Path(folder)
-    old_cfg = _read_config(folder / MODEL_CONFIG, str(folder))[0]
+    old_cfg = read_config(folder / MODEL_CONFIG, str(folder))[0]
     try:
         tensors = load_file(str(folder / "model.safetensors"))
     except (OSError, ValueError) as e:
