@@ -113,6 +113,7 @@ def main() -> None:
 
     from exgan_cli.apps.batch import BatchOptions, default_workers, run_batch
     from exgan_cli.errors import WeightsError
+    from exgan_cli.options import RetouchOptions
     from exgan_cli.model.weights import resolve_default
 
     with tempfile.TemporaryDirectory() as tmpname:
@@ -144,8 +145,8 @@ def main() -> None:
             c0 = cpu_seconds()
             t0 = time.perf_counter()
             summary = run_batch(
-                BatchOptions(album=album, person_dir=person, out_dir=out, weights=weights, device=args.device,
-                             workers=args.workers, min_face=min_face or None),
+                BatchOptions(album=album, person_dir=person, out_dir=out, workers=args.workers,
+                             options=RetouchOptions(weights=weights, device=args.device, min_face=min_face or None)),
                 on_start=lambda plan, phase=phase: phase.setdefault("start", time.perf_counter()),
             )
             total = time.perf_counter() - t0

@@ -15,7 +15,7 @@ EXIT_NO_FACE = 4          # no face found in the photo
 EXIT_NO_REFERENCE = 5     # no usable reference (none given, no face, eyes closed, other person)
 EXIT_BAD_WEIGHTS = 6      # weights missing, invalid, or not matching their config/checksum
 EXIT_OUTPUT = 7           # output exists (without --overwrite) or cannot be written
-EXIT_NOT_BUILT = 8        # command not implemented yet
+# 8 is not used (it was "command not built yet"): not reused, so old scripts never misread it
 EXIT_BAD_DATA = 9         # a dataset folder is missing or has no usable faces
 EXIT_SELF_CHECK = 10      # faces needed retouching but every result failed the self-check: nothing written
 
@@ -44,10 +44,6 @@ class WeightsError(ExganError):
 
 class OutputError(ExganError):
     exit_code = EXIT_OUTPUT
-
-
-class NotBuiltError(ExganError):
-    exit_code = EXIT_NOT_BUILT
 
 
 class DataError(ExganError):

@@ -27,6 +27,7 @@ from exgan_cli.apps import batch as batchlib
 from exgan_cli.apps.batch import BatchOptions, identity_distance, load_person, run_batch
 from exgan_cli.cli import app
 from exgan_cli.errors import EXIT_BAD_DATA, EXIT_BAD_WEIGHTS, EXIT_NO_REFERENCE, EXIT_OUTPUT, DataError
+from exgan_cli.options import RetouchOptions, SelfCheckConfig
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, GROUP, GROUP_ANGELINA, GROUP_FACES, HIGHRES, POWELL
 
@@ -89,10 +90,20 @@ def inside(inner, outer, margin: int = 0) -> bool:
     return inner[0] >= outer[0] - margin and inner[1] >= outer[1] - margin and inner[2] <= outer[2] + margin and inner[3] <= outer[3] + margin
 
 
-def opts(album: Path, person: Path, weights: Path, **kw) -> BatchOptions:
+ALBUM_FIELDS = {"out_dir", "overwrite", "copy_unchanged", "workers", "identity_k", "identify_all"}
+
+
+def opts(album: Path, person: Path, weights: Path, self_check: bool = False, all_faces: bool = False,
+         **kw) -> BatchOptions:
+    """BatchOptions for the tests: album settings from ``kw``, the rest to RetouchOptions.
+
+    ``self_check`` is off by default: the random model's eyes would fail it (see the module doc).
+    """
     kw.setdefault("workers", 0)
-    kw.setdefault("self_check", False)  # the random model's eyes would fail it (see the module doc)
-    return BatchOptions(album=album, person_dir=person, weights=str(weights), device="cpu", **kw)
+    album_kw = {k: kw.pop(k) for k in list(kw) if k in ALBUM_FIELDS}
+    retouch = RetouchOptions(weights=str(weights), device="cpu", faces="all" if all_faces else "closed",
+                             self_check=SelfCheckConfig(enabled=self_check), **kw)
+    return BatchOptions(album=album, person_dir=person, options=retouch, **album_kw)
 
 
 # ---------------------------------------------------------------------------------------
@@ -352,9 +363,10 @@ def test_self_check_refuses_the_random_model(tmp_path, tiny_weights, chavez_dir,
     references are judged by references.load_candidates, which this does not touch.)"""
     from dataclasses import replace
 
-    from exgan_cli.stages import eye_state as eyes, references  # noqa: F401  references keeps the real assess (imported by name)
+    from exgan_cli.stages import eye_state as eyes, references
 
     real_assess = eyes.assess
+    assert references.assess is real_assess  # imported by name: the references keep the real one
     monkeypatch.setattr(eyes, "assess", lambda rgb, face, *a, **k: replace(real_assess(rgb, face, *a, **k), closed=True))
     album = tmp_path / "album"
     album.mkdir()

@@ -7,31 +7,32 @@ from typing import Optional
 
 import typer
 
+from exgan_cli.commands import options as opt
 from exgan_cli.commands.common import console, guarded
-from exgan_cli.commands.open_eyes import Detector, Device
+from exgan_cli.commands.options import Detector, Device
 
 
 @guarded
 def batch(
     album: Path = typer.Argument(..., help="Folder of photos (walked recursively)."),
     person_dir: Path = typer.Option(..., "--person-dir", "-p", help="Folder of photos of the person, one face each: who to retouch, and the references."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output folder, same layout as the album (default: ALBUM_open beside the album; never inside it)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist (default: skip them, so a re-run resumes)."),
+    output: Optional[Path] = opt.output("Output folder, same layout as the album (default: ALBUM_open beside the album; never inside it)."),
+    overwrite: bool = opt.overwrite("Redo outputs that already exist (default: skip them, so a re-run resumes)."),
     copy_unchanged: bool = typer.Option(False, "--copy-unchanged", help="Also copy photos with nothing to retouch (byte-identical)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, help="Processes decoding and detecting photos (default: the number of CPU cores; 0: none, all in this process)."),
-    min_face: Optional[float] = typer.Option(None, "--min-face", min=10, help="Smallest face width to look for, in pixels (default: 40). Larger values spare dlib's upsampling (~4x faster detection), e.g. 250 for albums of 2-12 MP photos; smaller faces may be missed."),
-    identity_threshold: Optional[float] = typer.Option(None, "--identity-threshold", min=0.01, help="Max identity distance for a face to be the person's: mean of its dlib descriptor distances to the 3 closest person photos (default: 0.6)."),
+    min_face: Optional[float] = opt.min_face("Smallest face width to look for, in pixels (default: 40). Larger values spare dlib's upsampling (~4x faster detection), e.g. 250 for albums of 2-12 MP photos; smaller faces may be missed."),
+    identity_threshold: Optional[float] = opt.identity_threshold("Max identity distance for a face to be the person's: mean of its dlib descriptor distances to the 3 closest person photos (default: 0.6).", min=0.01),
     all_faces: bool = typer.Option(False, "--all-faces", help="Retouch every face of the person, open-eyed ones too."),
     identify_all: bool = typer.Option(False, "--identify-all", help="Measure the identity of every face for the report (slower)."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Model folder or Hub id OWNER/NAME@REVISION (default: the bundled reference model)."),
-    device: Device = typer.Option(Device.auto, "--device", help="Where the generator runs."),
-    detector: Detector = typer.Option(Detector.auto, "--detector", help="Face detector: auto (HOG, then dlib's CNN when HOG finds no face), HOG (fast) or CNN (MMOD)."),
-    detail: bool = typer.Option(True, "--detail/--no-detail", help="Give the new eyes the photo's full-resolution detail and grain (from the reference photo); --no-detail pastes the generator's 128 px eyes upscaled."),
-    best_of: int = typer.Option(2, "--best-of", min=1, help="In-paint each face with up to N of its best references and keep the result closest to the face's own identity (2: a quarter less identity change on real closed eyes, ~0.2 s more per face on a 12 MP photo; 1: the best-ranked reference only)."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse the stored analysis of person-dir photos seen before (same bytes; ~/.cache/exgan or $EXGAN_CACHE_DIR); --no-cache measures them again and stores nothing."),
-    self_check: bool = typer.Option(True, "--self-check/--no-self-check", help="Check each retouched face (eyes open, same person), try the next reference if not, and leave a photo unwritten when none of its faces passes (status 'failed self-check'). --no-self-check keeps every result unchecked."),
-    force: bool = typer.Option(False, "--force", help="Retouch faces whose best reference is turned further than the model handles well (the pose limit, 30°)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary; errors only."),
+    weights: Optional[str] = opt.weights("Model folder or Hub id OWNER/NAME@REVISION (default: the bundled reference model)."),
+    device: Device = opt.device(),
+    detector: Detector = opt.detector(),
+    detail: bool = opt.detail(),
+    best_of: int = opt.best_of(),
+    cache: bool = opt.cache("Reuse the stored analysis of person-dir photos seen before (same bytes; ~/.cache/exgan or $EXGAN_CACHE_DIR); --no-cache measures them again and stores nothing."),
+    self_check: bool = opt.self_check("Check each retouched face (eyes open, same person), try the next reference if not, and leave a photo unwritten when none of its faces passes (status 'failed self-check'). --no-self-check keeps every result unchecked."),
+    force: bool = opt.force("Retouch faces whose best reference is turned further than the model handles well (the pose limit, 30°)."),
+    quiet: bool = opt.quiet("No progress bar or summary; errors only."),
 ) -> None:
     """Open the closed eyes of one person (shown in --person-dir) in every photo of ALBUM.
 
@@ -39,12 +40,13 @@ def batch(
     """
     from exgan_cli.apps.batch import BatchOptions, run_batch
 
-    options = BatchOptions(
-        album=album, person_dir=person_dir, out_dir=output, overwrite=overwrite, copy_unchanged=copy_unchanged,
-        workers=workers, weights=weights, device=device.value, detector=detector.value, min_face=min_face,
-        identity_threshold=identity_threshold, all_faces=all_faces, identify_all=identify_all,
-        self_check=self_check, detail=detail, cache=cache, best_of=best_of, force=force,
+    retouch = opt.retouch_options(
+        faces="all" if all_faces else "closed", detector=detector, device=device, weights=weights, min_face=min_face,
+        identity_threshold=identity_threshold, detail=detail, self_check=self_check, best_of=best_of, cache=cache,
+        force=force,
     )
+    options = BatchOptions(album=album, person_dir=person_dir, out_dir=output, overwrite=overwrite,
+                           copy_unchanged=copy_unchanged, workers=workers, identify_all=identify_all, options=retouch)
     if quiet:
         run_batch(options)
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Any, Callable, TypeVar
 
 import typer
@@ -32,9 +31,3 @@ def guarded(fn: F) -> F:
             raise typer.Exit(130)
 
     return wrapper  # type: ignore[return-value]
-
-
-def not_built(name: str) -> None:
-    from exgan_cli.errors import NotBuiltError
-
-    raise NotBuiltError(f"'exgan {name}' is not built yet")

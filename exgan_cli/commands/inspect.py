@@ -8,22 +8,23 @@ from typing import Optional
 
 import typer
 
+from exgan_cli.commands import options as opt
 from exgan_cli.commands.common import console, guarded, stdout
-from exgan_cli.commands.open_eyes import Detector
+from exgan_cli.commands.options import Detector
 
 
 @guarded
 def inspect(
     photo: Path = typer.Argument(..., help="Photo to inspect (JPEG, PNG or WebP); it is never modified."),
-    ref: list[Path] = typer.Option([], "--ref", "-r", help="Reference photo (repeatable): identity distance and usability per face."),
-    ref_dir: Optional[Path] = typer.Option(None, "--ref-dir", help="Folder of reference photos."),
+    ref: list[Path] = opt.ref("Reference photo (repeatable): identity distance and usability per face."),
+    ref_dir: Optional[Path] = opt.ref_dir(),
     as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of tables."),
     draw: Optional[Path] = typer.Option(None, "--draw", help="Write a copy of the photo with boxes, eye masks and states."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --draw file."),
-    detector: Detector = typer.Option(Detector.auto, "--detector", help="Face detector: auto (HOG, then dlib's CNN when HOG finds no face), HOG or CNN."),
-    identity_threshold: Optional[float] = typer.Option(None, "--identity-threshold", min=0.01, help="Max descriptor distance for the same person [default: 0.6]."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Model folder whose eye masks to show [default: bundled model]."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse the stored analysis of reference photos seen before (~/.cache/exgan or $EXGAN_CACHE_DIR)."),
+    overwrite: bool = opt.overwrite("Replace an existing --draw file."),
+    detector: Detector = opt.detector("Face detector: auto (HOG, then dlib's CNN when HOG finds no face), HOG or CNN."),
+    identity_threshold: Optional[float] = opt.identity_threshold("Max descriptor distance for the same person [default: 0.6].", min=0.01),
+    weights: Optional[str] = opt.weights("Model folder whose eye masks to show [default: bundled model]."),
+    cache: bool = opt.cache("Reuse the stored analysis of reference photos seen before (~/.cache/exgan or $EXGAN_CACHE_DIR)."),
 ) -> None:
     """Show the faces exgan finds in PHOTO: detector, eye state (classifier P(closed) and EARs),
     head pose, eye masks, and with references the identity distances and which references are usable.
