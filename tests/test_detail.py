@@ -19,21 +19,10 @@ from exgan_cli.stages import geometry
 from exgan_cli.apps import retouch as pipeline
 from exgan_cli.stages.generate import align_for_model, exemplar_batch
 from exgan_cli.stages.blend import BlendConfig, feather_alpha, match_colour, paste_back
-from exgan_cli.stages.detail import (
-    DetailConfig,
-    DetailSource,
-    Exemplar,
-    _covariance,
-    _luma,
-    _median,
-    _shock,
-    _synthesise_fine,
-    _warp_from,
-    eye_matrices,
-    luminance,
-    sharpness_ratio,
-)
-from exgan_cli.files.images import load_image
+from exgan_cli.stages.detail import DetailConfig, DetailSource, Exemplar, eye_matrices, sharpness_ratio
+from exgan_cli.stages.detail_bands import covariance, luma, median, shock, synthesise_fine
+from exgan_cli.stages.detail_flow import warp_from
+from exgan_cli.files.images import load_image, luminance
 from exgan_cli.options import RetouchOptions
 from exgan_cli.apps.retouch import retouch
 from exgan_cli.stages.references import load_candidates
@@ -173,10 +162,10 @@ def test_synthesised_fine_band_follows_the_eye_not_noise(target):
     H, W = lum.shape
     small = cv2.resize(lum, (W // 2, H // 2), interpolation=cv2.INTER_AREA)
     up = cv2.resize(small, (W, H), interpolation=cv2.INTER_CUBIC)
-    top, synth, lack = _synthesise_fine(up, W / small.shape[1], DetailConfig())
+    top, synth, lack = synthesise_fine(up, W / small.shape[1], DetailConfig())
     assert lack == pytest.approx(1.0, abs=0.01)  # 2x smaller: the whole finest octave is missing
-    assert _synthesise_fine(lum, 1.0, DetailConfig())[2] == 0.0  # same size: nothing is
-    assert _synthesise_fine(lum, 4 / 3, DetailConfig())[2] == pytest.approx(0.5)
+    assert synthesise_fine(lum, 1.0, DetailConfig())[2] == 0.0  # same size: nothing is
+    assert synthesise_fine(lum, 4 / 3, DetailConfig())[2] == pytest.approx(0.5)
     eye = np.zeros((H, W), bool)
     eye[int(y0) - Y0 : int(y1) - Y0, int(x0) - X0 : int(x1) - X0] = True
     ring = np.zeros((H, W), bool)
@@ -186,7 +175,7 @@ def test_synthesised_fine_band_follows_the_eye_not_noise(target):
     removed = _fine(lum) - _fine(up)
     inner = (slice(5, -5), slice(5, -5))
     assert np.corrcoef(removed[inner].ravel(), synth[inner].ravel())[0, 1] > 0.03  # noise: ~0 +- 0.005
-    sharp = _shock(up, 1.0, 1)
+    sharp = shock(up, 1.0, 1)
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     assert np.all(sharp >= cv2.erode(up, cross) - 1e-4) and np.all(sharp <= cv2.dilate(up, cross) + 1e-4)
     assert np.abs(sharp - up).max() > 1.0
@@ -278,7 +267,7 @@ def test_warp_from_a_finer_source_does_not_alias():
     board = ((np.indices((300, 300)).sum(0) % 2) * 255).astype(np.uint8)
     src = np.repeat(board[..., None], 3, axis=2)
     dst_to_src = np.array([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
-    out = _warp_from(src, dst_to_src, (100, 100))
+    out = warp_from(src, dst_to_src, (100, 100))
     assert abs(out[5:-5, 5:-5].mean() - 127.5) < 3
     assert out[5:-5, 5:-5].std() < 10  # (a 3x3 box average of the board is 4/9 or 5/9 white)
     import cv2
@@ -293,14 +282,14 @@ def test_fast_statistics_match_numpy():
     rng = np.random.default_rng(1)
     for n in (1, 2, 5, 6, 1001, 4096):
         x = rng.standard_normal(n).astype(np.float32)
-        assert _median(x) == float(np.median(x))
+        assert median(x) == float(np.median(x))
         ties = np.round(3 * x)
-        assert _median(ties) == float(np.median(ties))
+        assert median(ties) == float(np.median(ties))
     rgb = rng.normal(120, 30, (40, 60, 3)).astype(np.float32) + rng.normal(0, 20, (40, 60, 1)).astype(np.float32)
     sel = rng.random((40, 60)) < 0.4
-    assert np.allclose(_covariance(rgb, sel), np.cov(rgb[sel].T), rtol=1e-9, atol=1e-9)
+    assert np.allclose(covariance(rgb, sel), np.cov(rgb[sel].T), rtol=1e-9, atol=1e-9)
     view = rgb[3:30, 5:50]  # a view, as the render passes
-    assert np.allclose(_luma(view), luminance(view), atol=1e-3)
+    assert np.allclose(luma(view), luminance(view), atol=1e-3)
 
 
 def test_detail_can_be_turned_off():
@@ -309,7 +298,7 @@ def test_detail_can_be_turned_off():
     assert "split" in BlendConfig().to_dict()["detail_cfg"]
 
 
-def test_cli_has_no_detail_flag():
+def test_open_eyes_has_a_no_detail_flag():
     from typer.testing import CliRunner
 
     from exgan_cli.cli import app
