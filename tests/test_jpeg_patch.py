@@ -19,7 +19,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin
 from typer.testing import CliRunner
 
-from exgan_cli.files import jpeg_patch
+from exgan_cli.files import jpeg_markers, jpeg_patch
 from exgan_cli.files.images import load_image, save_image, save_image_info
 
 from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, DATA, GROUP, POWELL
@@ -178,7 +178,7 @@ def test_metadata_segments_kept_byte_for_byte(tmp_path):
     assert info.method == "patched", info.reason
 
     def meta(path: Path) -> list[bytes]:
-        layout = jpeg_patch._parse(path.read_bytes())
+        layout = jpeg_markers.parse(path.read_bytes())
         return [s.data for s in layout.header if 0xE0 <= s.marker <= 0xEF or s.marker == 0xFE]
 
     segments = meta(src)

@@ -28,6 +28,8 @@ The stored pixels of a photo with an EXIF orientation other than 1 are rotated r
 upright pixels the library works on; the retouched pixels are turned back to the stored
 orientation before the comparison, and the output keeps the input's orientation tag (so it is
 displayed exactly like the input, and no pixel has to be moved between blocks).
+
+The file's byte layout (segments, Huffman tables, metadata splicing) is read in jpeg_markers.py.
 """
 
 from __future__ import annotations
@@ -40,6 +42,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from exgan_cli.files.jpeg_markers import (
+    SOF_BASELINE,
+    SOF_OTHER,
+    SOF_PROGRESSIVE,
+    CannotPatch,
+    Layout,
+    huffman_tables,
+    parse,
+    splice_metadata,
+    standard_tables,
+)
+
+__all__ = ["CannotPatch", "Patched", "patch_jpeg", "to_stored"]
 
 # Only this much larger or smaller than the input may the patched file be (check (c)).
 SIZE_TOLERANCE = 0.05
@@ -68,20 +84,6 @@ _DCT = _dct_matrix()
 # jpeglib switches its libjpeg build through process-wide state: one patch at a time.
 _LIB_LOCK = threading.Lock()
 
-# JPEG markers (the byte after 0xFF).
-_EOI, _SOS, _DHT, _COM = 0xD9, 0xDA, 0xC4, 0xFE
-_APP0, _APP15 = 0xE0, 0xEF
-_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RST0..7 carry no length
-_SOF_BASELINE = {0xC0, 0xC1}  # baseline and extended sequential, Huffman coded
-_SOF_PROGRESSIVE = {0xC2}
-_SOF_OTHER = {0xC3: "lossless", 0xC5: "hierarchical", 0xC6: "hierarchical", 0xC7: "hierarchical",
-              0xC9: "arithmetic-coded", 0xCA: "arithmetic-coded", 0xCB: "arithmetic-coded",
-              0xCD: "arithmetic-coded", 0xCE: "arithmetic-coded", 0xCF: "arithmetic-coded"}
-
-
-class CannotPatch(Exception):
-    """This file cannot be patched (or the patch failed verification); the message says why."""
-
 
 @dataclass(frozen=True)
 class Patched:
@@ -94,120 +96,9 @@ class Patched:
     mcu_size: tuple[int, int]  # (width, height) of an MCU in pixels: (16, 16) for 4:2:0
     sampling: str  # "4:2:0", "4:4:4", ...
     progressive: bool
-    size_ratio: float  # output bytes / input bytes (the primary image, see _Layout.size)
+    size_ratio: float  # output bytes / input bytes (the primary image, see jpeg_markers.Layout.size)
     mean_error: float  # mean |decoded output - retouched pixels| inside the changed MCUs (0..255)
     max_error: int  # the largest such difference
-
-
-# ---------------------------------------------------------------------------------------
-# The file's segments
-
-
-@dataclass
-class _Segment:
-    marker: int
-    data: bytes  # the whole segment: 0xFF, marker, length and payload
-
-
-@dataclass
-class _Layout:
-    header: list[_Segment]  # every segment between SOI and the first SOS
-    sof: int  # the frame marker (0xC0, 0xC2, ...)
-    precision: int  # bits per sample
-    factors: list[tuple[int, int]]  # (h, v) sampling factors of each component
-    sos: int  # offset of the first SOS marker
-    end: int  # offset just past the EOI of the primary image
-    size: int  # bytes of the primary image as it will be written back (without dropped segments)
-
-
-def _is_mpf(seg: _Segment) -> bool:
-    """APP2 "MPF": offsets of further images (previews, depth or gain maps) appended after the
-    primary image's EOI. Those images are not carried into a patched file (its primary image has
-    a new length anyway), so the segment, which would point at nothing, is dropped."""
-    return seg.marker == _APP0 + 2 and seg.data[4:8] == b"MPF\x00"
-
-
-def _parse(data: bytes) -> _Layout:
-    """The header segments, frame type and primary-image end of a JPEG byte string."""
-    if data[:2] != b"\xff\xd8":
-        raise CannotPatch("not a JPEG stream (no SOI)")
-    pos, header, sof, frame = 2, [], None, b""
-    while True:
-        while pos < len(data) and data[pos] == 0xFF and pos + 1 < len(data) and data[pos + 1] == 0xFF:
-            pos += 1  # fill bytes
-        if pos + 4 > len(data) or data[pos] != 0xFF:
-            raise CannotPatch("malformed JPEG header")
-        marker = data[pos + 1]
-        if marker == _SOS:
-            break
-        if marker in _STANDALONE:
-            pos += 2
-            continue
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        header.append(_Segment(marker, data[pos:pos + 2 + length]))
-        if 0xC0 <= marker <= 0xCF and marker not in (_DHT, 0xC8, 0xCC):
-            sof, frame = marker, data[pos + 4:pos + 2 + length]
-        pos += 2 + length
-    if sof is None or len(frame) < 6 or len(frame) < 6 + 3 * frame[5]:
-        raise CannotPatch("no frame header (SOF) before the image data")
-    sos = pos
-    factors = [(frame[7 + 3 * i] >> 4, frame[7 + 3 * i] & 15) for i in range(frame[5])]
-    # Walk the entropy-coded data to the primary image's EOI. Segments (SOS headers, and the
-    # DHT/DQT/DRI/... that progressive files put between scans) are skipped by their length;
-    # in coded data a 0xFF is either stuffed (0xFF00), fill, a restart marker or a real marker.
-    while True:
-        marker = data[pos + 1]
-        if marker == _EOI:
-            end = pos + 2
-            break
-        if marker in _STANDALONE:
-            pos += 2
-        else:
-            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-        while True:
-            pos = data.find(b"\xff", pos)
-            if pos < 0 or pos + 1 >= len(data):
-                raise CannotPatch("truncated JPEG (no EOI)")
-            if data[pos + 1] == 0x00:
-                pos += 2
-            elif data[pos + 1] == 0xFF:
-                pos += 1
-            else:
-                break
-    size = end - sum(len(s.data) for s in header if _is_mpf(s))
-    return _Layout(
-        header=header, sof=sof, precision=frame[0], factors=factors, sos=sos, end=end, size=size,
-    )
-
-
-def _huffman_tables(header: list[_Segment]) -> set[tuple[int, bytes]]:
-    """(class, code lengths + symbols) of every Huffman table defined in the header."""
-    tables = set()
-    for seg in header:
-        if seg.marker != _DHT:
-            continue
-        body, i = seg.data[4:], 0
-        while i + 17 <= len(body):
-            n = sum(body[i + 1:i + 17])
-            tables.add((body[i] >> 4, bytes(body[i + 1:i + 17 + n])))
-            i += 17 + n
-    return tables
-
-
-_STANDARD_TABLES: set[tuple[int, bytes]] | None = None
-
-
-def _standard_tables() -> set[tuple[int, bytes]]:
-    """The example Huffman tables of the JPEG standard (Annex K.3), which libjpeg writes unless
-    asked to optimise: taken from a tiny image that Pillow's libjpeg encodes without optimising."""
-    global _STANDARD_TABLES
-    if _STANDARD_TABLES is None:
-        from PIL import Image
-
-        buf = io.BytesIO()
-        Image.new("RGB", (16, 16), (90, 140, 200)).save(buf, "JPEG", optimize=False)
-        _STANDARD_TABLES = _huffman_tables(_parse(buf.getvalue()).header)
-    return _STANDARD_TABLES
 
 
 # ---------------------------------------------------------------------------------------
@@ -233,7 +124,7 @@ def to_stored(upright: np.ndarray, orientation: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
-# Patching
+# Pixels and MCUs
 
 
 def _decode(data: bytes) -> tuple[np.ndarray, int]:
@@ -282,19 +173,6 @@ def _mcu_pixels(mask: np.ndarray, shape: tuple[int, int], mcu_h: int, mcu_w: int
     return grown
 
 
-def _splice(original: _Layout, original_data: bytes, written: bytes) -> bytes:
-    """``written`` with its own APPn/COM segments replaced by the original file's, byte for byte.
-
-    libjpeg writes a default JFIF APP0 of its own and nothing else; the input's segments (its
-    JFIF with the right density, EXIF, ICC profile, XMP, comments, Adobe, ...) go back in the
-    order the input had them, right after SOI, followed by the written tables and frame header.
-    """
-    out = _parse(written)
-    meta = [s.data for s in original.header if (_APP0 <= s.marker <= _APP15 or s.marker == _COM) and not _is_mpf(s)]
-    tables = [s.data for s in out.header if not (_APP0 <= s.marker <= _APP15 or s.marker == _COM)]
-    return b"".join([b"\xff\xd8", *meta, *tables, written[out.sos:out.end]])
-
-
 def _mcu_tiles(image: np.ndarray, my: np.ndarray, mx: np.ndarray, mcu_h: int, mcu_w: int) -> np.ndarray:
     """(n, mcu_h, mcu_w, 3) pixels of the MCUs at rows ``my``, columns ``mx``. Pixels past the
     image's right and bottom edges repeat the last column and row, as libjpeg pads them."""
@@ -302,6 +180,133 @@ def _mcu_tiles(image: np.ndarray, my: np.ndarray, mx: np.ndarray, mcu_h: int, mc
     rows = np.clip(my[:, None] * mcu_h + np.arange(mcu_h), 0, height - 1)[:, :, None]
     cols = np.clip(mx[:, None] * mcu_w + np.arange(mcu_w), 0, width - 1)[:, None, :]
     return image[rows, cols]
+
+
+# ---------------------------------------------------------------------------------------
+# Patching: check, re-encode the changed MCUs, verify
+
+
+def patch_jpeg(source: str | os.PathLike, pixels: np.ndarray, loaded: np.ndarray | None = None) -> Patched:
+    """The JPEG ``source`` with the blocks that ``pixels`` changed re-encoded, verified.
+
+    ``pixels``: the retouched (H, W, 3) uint8 RGB image, upright (EXIF orientation applied, as
+    ``load_image`` gives it). ``loaded``: the upright pixels the retouch started from, when at
+    hand; the file is checked to still hold them. Raises ``CannotPatch`` (one-line reason) when
+    the file cannot be patched or the patch does not pass verification.
+    """
+    try:
+        import jpeglib
+    except ImportError:
+        raise CannotPatch("jpeglib is not installed") from None
+    data = Path(source).read_bytes()
+    layout = parse(data)
+    _check_frame(layout)
+    progressive = layout.sof in SOF_PROGRESSIVE
+
+    base, orientation = _decode(data)
+    target = to_stored(np.asarray(pixels), orientation)
+    if target.shape != base.shape or target.dtype != np.uint8:
+        raise CannotPatch(f"the image ({target.shape}) is not the size of the input ({base.shape})")
+    if loaded is not None and not np.array_equal(to_stored(np.asarray(loaded), orientation), base):
+        raise CannotPatch("the input file no longer holds the pixels it was loaded with")
+    mcu_h, mcu_w = _mcu_shape(layout)
+    changed = (target != base).any(axis=2)
+    mcu_mask = _mcu_grid_mask(changed, mcu_h, mcu_w)
+    info = dict(total_mcus=int(mcu_mask.size), mcu_size=(mcu_w, mcu_h), sampling=_sampling_name(layout.factors),
+                progressive=progressive)
+    if not mcu_mask.any():  # nothing changed: the input itself, byte for byte
+        return Patched(data=data, changed_mcus=0, changed_blocks=0, size_ratio=1.0, mean_error=0.0,
+                       max_error=0, **info)
+
+    written, changed_blocks, fresh_error = _reencode(jpeglib, data, layout, target, base, mcu_mask, progressive)
+    patched = splice_metadata(layout, written)
+    mean_error, max_error = _verify(patched, layout, base, target, orientation, mcu_mask, fresh_error)
+    ratio = len(patched) / layout.size
+    if abs(ratio - 1) > SIZE_TOLERANCE:
+        raise CannotPatch(f"patched file is {ratio:.2f}x the input's size")
+    return Patched(data=patched, changed_mcus=int(mcu_mask.sum()), changed_blocks=changed_blocks,
+                   size_ratio=ratio, mean_error=mean_error, max_error=max_error, **info)
+
+
+def _check_frame(layout: Layout) -> None:
+    """CannotPatch unless the frame is an 8-bit, 3-component, Huffman-coded (baseline or
+    progressive) one whose sampling factors divide the largest."""
+    if layout.sof not in SOF_BASELINE | SOF_PROGRESSIVE:
+        raise CannotPatch(f"{SOF_OTHER.get(layout.sof, 'unknown kind of')} JPEG")
+    if layout.precision != 8:
+        raise CannotPatch(f"{layout.precision}-bit JPEG")
+    if len(layout.factors) != 3:
+        raise CannotPatch(f"{len(layout.factors)}-component JPEG (only YCbCr colour JPEGs are patched)")
+    hmax, vmax = max(h for h, _ in layout.factors), max(v for _, v in layout.factors)
+    if any(hmax % h or vmax % v for h, v in layout.factors):
+        raise CannotPatch(f"unusual chroma sampling {_sampling_name(layout.factors)}")
+
+
+def _mcu_shape(layout: Layout) -> tuple[int, int]:
+    """(height, width) of an MCU in pixels."""
+    return 8 * max(v for _, v in layout.factors), 8 * max(h for h, _ in layout.factors)
+
+
+def _reencode(jpeglib, data: bytes, layout: Layout, target: np.ndarray, base: np.ndarray, mcu_mask: np.ndarray,
+              progressive: bool) -> tuple[bytes, int, tuple[float, int]]:
+    """(the file written with the changed MCUs' coefficients, component blocks changed, the
+    (mean, max) error of a fresh encode of those MCUs: what the verification allows)."""
+    mcu_h, mcu_w = _mcu_shape(layout)
+    with _LIB_LOCK, tempfile.TemporaryDirectory(prefix="exgan-jpeg-") as tmp:
+        src, dst = Path(tmp) / "in.jpg", Path(tmp) / "out.jpg"
+        src.write_bytes(data)
+        # Progressive input: mozjpeg's writer makes progressive files (with its scan script
+        # optimised for size). Sequential input: libjpeg-turbo, standard Huffman tables unless
+        # the input had optimised ones. Either way the output is coded like the input.
+        writer = "mozjpeg403" if progressive else "turbo210"
+        with jpeglib.version(writer):
+            jpeg = jpeglib.read_dct(str(src))
+            if int(jpeg.jpeg_color_space) != int(jpeglib.JCS_YCbCr) or jpeg.num_components != 3:
+                raise CannotPatch(f"{jpeg.jpeg_color_space} JPEG (only YCbCr colour JPEGs are patched)")
+            comps = [np.array(jpeg.Y), np.array(jpeg.Cb), np.array(jpeg.Cr)]
+            qtables = [np.asarray(jpeg.qt[jpeg.quant_tbl_no[c]], dtype=np.float64) for c in range(3)]
+            changed_blocks = _apply(comps, qtables, layout.factors, target, base, mcu_mask, mcu_h, mcu_w)
+            jpeg.Y, jpeg.Cb, jpeg.Cr = comps
+            jpeg.markers = []  # the input's own segments are spliced back byte for byte (splice_metadata)
+            standard = huffman_tables(layout.header) <= standard_tables()
+            flags = [] if progressive or standard else ["+OPTIMIZE_CODING"]
+            jpeg.write_dct(str(dst), flags=flags)
+            written = dst.read_bytes()
+            qt, quant_tbl_no = np.array(jpeg.qt), np.array(jpeg.quant_tbl_no)
+        with jpeglib.version("turbo210"):  # plain libjpeg for the reference (mozjpeg would trellis-quantise)
+            fresh = _fresh_encode_error(jpeglib, target, mcu_mask, mcu_h, mcu_w, layout.factors,
+                                        qt, quant_tbl_no, Path(tmp) / "reference.jpg")
+    return written, changed_blocks, fresh
+
+
+def _verify(patched: bytes, layout: Layout, base: np.ndarray, target: np.ndarray, orientation: int,
+            mcu_mask: np.ndarray, fresh_error: tuple[float, int]) -> tuple[float, int]:
+    """Decode the patched file as load_image would and hold it to the input outside the changed
+    MCUs and to a fresh encode inside; (mean, max) error inside, or CannotPatch."""
+    height, width = base.shape[:2]
+    mcu_h, mcu_w = _mcu_shape(layout)
+    hmax, vmax = mcu_w // 8, mcu_h // 8
+    out, out_orientation = _decode(patched)
+    if out_orientation != orientation or out.shape != base.shape:
+        raise CannotPatch("the patched file does not decode to the input's size and orientation")
+    # Fancy chroma upsampling blends each chroma sample with its neighbour: a changed MCU's
+    # chroma reaches one pixel into the next MCU when chroma is subsampled.
+    reach = 1 if any((h, v) != (hmax, vmax) for h, v in layout.factors) else 0
+    near = _mcu_pixels(mcu_mask, (height, width), mcu_h, mcu_w, reach)
+    outside_diff = int((out != base).any(axis=2)[~near].sum())
+    if outside_diff:
+        raise CannotPatch(f"{outside_diff} pixels outside the re-encoded blocks changed")
+    # Inside: no worse than encoding those MCUs afresh with the same tables and sampling (with
+    # a margin for the mosaic's borders, where the fresh encode's chroma meets other MCUs).
+    ref_mean, ref_max = fresh_error
+    inside = _mcu_pixels(mcu_mask, (height, width), mcu_h, mcu_w, 0)[near]
+    err = np.abs(out[near].astype(np.int16) - target[near])
+    mean_error, max_error = float(err[inside].mean()), int(err.max())
+    mean_bound, max_bound = 1.25 * ref_mean + 0.25, 1.25 * ref_max + 2
+    if mean_error > mean_bound or max_error > max_bound:
+        raise CannotPatch(f"re-encoded blocks off by {mean_error:.2f} on average and {max_error} at most "
+                          f"(a fresh encode: {ref_mean:.2f}, {ref_max})")
+    return mean_error, max_error
 
 
 def _fresh_encode_error(jpeglib, target: np.ndarray, mcu_mask: np.ndarray, mcu_h: int, mcu_w: int,
@@ -328,100 +333,6 @@ def _fresh_encode_error(jpeglib, target: np.ndarray, mcu_mask: np.ndarray, mcu_h
     err = np.abs(decoded.astype(np.int16) - mosaic).reshape(rows, mcu_h, cols, mcu_w, 3).transpose(0, 2, 1, 3, 4)
     err = err.reshape(rows * cols, mcu_h, mcu_w, 3)[:n]
     return float(err.mean()), int(err.max())
-
-
-def patch_jpeg(source: str | os.PathLike, pixels: np.ndarray, loaded: np.ndarray | None = None) -> Patched:
-    """The JPEG ``source`` with the blocks that ``pixels`` changed re-encoded, verified.
-
-    ``pixels``: the retouched (H, W, 3) uint8 RGB image, upright (EXIF orientation applied, as
-    ``load_image`` gives it). ``loaded``: the upright pixels the retouch started from, when at
-    hand; the file is checked to still hold them. Raises ``CannotPatch`` (one-line reason) when
-    the file cannot be patched or the patch does not pass verification.
-    """
-    try:
-        import jpeglib
-    except ImportError:
-        raise CannotPatch("jpeglib is not installed") from None
-    data = Path(source).read_bytes()
-    layout = _parse(data)
-    if layout.sof not in _SOF_BASELINE | _SOF_PROGRESSIVE:
-        raise CannotPatch(f"{_SOF_OTHER.get(layout.sof, 'unknown kind of')} JPEG")
-    if layout.precision != 8:
-        raise CannotPatch(f"{layout.precision}-bit JPEG")
-    if len(layout.factors) != 3:
-        raise CannotPatch(f"{len(layout.factors)}-component JPEG (only YCbCr colour JPEGs are patched)")
-    hmax, vmax = max(h for h, _ in layout.factors), max(v for _, v in layout.factors)
-    if any(hmax % h or vmax % v for h, v in layout.factors):
-        raise CannotPatch(f"unusual chroma sampling {_sampling_name(layout.factors)}")
-    progressive = layout.sof in _SOF_PROGRESSIVE
-
-    base, orientation = _decode(data)
-    target = to_stored(np.asarray(pixels), orientation)
-    if target.shape != base.shape or target.dtype != np.uint8:
-        raise CannotPatch(f"the image ({target.shape}) is not the size of the input ({base.shape})")
-    if loaded is not None and not np.array_equal(to_stored(np.asarray(loaded), orientation), base):
-        raise CannotPatch("the input file no longer holds the pixels it was loaded with")
-    height, width = base.shape[:2]
-    mcu_h, mcu_w = 8 * vmax, 8 * hmax
-    changed = (target != base).any(axis=2)
-    mcu_mask = _mcu_grid_mask(changed, mcu_h, mcu_w)
-    info = dict(total_mcus=int(mcu_mask.size), mcu_size=(mcu_w, mcu_h), sampling=_sampling_name(layout.factors),
-                progressive=progressive)
-    if not mcu_mask.any():  # nothing changed: the input itself, byte for byte
-        return Patched(data=data, changed_mcus=0, changed_blocks=0, size_ratio=1.0, mean_error=0.0,
-                       max_error=0, **info)
-
-    with _LIB_LOCK, tempfile.TemporaryDirectory(prefix="exgan-jpeg-") as tmp:
-        src, dst = Path(tmp) / "in.jpg", Path(tmp) / "out.jpg"
-        src.write_bytes(data)
-        # Progressive input: mozjpeg's writer makes progressive files (with its scan script
-        # optimised for size). Sequential input: libjpeg-turbo, standard Huffman tables unless
-        # the input had optimised ones. Either way the output is coded like the input.
-        writer = "mozjpeg403" if progressive else "turbo210"
-        with jpeglib.version(writer):
-            jpeg = jpeglib.read_dct(str(src))
-            if int(jpeg.jpeg_color_space) != int(jpeglib.JCS_YCbCr) or jpeg.num_components != 3:
-                raise CannotPatch(f"{jpeg.jpeg_color_space} JPEG (only YCbCr colour JPEGs are patched)")
-            comps = [np.array(jpeg.Y), np.array(jpeg.Cb), np.array(jpeg.Cr)]
-            qtables = [np.asarray(jpeg.qt[jpeg.quant_tbl_no[c]], dtype=np.float64) for c in range(3)]
-            changed_blocks = _apply(comps, qtables, layout.factors, target, base, mcu_mask, mcu_h, mcu_w)
-            jpeg.Y, jpeg.Cb, jpeg.Cr = comps
-            jpeg.markers = []  # the input's own segments are spliced back byte for byte below
-            standard = _huffman_tables(layout.header) <= _standard_tables()
-            flags = [] if progressive or standard else ["+OPTIMIZE_CODING"]
-            jpeg.write_dct(str(dst), flags=flags)
-            written = dst.read_bytes()
-            qt, quant_tbl_no = np.array(jpeg.qt), np.array(jpeg.quant_tbl_no)
-        with jpeglib.version("turbo210"):  # plain libjpeg for the reference (mozjpeg would trellis-quantise)
-            ref_mean, ref_max = _fresh_encode_error(jpeglib, target, mcu_mask, mcu_h, mcu_w, layout.factors,
-                                                    qt, quant_tbl_no, Path(tmp) / "reference.jpg")
-    patched = _splice(layout, data, written)
-
-    # Verify by decoding the result as load_image would.
-    out, out_orientation = _decode(patched)
-    if out_orientation != orientation or out.shape != base.shape:
-        raise CannotPatch("the patched file does not decode to the input's size and orientation")
-    # Fancy chroma upsampling blends each chroma sample with its neighbour: a changed MCU's
-    # chroma reaches one pixel into the next MCU when chroma is subsampled.
-    reach = 1 if any((h, v) != (hmax, vmax) for h, v in layout.factors) else 0
-    near = _mcu_pixels(mcu_mask, (height, width), mcu_h, mcu_w, reach)
-    outside_diff = int((out != base).any(axis=2)[~near].sum())
-    if outside_diff:
-        raise CannotPatch(f"{outside_diff} pixels outside the re-encoded blocks changed")
-    # Inside: no worse than encoding those MCUs afresh with the same tables and sampling (with
-    # a margin for the mosaic's borders, where the fresh encode's chroma meets other MCUs).
-    inside = _mcu_pixels(mcu_mask, (height, width), mcu_h, mcu_w, 0)[near]
-    err = np.abs(out[near].astype(np.int16) - target[near])
-    mean_error, max_error = float(err[inside].mean()), int(err.max())
-    mean_bound, max_bound = 1.25 * ref_mean + 0.25, 1.25 * ref_max + 2
-    if mean_error > mean_bound or max_error > max_bound:
-        raise CannotPatch(f"re-encoded blocks off by {mean_error:.2f} on average and {max_error} at most "
-                          f"(a fresh encode: {ref_mean:.2f}, {ref_max})")
-    ratio = len(patched) / layout.size
-    if abs(ratio - 1) > SIZE_TOLERANCE:
-        raise CannotPatch(f"patched file is {ratio:.2f}x the input's size")
-    return Patched(data=patched, changed_mcus=int(mcu_mask.sum()), changed_blocks=changed_blocks,
-                   size_ratio=ratio, mean_error=mean_error, max_error=max_error, **info)
 
 
 def _apply(comps: list[np.ndarray], qtables: list[np.ndarray], factors: list[tuple[int, int]], target: np.ndarray,
