@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exgan_cli.evaluation import protocol as E
+from exgan_cli.evaluation import baselines as B, closed as C, grids, pool, protocol as E, split
 from exgan_cli.errors import DataError
 
 LFW = Path(__file__).parent / "data" / "lfw"
@@ -40,7 +40,7 @@ def env(tmp_path_factory):
     _need_lfw()
     root = tmp_path_factory.mktemp("eval")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EXGAN_CACHE", str(root / "cache"))
+        mp.setenv("EXGAN_CACHE_DIR", str(root / "cache"))
         yield {"root": root, "model": _tiny_model(root / "tiny-ref")}
 
 
@@ -56,28 +56,28 @@ def result(env):
 
 def test_select_protocol_references_and_wrong_references():
     eligible = {"A": ["A/1", "A/2", "A/3"], "B": ["B/1", "B/2"], "C": ["C/1"], "D": ["D/1", "D/2"]}
-    p = E.select_protocol(["B", "C", "A", "D"], eligible)
+    p = split.select_protocol(["B", "C", "A", "D"], eligible)
     assert p.targets == ["B/1", "B/2", "A/1", "A/2", "A/3", "D/1", "D/2"]  # C has one face: no reference
     assert p.references == ["B/2", "B/1", "A/2", "A/3", "A/1", "D/2", "D/1"]  # the next one, wrapping
     # wrong: the same index in the next person's faces (wrapping), never the target's person
     assert p.wrong_references == ["A/1", "A/2", "D/1", "D/2", "D/1", "B/1", "B/2"]
     assert all(w != t for w, t in zip(p.wrong_persons, p.persons))
     # --limit: persons in order until enough faces; the last one's wrong person is the next one in the order
-    q = E.select_protocol(["B", "C", "A", "D"], eligible, limit=3)
+    q = split.select_protocol(["B", "C", "A", "D"], eligible, limit=3)
     assert q.targets == ["B/1", "B/2", "A/1"] and q.wrong_persons == ["A", "A", "D"]
     assert q.targets == p.targets[:3] and q.wrong_references == p.wrong_references[:3]
     with pytest.raises(DataError):
-        E.select_protocol(["A", "C"], eligible)  # one usable person: no wrong reference possible
+        split.select_protocol(["A", "C"], eligible)  # one usable person: no wrong reference possible
     # _enough: settled when the limit is reached and one more person is known
-    assert not E._enough(["B", "C"], eligible, 3)
-    assert not E._enough(["B", "C", "A"], eligible, 3)
-    assert E._enough(["B", "C", "A", "D"], eligible, 3)
+    assert not split.enough(["B", "C"], eligible, 3)
+    assert not split.enough(["B", "C", "A"], eligible, 3)
+    assert split.enough(["B", "C", "A", "D"], eligible, 3)
 
 
 def test_person_order_is_seeded():
     names = [f"P{i}" for i in range(20)]
-    assert E.person_order(names, 1) == E.person_order(list(reversed(names)), 1)
-    assert E.person_order(names, 1) != E.person_order(names, 2)
+    assert split.person_order(names, 1) == split.person_order(list(reversed(names)), 1)
+    assert split.person_order(names, 1) != split.person_order(names, 2)
 
 
 def test_baselines_fill_only_the_hole():
@@ -88,14 +88,14 @@ def test_baselines_fill_only_the_hole():
     from exgan_cli.stages.geometry import boxes_to_mask
 
     mask = boxes_to_mask(boxes, 64)
-    for out in (E.telea_inpaint(crop, mask), E.navier_stokes_inpaint(crop, mask), E.poisson_copy_paste(crop, boxes, ref, boxes)):
+    for out in (B.telea_inpaint(crop, mask), B.navier_stokes_inpaint(crop, mask), B.poisson_copy_paste(crop, boxes, ref, boxes)):
         assert out.shape == crop.shape and out.dtype == np.uint8
         assert np.array_equal(out[mask == 0], crop[mask == 0])
         assert not np.array_equal(out[mask > 0], crop[mask > 0])
     # copy-paste carries the reference's gradients (a flat reference would give a plain membrane)
-    flat = E.poisson_copy_paste(crop, boxes, np.full_like(ref, 90), boxes)
-    assert np.array_equal(flat, E.poisson_copy_paste(crop, boxes, np.full_like(ref, 200), boxes))
-    assert not np.array_equal(flat, E.poisson_copy_paste(crop, boxes, ref, boxes))
+    flat = B.poisson_copy_paste(crop, boxes, np.full_like(ref, 90), boxes)
+    assert np.array_equal(flat, B.poisson_copy_paste(crop, boxes, np.full_like(ref, 200), boxes))
+    assert not np.array_equal(flat, B.poisson_copy_paste(crop, boxes, ref, boxes))
 
 
 def test_no_method_reads_the_truth_under_the_hole(tiny_model):
@@ -122,12 +122,12 @@ def test_no_method_reads_the_truth_under_the_hole(tiny_model):
     b = a.copy()
     b[mask > 0] = 255 - a[mask > 0]
     model = load_pretrained(tiny_model, device="cpu")
-    refs = {"right": (ref[None], [ref_boxes], geometry.boxes_to_mask(ref_boxes, 128)[None], [ref_lm])}
-    outs = [E.model_inpaint(model, E.Batch(c[None], [boxes], mask[None], refs, [lm]), "right")[0] for c in (a, b)]
+    refs = {"right": pool.FaceSet(ref[None], [ref_boxes], geometry.boxes_to_mask(ref_boxes, 128)[None], [ref_lm])}
+    outs = [B.model_inpaint(model, pool.Batch(pool.FaceSet(c[None], [boxes], mask[None], [lm]), refs), "right")[0] for c in (a, b)]
     assert np.array_equal(outs[0], outs[1])
-    for fn in (E.telea_inpaint, E.navier_stokes_inpaint):
+    for fn in (B.telea_inpaint, B.navier_stokes_inpaint):
         assert np.array_equal(fn(a, mask), fn(b, mask))
-    assert np.array_equal(E.poisson_copy_paste(a, boxes, ref, ref_boxes), E.poisson_copy_paste(b, boxes, ref, ref_boxes))
+    assert np.array_equal(B.poisson_copy_paste(a, boxes, ref, ref_boxes), B.poisson_copy_paste(b, boxes, ref, ref_boxes))
 
 
 # ---------------------------------------------------------------------------------------
@@ -216,14 +216,16 @@ def test_grid_layout(result):
     g = result.grid
     columns = 2 + len(result.methods) + 1  # masked, reference, methods, truth
     assert g.dtype == np.uint8 and g.shape == (18 + 4 * (128 + 2), columns * 128 + (columns - 1) * 2, 3)
-    rows = E.grid_faces(result.protocol, 4)  # one person after another
+    rows = grids.grid_faces(result.protocol, 4)  # one person after another
     assert len(rows) == 4 and len({result.protocol.persons[i] for i in rows}) == 3
 
 
-def test_limit_uses_a_subset_cache_and_the_same_faces(env, result):
+def test_limit_uses_a_subset_cache_and_the_same_faces(env, result, monkeypatch):
     """Without a full cache, --limit prepares only the persons it needs; the faces are the
     first ones of the full protocol (same seed), whichever way the cache was made."""
     import os
+
+    monkeypatch.setenv("EXGAN_CACHE_DIR", str(env["root"] / "cache"))  # the module's face caches, not this test's empty folder
 
     cfg = E.EvalConfig(data=LFW, weights=[], limit=3, baselines=("telea",), workers=1, bootstrap=10)
     full_cache = Path(result.caches[0])
@@ -258,9 +260,9 @@ def test_models_at_two_resolutions_see_the_same_photos(env):
 
 def test_closed_mode_on_the_closed_eyed_photo(env):
     # The raw pipeline: the random model's eyes need not pass the self-check.
-    r = E.evaluate_closed(E.ClosedConfig(data=LFW, weights=[str(env["model"])], self_check=False))
+    r = C.evaluate_closed(C.ClosedConfig(data=LFW, weights=[str(env["model"])], self_check=False))
     d = json.loads(json.dumps(r.to_dict()))
-    assert d["format"] == E.CLOSED_FORMAT and d["self_check"] is False
+    assert d["format"] == C.CLOSED_FORMAT and d["self_check"] is False
     rows = [x for x in d["rows"] if x["photo"] == CLOSED_PHOTO]
     assert len(rows) == 1 and len(d["rows"]) == 1
     row = rows[0]
@@ -280,11 +282,12 @@ def test_closed_mode_counts_the_self_check(env, monkeypatch):
     attempt fails deterministically (references.load_candidates keeps the real assess)."""
     from dataclasses import replace
 
-    from exgan_cli.stages import eye_state as eyes, references  # noqa: F401
+    from exgan_cli.stages import eye_state as eyes, references
 
+    assert references.load_candidates  # imported before the patch, so that it keeps the real assess
     real = eyes.assess
     monkeypatch.setattr(eyes, "assess", lambda rgb, face, *a, **k: replace(real(rgb, face, *a, **k), closed=True))
-    r = E.evaluate_closed(E.ClosedConfig(data=LFW, weights=[str(env["model"])], limit=1))
+    r = C.evaluate_closed(C.ClosedConfig(data=LFW, weights=[str(env["model"])], limit=1))
     d = json.loads(json.dumps(r.to_dict()))
     assert d["self_check"] is True
     row = d["rows"][0]

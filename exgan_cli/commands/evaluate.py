@@ -22,17 +22,11 @@ from exgan_cli.commands.common import console, guarded
 
 
 def _check_output(path: Optional[Path], overwrite: bool, image: bool = False) -> None:
-    from exgan_cli.errors import OutputError
-    from exgan_cli.files.images import output_format
+    """Refuse a bad --json/--grid before any work ('-': stdout, nothing to check)."""
+    from exgan_cli.files.images import check_output
 
-    if path is None or str(path) == "-":
-        return
-    if image:
-        output_format(path)
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path}: already exists (use --overwrite to replace it)")
-    if not path.parent.is_dir():
-        raise OutputError(f"{path}: folder {path.parent} does not exist")
+    if path is not None and str(path) != "-":
+        check_output(path, overwrite=overwrite, image=image)
 
 
 def _fmt(v: Optional[float], digits: int) -> str:
@@ -82,7 +76,7 @@ def print_report(result) -> None:
     """The method x metric table and the identity-test table (stderr, like every summary)."""
     from rich.table import Table
 
-    from exgan_cli.evaluation.protocol import METRICS, SET_METRIC
+    from exgan_cli.evaluation.scoring import METRICS, SET_METRIC
 
     keys = [*METRICS, SET_METRIC]
     n, persons = len(result.protocol), len(set(result.protocol.persons))
@@ -183,12 +177,45 @@ def _progress(quiet: bool):
     )
 
 
+def _with_progress(run, cfg, quiet: bool, log):
+    """run(cfg, progress, log) under a progress bar with one line per stage."""
+    with _progress(quiet) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        return run(cfg, progress, log)
+
+
+def _write_outputs(result, json_out: Optional[Path], grid: Optional[Path], overwrite: bool, log) -> None:
+    """The JSON (a file or stdout) and the grid image."""
+    from exgan_cli.errors import DataError
+    from exgan_cli.files.images import atomic_write_bytes, save_image
+
+    if json_out is not None:
+        text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
+        if str(json_out) == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            atomic_write_bytes(json_out, text.encode("utf-8"), overwrite=overwrite)
+            log(f"wrote {json_out}")
+    if grid is not None:
+        if result.grid is None:
+            raise DataError("no face to show in the grid")
+        save_image(result.grid, grid, overwrite=overwrite)
+        log(f"wrote {grid}")
+
+
 @guarded
 def evaluate(
     data: Optional[Path] = typer.Option(None, "--data", help="Open-eyed faces, one sub-folder per person (e.g. LFW): the paper's protocol."),
     closed: Optional[Path] = typer.Option(None, "--closed", help="Per-person folders with real closed-eyed photos and open-eyed references: run open-eyes on them."),
     weights: list[str] = typer.Option([], "--weights", help="Model folder or Hub id (repeatable) (default: the bundled model, if any)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Aligned-face cache (.npz) at the first model's resolution (default: under $EXGAN_CACHE/datasets)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Aligned-face cache (.npz) at the first model's resolution (default: under $EXGAN_CACHE_DIR/datasets)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write means, 95% CIs and per-image rows as JSON ('-': stdout)."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write an image: masked | reference | each method | truth, a few faces."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most this many faces (a seeded subset of persons)."),
@@ -206,68 +233,44 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or tables; only errors (and --json -)."),
 ) -> None:
     """Measure how well models in-paint eyes, against OpenCV and copy-paste baselines, on the same faces."""
-    from exgan_cli.evaluation import protocol as evaluation
-    from exgan_cli.errors import DataError
-    from exgan_cli.files.images import atomic_write_bytes, save_image
+    from exgan_cli.evaluation.baselines import default_weights
+    from exgan_cli.evaluation.config import BASELINES, ClosedConfig, EvalConfig
 
     if (data is None and cache is None) == (closed is None) or (closed is not None and (data is not None or cache is not None)):
         raise typer.BadParameter("give either --data DIR (or --cache FILE) or --closed DIR")
     _check_output(json_out, overwrite)
     _check_output(grid, overwrite, image=True)
     chosen = [] if baselines.strip().lower() == "none" else [b.strip() for b in baselines.split(",") if b.strip()]
-    bad = [b for b in chosen if b not in evaluation.BASELINES]
+    bad = [b for b in chosen if b not in BASELINES]
     if bad:
-        raise typer.BadParameter(f"unknown baseline {bad[0]!r} (use {', '.join(evaluation.BASELINES)} or none)")
+        raise typer.BadParameter(f"unknown baseline {bad[0]!r} (use {', '.join(BASELINES)} or none)")
     if detector not in ("hog", "cnn", "auto"):
         raise typer.BadParameter(f"--detector must be hog, cnn or auto, not {detector!r}")
-    specs = list(weights) or evaluation.default_weights()
+    specs = list(weights) or default_weights()
     log = (lambda msg: None) if quiet else (lambda msg: console.print(msg, soft_wrap=True))
     if not weights and not quiet:
         log(f"weights: {specs[0]} (default)" if specs else "no --weights and no bundled default model: baselines only")
 
     t0 = time.perf_counter()
-    with _progress(quiet) as bar:
-        tasks: dict[str, int] = {}
+    if closed is not None:
+        from exgan_cli.evaluation.closed import evaluate_closed
 
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+        if not specs:
+            from exgan_cli.errors import WeightsError
 
-        if closed is not None:
-            if not specs:
-                from exgan_cli.errors import WeightsError
+            raise WeightsError("evaluate --closed needs a model: pass --weights (no bundled default weights found)")
 
-                raise WeightsError("evaluate --closed needs a model: pass --weights (no bundled default weights found)")
-            result = evaluation.evaluate_closed(
-                evaluation.ClosedConfig(
-                    data=closed, weights=specs, limit=limit, seed=seed, per_person=per_person, device=device,
-                    detector=detector, grid_rows=grid_rows, self_check=self_check,
-                ),
-                progress, log,
-            )
-        else:
-            result = evaluation.evaluate(
-                evaluation.EvalConfig(
-                    data=data, weights=specs, cache=cache, limit=limit, seed=seed, per_person=per_person, min_ear=min_ear,
-                    baselines=tuple(chosen), device=device, batch_size=batch_size, workers=workers, grid_rows=grid_rows,
-                ),
-                progress, log,
-            )
+        cfg = ClosedConfig(data=closed, weights=specs, limit=limit, seed=seed, per_person=per_person, device=device,
+                           detector=detector, grid_rows=grid_rows, self_check=self_check)
+        result = _with_progress(evaluate_closed, cfg, quiet, log)
+    else:
+        from exgan_cli.evaluation.protocol import evaluate as evaluate_data
+
+        cfg = EvalConfig(data=data, weights=specs, cache=cache, limit=limit, seed=seed, per_person=per_person, min_ear=min_ear,
+                         baselines=tuple(chosen), device=device, batch_size=batch_size, workers=workers, grid_rows=grid_rows)
+        result = _with_progress(evaluate_data, cfg, quiet, log)
     seconds = time.perf_counter() - t0
     if not quiet:
         (print_closed_report if closed is not None else print_report)(result)
-    if json_out is not None:
-        text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
-        if str(json_out) == "-":
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        else:
-            atomic_write_bytes(json_out, text.encode("utf-8"), overwrite=overwrite)
-            log(f"wrote {json_out}")
-    if grid is not None:
-        if result.grid is None:
-            raise DataError("no face to show in the grid")
-        save_image(result.grid, grid, overwrite=overwrite)
-        log(f"wrote {grid}")
+    _write_outputs(result, json_out, grid, overwrite, log)
     log(f"done in {seconds:.1f} s")
