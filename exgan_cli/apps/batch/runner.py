@@ -74,7 +74,7 @@ def run_batch(
     OutputError for an output folder inside the album or held by another run. Problems with
     single photos never raise: they are recorded and the run goes on.
     """
-    from exgan_cli.model.weights import load_pretrained, resolve_default, resolve_device
+    from exgan_cli.apps.inputs import load_model
 
     t_start = time.perf_counter()
     retouch = options.options
@@ -82,7 +82,7 @@ def run_batch(
 
     # The person and the model, loaded once.
     person = load_person(options.person_dir, detector=retouch.detector, threshold=threshold, cache=retouch.cache)
-    model = load_pretrained(retouch.weights if retouch.weights else resolve_default(), device=resolve_device(retouch.device))
+    model = load_model(retouch.weights, retouch.device)
     make_out_dir(out_dir)
     matcher = _matcher(options, person, threshold)
     settings = settings_key(person, matcher)

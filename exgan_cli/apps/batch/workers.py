@@ -1,10 +1,10 @@
 """The album's photos analysed in worker processes: decode, detect, eye state, identity.
 
-Decoding, detection, landmarks, eye state (eyes.assess: the eye-state classifier, loaded once
-per worker process, or the EAR rule without its weights) and the identity of the faces that
-could be retouched run in ``workers`` processes (descriptors cost ~60-90 ms a face on CPU, so
-faces with open eyes are not identified unless ``identify_all`` or all faces are retouched);
-pixels come back only for photos with something to retouch. The generator runs in the main
+Decoding, detection, landmarks, eye state (apps.inputs.find_faces, as in every runner: the
+eye-state classifier, loaded once per worker process, or the EAR rule without its weights) and
+the identity of the faces that could be retouched run in ``workers`` processes (descriptors cost
+~60-90 ms a face on CPU, so faces with open eyes are not identified unless ``identify_all`` or
+all faces are retouched); pixels come back only for photos with something to retouch. The generator runs in the main
 process (apps/batch/photo.py), batched over the faces of each photo.
 """
 
@@ -64,15 +64,17 @@ def analyse_photo(path: str, rel: str, matcher: Matcher) -> Analysis:
     """Decode, detect, eye state, identity; never raises for a bad photo (``error`` says why)."""
     out = Analysis(rel=rel)
     try:
-        from exgan_cli.stages import eye_state as eyes, faces as facelib
+        from exgan_cli.apps.inputs import find_faces
         from exgan_cli.files.images import load_image
+        from exgan_cli.options import RetouchOptions
+        from exgan_cli.stages import faces as facelib
 
         t = time.perf_counter()
         image = load_image(path)
         out.timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
-        out.faces = facelib.detect_faces(image.pixels, detector=matcher.detector, min_face=matcher.min_face)
-        out.eyes = [eyes.assess(image.pixels, f) for f in out.faces]  # the classifier, as in open-eyes
+        # The faces and their eye states as every runner finds them (the classifier, as in open-eyes).
+        out.faces, out.eyes = find_faces(image.pixels, RetouchOptions(detector=matcher.detector, min_face=matcher.min_face))
         out.timings["detect"] = time.perf_counter() - t
         t = time.perf_counter()
         for f, s in zip(out.faces, out.eyes):
