@@ -14,11 +14,15 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from exgan_cli.commands.common import console, guarded
+
+if TYPE_CHECKING:  # the library is imported when the command runs (it needs numpy, cv2, torch)
+    from exgan_cli.evaluation.closed import ClosedResult
+    from exgan_cli.evaluation.protocol import EvalResult
 
 
 def _check_output(path: Optional[Path], overwrite: bool, image: bool = False) -> None:
@@ -72,7 +76,7 @@ def _print_wide(table) -> None:
         Console(stderr=True, highlight=False, width=max(console.width, 200)).print(table)
 
 
-def print_report(result) -> None:
+def print_report(result: "EvalResult") -> None:
     """The method x metric table and the identity-test table (stderr, like every summary)."""
     from rich.table import Table
 
@@ -145,7 +149,7 @@ def print_report(result) -> None:
     )
 
 
-def print_closed_report(result) -> None:
+def print_closed_report(result: "ClosedResult") -> None:
     from rich.table import Table
 
     check = "with its self-check" if getattr(result, "self_check", True) else "without self-check"
@@ -190,7 +194,7 @@ def _with_progress(run, cfg, quiet: bool, log):
         return run(cfg, progress, log)
 
 
-def _write_outputs(result, json_out: Optional[Path], grid: Optional[Path], overwrite: bool, log) -> None:
+def _write_outputs(result: "EvalResult | ClosedResult", json_out: Optional[Path], grid: Optional[Path], overwrite: bool, log) -> None:
     """The JSON (a file or stdout) and the grid image."""
     from exgan_cli.errors import DataError
     from exgan_cli.files.images import atomic_write_bytes, save_image

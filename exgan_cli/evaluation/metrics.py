@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -299,7 +299,7 @@ class Interval:
         return (self.high - self.low) / 2
 
     def to_dict(self, digits: int = 5) -> dict:
-        def r(v: float):
+        def r(v: Optional[float]) -> Optional[float]:
             return None if v is None or not math.isfinite(v) else round(float(v), digits)
 
         return {"mean": r(self.mean), "ci95": [r(self.low), r(self.high)], "n": self.n}
