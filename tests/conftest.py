@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 DATA = Path(__file__).resolve().parent / "data"
 LFW = DATA / "lfw"  # Celeb-ID layout: lfw/<Person>/<Person>_NNNN.jpg, 250 x 250
 

@@ -8,7 +8,7 @@ import pytest
 
 import exgan_cli
 from exgan_cli.errors import BadInputError, NoFaceError, NoReferenceError
-from tests.conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, DATA, GROUP, GROUP_FACES
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, DATA, GROUP, GROUP_FACES
 
 EXAMPLE = DATA.parent.parent / "examples" / "hugo_chavez_closed.jpg"
 EXAMPLE_REFS = sorted((DATA.parent.parent / "examples" / "refs").glob("*.jpg"))

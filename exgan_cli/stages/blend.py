@@ -81,7 +81,7 @@ def match_colour(
     of photo - generated there (robust to the lashes and brows G draws differently) is applied
     to the whole crop. G's raw output outside the holes is never looked at: it is arbitrary
     (an earlier version compared a ring there, and a generator whose untrained outside drifted
-    would have shifted the new eyes by as much, tests/test_pipeline.py).
+    would have shifted the new eyes by as much, tests/apps/test_retouch.py).
     """
     import cv2
 

@@ -11,8 +11,9 @@ import pytest
 
 from exgan_cli.evaluation import baselines as B, closed as C, grids, pool, protocol as E, split
 from exgan_cli.errors import DataError
+from conftest import LFW
 
-LFW = Path(__file__).parent / "data" / "lfw"
+LFW = LFW
 CLOSED_PHOTO = "Hugo_Chavez/Hugo_Chavez_0017.jpg"  # the one closed-eyed photo (conftest.CHAVEZ_CLOSED)
 
 

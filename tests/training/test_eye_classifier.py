@@ -21,9 +21,9 @@ from exgan_cli.training import eye_data
 from exgan_cli.errors import WeightsError
 from exgan_cli.files.images import load_image
 
-from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, POWELL, SERENA
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, POWELL, ROOT, SERENA
 
-SHIPPED = Path(__file__).resolve().parents[1] / "weights" / eye_classifier.FOLDER
+SHIPPED = ROOT / "weights" / eye_classifier.FOLDER
 
 
 def central(path: Path):

@@ -14,8 +14,9 @@ from safetensors.torch import load_file
 
 from _synthetic import write_synthetic_cache
 from exgan_cli.training import export
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT
 
 
 def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

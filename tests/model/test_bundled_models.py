@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,9 +14,9 @@ from exgan_cli.files.images import load_image
 from exgan_cli.stages.generate import align_for_model, exemplar_batch, inpaint_crops
 from exgan_cli.model.weights import load_pretrained
 
-from conftest import CHAVEZ_OPEN
+from conftest import CHAVEZ_OPEN, ROOT
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS = ROOT / "weights"
 
 
 def _face(path):

@@ -11,8 +11,9 @@ import pytest
 from exgan_cli.training import dataset
 from exgan_cli.errors import DataError
 from exgan_cli.stages.geometry import DEFAULT_TEMPLATE, AlignConfig
+from conftest import LFW
 
-LFW = Path(__file__).parent / "data" / "lfw"
+LFW = LFW
 RES = 64
 
 

@@ -27,8 +27,9 @@ from exgan_cli.errors import EXIT_BAD_WEIGHTS, EXIT_OUTPUT, EXIT_USAGE, DataErro
 from exgan_cli.stages.geometry import AlignConfig, MaskConfig, boxes_to_mask, eye_boxes
 from exgan_cli.model import ModelConfig
 from exgan_cli.training.config import TrainConfig
+from conftest import LFW, ROOT
 
-LFW = Path(__file__).parent / "data" / "lfw"
+LFW = LFW
 TINY = dict(resolution=32, base_channels=8, d_channels=8, n_blocks=2, code_dim=16)
 
 
@@ -78,11 +79,11 @@ def test_config_round_trip_and_errors():
 def test_older_run_folders_keep_the_shuffle_split_and_resume_cannot_change_it(tmp_path, cache):
     # The bundled models' checkpoints were written before "split" was recorded: read as "shuffle".
     for run in ("ref-cpu", "none-cpu"):
-        folder = Path(__file__).resolve().parent.parent / "train" / "checkpoints" / run
+        folder = ROOT / "train" / "checkpoints" / run
         assert "split" not in json.loads((folder / "config.json").read_text())
         assert TrainConfig.from_dict(config.read_run_config(folder)).split == "shuffle"
     for recipe in ("cpu-reference-128", "cpu-code-128", "cpu-none-128"):  # re-training them holds out the same persons
-        assert config.read_config_file(Path(__file__).resolve().parent.parent / "train" / f"{recipe}.json")["split"] == "shuffle"
+        assert config.read_config_file(ROOT / "train" / f"{recipe}.json")["split"] == "shuffle"
     loop.train(tiny(cache, tmp_path / "r", steps=1))
     assert config.read_run_config(tmp_path / "r")["split"] == "hash"
     with pytest.raises(Exception, match="split .* cannot change"):
@@ -91,7 +92,7 @@ def test_older_run_folders_keep_the_shuffle_split_and_resume_cannot_change_it(tm
 
 def test_recipes_in_train_folder_are_valid():
     # recipes are the train/*.json files with a "model" (the folder holds other JSON too)
-    docs = {p: json.loads(p.read_text()) for p in sorted((Path(__file__).parent.parent / "train").glob("*.json"))}
+    docs = {p: json.loads(p.read_text()) for p in sorted((ROOT / "train").glob("*.json"))}
     recipes = {p: d for p, d in docs.items() if isinstance(d, dict) and "model" in d}
     assert {p.name for p in recipes} >= {"cpu-reference-128.json", "reference-128.json", "code-128.json", "none-128.json"}
     for path, d in recipes.items():

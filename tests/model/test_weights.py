@@ -16,6 +16,7 @@ from exgan_cli.model import weights
 from exgan_cli.errors import ExganError, WeightsError
 from exgan_cli.stages.geometry import AlignConfig, MaskConfig
 from exgan_cli.model import EyeEncoder, Generator, ModelConfig
+from conftest import ROOT
 
 R = 64
 
@@ -280,6 +281,6 @@ def test_cards_name_no_absolute_paths_of_the_training_machine():
                         "image-to-image", ["exgan"])
     assert "/work" not in text and "/tmp" not in text
     assert "--cache lfw-128.npz" in text and "--out=run" in text and "(`c`)" in text and "https://x.org/y" in text and " a/b" in text
-    shipped = Path(__file__).resolve().parents[1] / "weights"
+    shipped = ROOT / "weights"
     for card in shipped.glob("*/README.md"):
         assert weights.portable_paths(card.read_text()) == card.read_text(), card

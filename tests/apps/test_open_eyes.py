@@ -16,7 +16,7 @@ from exgan_cli import errors
 from exgan_cli.cli import app
 from exgan_cli.files.images import load_image
 
-from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, POWELL
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, CLOSED_CROPS, POWELL, ROOT
 
 runner = CliRunner()
 
@@ -232,7 +232,7 @@ def test_face_index_out_of_range(photo, tiny_model):
 
 def test_readme_main_command_with_the_bundled_weights(tmp_path, monkeypatch):
     """The README's main job: the bundled example, the bundled (trained) weights, self-check on."""
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     monkeypatch.chdir(tmp_path)
     report = tmp_path / "report.json"
     res = run(
