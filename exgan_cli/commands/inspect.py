@@ -29,20 +29,14 @@ def inspect(
     """Show the faces exgan finds in PHOTO: detector, eye state (classifier P(closed) and EARs),
     head pose, eye masks, and with references the identity distances and which references are usable.
     """
-    from exgan_cli.errors import BadInputError, OutputError
-    from exgan_cli.files.images import load_image, output_format, save_image
+    from exgan_cli.errors import BadInputError
+    from exgan_cli.files.images import check_output, load_image, save_image
     from exgan_cli.apps.inspect import draw_inspection, inspect_photo
 
     if not photo.is_file():
         raise BadInputError(f"{photo}: no such file")
     if draw is not None:
-        output_format(draw)
-        if draw.resolve() == photo.resolve():
-            raise OutputError(f"{draw}: refusing to write over the input photo")
-        if draw.exists() and not overwrite:
-            raise OutputError(f"{draw}: already exists (use --overwrite to replace it)")
-        if not draw.parent.is_dir():
-            raise OutputError(f"{draw}: folder {draw.parent} does not exist")
+        check_output(draw, overwrite=overwrite, inputs=[photo], image=True)
     info = inspect_photo(photo, ref, ref_dir, detector=detector.value, identity_threshold=identity_threshold, weights=weights, cache=cache)
     if draw is not None:
         image = load_image(photo)
