@@ -2,7 +2,7 @@
 
 Every ordered pair (target, reference) of one person's high-resolution photos (the connected
 "Yes" pairs of master.csv that contain --person; by default img1.jpg, a woman with light
-green-grey eyes) goes through the open-eyes pipeline: pipeline.retouch with
+green-grey eyes) goes through the open-eyes pipeline: apps.retouch.retouch with
 RetouchOptions(faces="all") repaints the (open) eyes of the target's largest face with the
 reference's, self-check off so that every pair keeps its reference. The real eyes are then the
 truth. Printed per pair, with eye_colour.iris_colour read at the target's (or the reference's)

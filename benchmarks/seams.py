@@ -3,7 +3,7 @@
 A visible box is a change of the skin around the new eyes that stops at the box's border. On
 every face that the eye-state classifier finds closed in the LFW photos of the persons in
 --persons (default: train/closed_eval_persons_lfw.txt, never trained on), the pipeline
-(pipeline.retouch, self-check off so that every variant keeps the same reference, chosen from
+(apps.retouch.retouch, self-check off so that every variant keeps the same reference, chosen from
 that person's other photos) is run with four blends:
 
   open-eyes   the default: feathered alpha, colours matched to the skin ring, full-resolution detail

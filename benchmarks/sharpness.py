@@ -7,7 +7,7 @@ blurry paste: below 1.
 Every photo of one person in the shared photo set (the connected "Yes" pairs of master.csv
 that contain --person) is a target when its face is at least --min-face px wide, and every
 other photo of that person is its reference, so each target is retouched once per reference:
-pipeline.retouch(..., RetouchOptions(faces="all")) repaints the (open) eyes, once with
+apps.retouch.retouch(..., RetouchOptions(faces="all")) repaints the (open) eyes, once with
 BlendConfig(detail=False) and once with detail on. Printed per target and overall: R of the
 real eyes, of the plain paste and of the new method; the identity distance of the result to
 the reference (faces.descriptor_distance, as the pipeline reports it) for both; and the
@@ -15,7 +15,7 @@ time the detail adds to the paste stage per face (median of 5 runs of that stage
 The pipeline's self-check is off, so both runs keep the same reference.
 
 Also printed: the reference the pipeline itself would choose for each target among the other
-photos (reference_choice.choose_reference with the target's face width, as pipeline.retouch calls it)
+photos (reference_choice.choose_reference with the target's face width, as apps.retouch.retouch calls it)
 and its figures, next to the choice of the older absolute-size scoring (no target width).
 
 The generator: --weights when given, else the bundled weights/exgan-reference-128 (a trained
@@ -99,7 +99,7 @@ TIMING_RUNS = 5
 
 def paste_ms(img: np.ndarray, face, cand, model, detail: bool, detail_cfg=None) -> float:
     """Median milliseconds of the paste stage for one face (colour match, alpha, paste_back),
-    the way pipeline.retouch runs it, with or without the detail."""
+    the way apps.retouch.retouch runs it, with or without the detail."""
     from exgan_cli.apps import retouch as pipeline
     from exgan_cli.stages.generate import align_for_model, exemplar_batch
     from exgan_cli.stages.blend import BlendConfig, feather_alpha, match_colour, paste_back
@@ -214,7 +214,7 @@ def main() -> None:
     detail_cfg = DetailConfig(synthesize=not args.no_synthesis)
     print(f"detail: {'WITHOUT' if args.no_synthesis else 'with'} the synthesised finest band")
     # The reference the pipeline would choose for each target among the other photos: with the
-    # target's face width (pipeline.retouch) and, for comparison, with the absolute size term only.
+    # target's face width (apps.retouch.retouch) and, for comparison, with the absolute size term only.
     picks: dict[str, dict[str, str]] = {}
     for t, (img, found, face) in photos.items():
         if not cands.get(t):

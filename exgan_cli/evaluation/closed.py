@@ -32,8 +32,8 @@ from exgan_cli.stages.geometry import AlignConfig
 CLOSED_FORMAT = "exgan-eval-closed-1"
 
 CLOSED_NOTES = [
-    "Targets: every face that eyes.assess (the eye-state classifier; the EAR rule without its weights) finds closed in a photo of DIR/<person>/; references: the person's other photos "
-    "(references.load_candidates; pipeline.retouch picks the best open-eyed face of the same identity).",
+    "Targets: every face that eye_state.assess (the eye-state classifier; the EAR rule without its weights) finds closed in a photo of DIR/<person>/; references: the person's other photos "
+    "(references.load_candidates; apps.retouch.retouch picks the best open-eyed face of the same identity).",
     "opened: the retouched face, re-detected in the result by the pipeline, has open eyes by the same detector "
     "(FaceReport.eyes_after); a face not found again counts as not opened. Share with a Wilson 95% interval.",
     "self-check (selfcheck.py, on unless --no-self-check): a retouched face whose eyes are not open or whose identity moved is "

@@ -1,6 +1,6 @@
 """Open or closed eyes from pixels: a small CNN over the fixed eye band of the aligned face.
 
-Why not only the eye aspect ratio (eyes.py)? EAR reads the lids from dlib's 68 landmarks, and
+Why not only the eye aspect ratio (eye_state.py)? EAR reads the lids from dlib's 68 landmarks, and
 on small, turned or tilted faces dlib draws open lids over closed eyes (its shape model's bias):
 the EAR rule catches 73% of CEW's closed faces while flagging 8.6% of LFW (docs/eye_state.md).
 The classifier looks at the pixels instead, in a region that does not depend on where the

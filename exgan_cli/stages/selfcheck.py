@@ -1,7 +1,7 @@
 """Self-check of every retouched face: would a retoucher let these eyes out of the studio?
 
 After a face is in-painted and pasted back (apps/retouch.py), its landmarks are fitted again on
-the result, in the same box (faces.refit_face), and it is judged by the same tools that chose it: the eye state (eyes.assess: the eye-state
+the result, in the same box (faces.refit_face), and it is judged by the same tools that chose it: the eye state (eye_state.assess: the eye-state
 classifier, or the EAR rule without its weights) and dlib's identity descriptor against the
 reference's. A face passes when
 

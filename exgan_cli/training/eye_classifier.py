@@ -201,7 +201,7 @@ Are a face's eyes closed? A small CNN ({training['parameters']:,} parameters) ov
 the face aligned by exgan's five-point similarity (`geometry.align_face`, 128 px; `geometry.eye_band`
 scaled by {list(cfg.band_scale)}), grey, {cfg.width} x {cfg.height} px, standardised per image{', plus the two eye aspect ratios' if cfg.use_ear else ''}.
 Output: P(closed). **Decision: closed when P(closed) >= {threshold:.2f}, or when both eyes' aspect ratio
-(EAR, from dlib's landmarks) is below {eb:.2f}.** Loaded by `exgan_cli.stages.eye_classifier`; `eyes.assess` uses it
+(EAR, from dlib's landmarks) is below {eb:.2f}.** Loaded by `exgan_cli.stages.eye_classifier`; `eye_state.assess` uses it
 whenever this folder is present and reports both scores; without it exgan falls back to the EAR rule.
 
 Architecture: {len(cfg.channels)} stages of 3x3 conv (no bias) + BatchNorm + ReLU, widths {', '.join(map(str, cfg.channels))},

@@ -106,7 +106,7 @@ def _init_worker() -> None:
     with contextlib.suppress(Exception):
         from exgan_cli.stages.eye_classifier import default_folder
 
-        if default_folder().exists():  # eyes.assess runs the eye-state classifier here (torch)
+        if default_folder().exists():  # eye_state.assess runs the eye-state classifier here (torch)
             import torch
 
             torch.set_num_threads(1)
