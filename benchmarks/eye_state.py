@@ -8,7 +8,9 @@ Every photo goes through the library's own path, once, and both methods judge th
 load_image -> detect_faces(detector="auto": HOG, then dlib's CNN when HOG finds nothing) ->
 the face nearest the centre (the labelled one) -> eyes.eye_state (EAR rule: both EARs < 0.21)
 and the classifier's decision (weights/eye-state/config.json: P(closed) >= its threshold, or
-both EARs below its ear_below), which is what eyes.assess returns.
+both EARs below its ear_below, or both below its lean_ear_below with P(closed) >= its
+lean_threshold: EyeClassifier.decide), which is what eye_state.assess returns. The calibration of
+those cuts and the real-blink figures of issue #14 are benchmarks/eye_blinks.py.
 
 Printed per method: closed recall (of the detected closed faces, and of all closed files),
 open faces flagged closed (of the detected LFW faces), and the faces not detected (with HOG
@@ -124,7 +126,7 @@ def compare(root: Path, jobs: int, review_file: Path | None, scores: Path | None
     o_shut = [r for r in o_det if reviewed.get(rel(r["path"])) == "closed"]
     t_clf = clf.threshold
     methods = {
-        f"classifier (P >= {t_clf:.2f} or EAR < {clf.ear_below:.2f})": lambda r: clf.decide(r["p_closed"], r["max_ear"]),
+        f"classifier ({clf.rule()})": lambda r: clf.decide(r["p_closed"], r["max_ear"]),
         f"  its network alone (P >= {t_clf:.2f})": lambda r: r["p_closed"] >= t_clf,
         f"EAR rule (max EAR < {CLOSED_EAR_THRESHOLD:.2f})": lambda r: r["max_ear"] < CLOSED_EAR_THRESHOLD,
     }
@@ -140,7 +142,7 @@ def compare(root: Path, jobs: int, review_file: Path | None, scores: Path | None
           f"{len(o_shut)} closed, {sum(reviewed.get(rel(r['path'])) == 'unsure' for r in o_det)} unsure (left out of "
           f"'flagged (reviewed)'), {sum(labels.get(rel(r['path'])[4:]) == 'open' for r in o_det)} open")
     print()
-    print(f"{'method':44s} {'closed recall':>16s} {'(of all files)':>16s} {'open flagged':>18s} {'flagged (reviewed)':>18s}"
+    print(f"{'method':62s} {'closed recall':>16s} {'(of all files)':>16s} {'open flagged':>18s} {'flagged (reviewed)':>18s}"
           f" {'LFW closed recall':>17s}")
     summary = {}
     for name, is_closed in methods.items():
@@ -148,7 +150,7 @@ def compare(root: Path, jobs: int, review_file: Path | None, scores: Path | None
         ko = sum(bool(is_closed(r)) for r in o_det)
         kr = sum(bool(is_closed(r)) for r in o_rev)
         ks = sum(bool(is_closed(r)) for r in o_shut)
-        print(f"{name:44s} {_pct(kc, len(c_det)):>16s} {_pct(kc, len(closed)):>16s} {_pct(ko, len(o_det)):>18s} "
+        print(f"{name:62s} {_pct(kc, len(c_det)):>16s} {_pct(kc, len(closed)):>16s} {_pct(ko, len(o_det)):>18s} "
               f"{_pct(kr, len(o_rev)):>18s} {_pct(ks, len(o_shut)):>17s}")
         summary[name.strip()] = {"closed_recall": kc / max(1, len(c_det)), "closed_recall_all": kc / max(1, len(closed)),
                                  "open_flagged": ko / max(1, len(o_det)), "open_flagged_reviewed": kr / max(1, len(o_rev)),

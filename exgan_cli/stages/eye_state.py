@@ -94,8 +94,10 @@ def eye_state(landmarks: np.ndarray, threshold: float = CLOSED_EAR_THRESHOLD) ->
 
 def assess(rgb: np.ndarray, face: Any, threshold: float = CLOSED_EAR_THRESHOLD) -> EyeState:
     """Eye state of one face of a photo (RGB uint8): the classifier's verdict when its weights
-    are present (eye_classifier.default_classifier: P(closed) >= its threshold, or both EARs
-    below its ``ear_below``), with the EARs measured as well; the EAR rule alone otherwise.
+    are present (eye_classifier.default_classifier, EyeClassifier.decide: P(closed) >= its
+    threshold, or both EARs below its ``ear_below``, or both below its ``lean_ear_below`` with
+    P(closed) >= its ``lean_threshold``: a news photo's half-closed blink), with the EARs measured
+    as well; the EAR rule alone otherwise.
     ``face``: a faces.Face, or its (68, 2) landmarks."""
     from exgan_cli.stages.eye_classifier import default_classifier
 

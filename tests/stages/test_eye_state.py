@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD, EyeState, eye_aspect_ratio, eye_state
+from exgan_cli.stages import eye_classifier
+from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD, EyeState, assess, eye_aspect_ratio, eye_state
+from exgan_cli.stages.geometry import AlignConfig
 from exgan_cli.stages.faces import central_face, detect_faces
 from exgan_cli.files.images import load_image
 
@@ -61,3 +63,31 @@ def test_closed_faces_are_closed(path):
 def test_open_faces_are_open(path):
     st = _state(path)
     assert not st.closed and st.score >= CLOSED_EAR_THRESHOLD
+
+
+def _face(ear: float) -> np.ndarray:
+    lm = np.zeros((68, 2))
+    lm[36:42] = _eye(30, 30 * ear) + [100, 100]
+    lm[42:48] = _eye(30, 30 * ear) + [160, 100]
+    return lm
+
+
+@pytest.mark.parametrize(
+    "ear,p,closed",
+    [
+        (0.10, 0.0, True),  # very low EAR: closed whatever the network says (a laughing news face)
+        (0.20, 0.30, True),  # a half-closed blink: under the EAR rule's 0.21 and the network leans closed
+        (0.20, 0.01, False),  # a narrow open eye: same EARs, the network sees an iris
+        (0.22, 0.50, False),  # above the EAR rule's threshold: only the network's own cut counts
+        (0.30, 0.90, True),  # the network is sure
+    ],
+)
+def test_assess_uses_the_classifiers_decision(monkeypatch, ear, p, closed):
+    """assess: the classifier's P(closed) with both EARs (EyeClassifier.decide), half-closed blinks included."""
+    clf = eye_classifier.EyeClassifier(None, eye_classifier.EyeNetConfig(), AlignConfig(), 0.81, 0.18, "", "",
+                                       lean_ear_below=0.21, lean_threshold=0.05)
+    monkeypatch.setattr(eye_classifier.EyeClassifier, "probability", lambda self, rgb, lm, ears=None: p)
+    monkeypatch.setattr(eye_classifier, "default_classifier", lambda: clf)
+    st = assess(np.zeros((10, 10, 3), np.uint8), _face(ear))
+    assert st.method == "classifier" and st.p_closed == p and st.left == pytest.approx(ear)
+    assert st.closed is closed
