@@ -2,7 +2,7 @@
 
 Every function takes the library's RGB uint8 (H, W, 3) array and returns plain data. dlib's
 model files come from the ``face_recognition_models`` package; they are located once and
-each model is loaded once per thread (most of dlib's models are not thread-safe).
+each model is loaded once per thread (dlib's models are not thread-safe).
 
 Detection runs on a reduced copy of big photos (speed: a 24 MP photo costs the same as a
 1600 px one) while the landmarks are fitted on the full-resolution photo (precision).
@@ -90,9 +90,8 @@ def _model_file(name: str) -> str:
     return str(path)
 
 
-# dlib's detectors and its face encoder keep working memory inside the model and are not safe to
-# share between threads (a detector used by two threads at once crashed the process), so each
-# thread loads its own, once: open-eyes detects the photo and its
+# dlib's models are not safe to share between threads (a detector used by two threads at once
+# crashed the process), so each thread loads its own, once: open-eyes detects the photo and its
 # references on two threads, and dlib releases the GIL while it scans.
 _PER_THREAD = threading.local()
 
@@ -117,13 +116,10 @@ def _cnn_detector():
     return _per_thread("cnn", lambda: dlib.cnn_face_detection_model_v1(_model_file("mmod_human_face_detector.dat")))
 
 
-@functools.lru_cache(maxsize=None)
 def _shape_predictor():
-    # One for all threads: fitting is a const operation on the model (no workspace kept between
-    # calls), and loading its 99 MB file again per thread cost more than the second core saved.
     import dlib
 
-    return dlib.shape_predictor(_model_file("shape_predictor_68_face_landmarks.dat"))
+    return _per_thread("shape", lambda: dlib.shape_predictor(_model_file("shape_predictor_68_face_landmarks.dat")))
 
 
 def _face_encoder():

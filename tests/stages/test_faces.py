@@ -271,5 +271,5 @@ def test_two_threads_detect_at_once_with_their_own_models():
     assert together == alone * 2
     models = []
     with ThreadPoolExecutor(1) as pool:
-        models.append(pool.submit(F._hog_detector).result())
-    assert models[0] is not F._hog_detector()  # another thread, another detector
+        models.append(pool.submit(F._shape_predictor).result())
+    assert models[0] is not F._shape_predictor()  # another thread, another model
