@@ -67,18 +67,3 @@ def load_model_in_background(options: RetouchOptions) -> Future:
     future = loader.submit(load_model, options.weights, options.device)
     loader.shutdown(wait=False)
     return future
-
-
-def load_references_in_background(refs: Sequence[Path] = (), ref_dir: Path | None = None,
-                                  options: RetouchOptions | None = None) -> Future:
-    """``load_references`` on a thread of its own; ``.result()`` gives it or raises its error.
-
-    The references are decoded and detected while the photo is (dlib releases the GIL while it
-    scans, and stages/faces.py gives each thread its own dlib models): on 2 cores a new 12 MP
-    reference then costs little more than the photo itself.
-    """
-    pool = ThreadPoolExecutor(1, thread_name_prefix="exgan-refs")
-    future = pool.submit(load_references, refs, ref_dir, options)
-    pool.shutdown(wait=False)
-    return future
-

@@ -73,17 +73,14 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     Raises an ExganError subclass, with nothing written, for a bad input, no face, no usable
     reference, or when no retouched face passes the self-check (or the pose limit).
     """
-    from exgan_cli.apps.inputs import find_faces, load_model_in_background, load_references_in_background
+    from exgan_cli.apps.inputs import find_faces, load_model_in_background, load_references
     from exgan_cli.files.images import load_image
 
     say = log or (lambda s: None)
     options = request.options
     timings: dict[str, float] = {}
     check_outputs(request)
-    # The model and the references load on other threads while this one decodes and detects the
-    # photo; their errors are still reported in that order: photo, references, weights.
-    model_future = load_model_in_background(options)
-    refs_future = load_references_in_background(request.refs, request.ref_dir, options)
+    model_future = load_model_in_background(options)  # a bad --weights is reported where it is needed
 
     t = time.perf_counter()
     image = load_image(request.photo)
@@ -100,7 +97,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
 
     t = time.perf_counter()
     try:
-        candidates, rejected = refs_future.result()
+        candidates, rejected = load_references(request.refs, request.ref_dir, options)
     except NoReferenceError as e:
         raise NoReferenceError(f"{request.photo}: {e}") from None
     timings["references"] = time.perf_counter() - t

@@ -2,7 +2,7 @@
 
 Every function takes the library's RGB uint8 (H, W, 3) array and returns plain data. dlib's
 model files come from the ``face_recognition_models`` package; they are located once and
-each model is loaded once per thread (dlib's models are not thread-safe).
+each model is loaded once per process (``functools.lru_cache``).
 
 Detection runs on a reduced copy of big photos (speed: a 24 MP photo costs the same as a
 1600 px one) while the landmarks are fitted on the full-resolution photo (precision).
@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,42 +89,32 @@ def _model_file(name: str) -> str:
     return str(path)
 
 
-# dlib's models are not safe to share between threads (a detector used by two threads at once
-# crashed the process), so each thread loads its own, once: open-eyes detects the photo and its
-# references on two threads, and dlib releases the GIL while it scans.
-_PER_THREAD = threading.local()
-
-
-def _per_thread(name: str, load):
-    model = getattr(_PER_THREAD, name, None)
-    if model is None:
-        model = load()
-        setattr(_PER_THREAD, name, model)
-    return model
-
-
+@functools.lru_cache(maxsize=None)
 def _hog_detector():
     import dlib
 
-    return _per_thread("hog", dlib.get_frontal_face_detector)
+    return dlib.get_frontal_face_detector()
 
 
+@functools.lru_cache(maxsize=None)
 def _cnn_detector():
     import dlib
 
-    return _per_thread("cnn", lambda: dlib.cnn_face_detection_model_v1(_model_file("mmod_human_face_detector.dat")))
+    return dlib.cnn_face_detection_model_v1(_model_file("mmod_human_face_detector.dat"))
 
 
+@functools.lru_cache(maxsize=None)
 def _shape_predictor():
     import dlib
 
-    return _per_thread("shape", lambda: dlib.shape_predictor(_model_file("shape_predictor_68_face_landmarks.dat")))
+    return dlib.shape_predictor(_model_file("shape_predictor_68_face_landmarks.dat"))
 
 
+@functools.lru_cache(maxsize=None)
 def _face_encoder():
     import dlib
 
-    return _per_thread("encoder", lambda: dlib.face_recognition_model_v1(_model_file("dlib_face_recognition_resnet_model_v1.dat")))
+    return dlib.face_recognition_model_v1(_model_file("dlib_face_recognition_resnet_model_v1.dat"))
 
 
 # ---------------------------------------------------------------------------------------

@@ -255,21 +255,3 @@ def test_central_and_largest_face(group):
 def test_bad_array():
     with pytest.raises(ValueError):
         detect_faces(np.zeros((10, 10), np.uint8))
-
-
-def test_two_threads_detect_at_once_with_their_own_models():
-    """open-eyes detects the photo and its references on two threads: each gets its own dlib
-    models (sharing one crashed), and the results are those of one thread."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from conftest import CHAVEZ_OPEN, GROUP
-
-    photos = [load_image(p).pixels for p in (GROUP, *CHAVEZ_OPEN)]
-    alone = [[(f.box, f.landmarks.tolist()) for f in detect_faces(rgb)] for rgb in photos]
-    with ThreadPoolExecutor(2) as pool:
-        together = list(pool.map(lambda rgb: [(f.box, f.landmarks.tolist()) for f in detect_faces(rgb)], photos * 2))
-    assert together == alone * 2
-    models = []
-    with ThreadPoolExecutor(1) as pool:
-        models.append(pool.submit(F._shape_predictor).result())
-    assert models[0] is not F._shape_predictor()  # another thread, another model
