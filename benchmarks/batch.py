@@ -35,6 +35,31 @@ and the ratios batch / single process and batch / floor.
 
 Measured
 --------
+On an idle machine (2026-11-30, 2 cores, load average 0.4 at the start, 1.4 at the end; nothing
+else running):
+
+    $ python benchmarks/batch.py --full-size
+    defaults (--min-face 40):
+      floor, 1 process     23.64 s = 0.76 photos/s; CPU 24.13 s
+      floor, 2 processes   14.54 s = 1.24 photos/s (+ pool start-up 1.10 s); CPU 28.19 s
+      batch, 2 workers     18.43 s = 0.98 photos/s (album phase; whole run 22.37 s = 0.80 photos/s); CPU 39.98 s
+      batch, --workers 0   24.30 s = 0.74 photos/s (album phase); CPU 24.98 s
+      ratios (photos/s): batch / single process 1.32, batch / floor on 1 process 1.28,
+                         batch / floor on 2 processes 0.79; single process / floor on 1 process 0.97
+    --min-face 250:
+      floor, 1 process      6.84 s = 2.63 photos/s
+      floor, 2 processes    5.04 s = 3.57 photos/s (+ pool start-up 0.83 s)
+      batch, 2 workers      8.86 s = 2.03 photos/s (album phase)
+      batch, --workers 0    7.45 s = 2.42 photos/s (album phase)
+      ratios (photos/s): batch / single process 0.84, batch / floor on 1 process 0.77,
+                         batch / floor on 2 processes 0.57; single process / floor on 1 process 0.92
+
+With both cores free, 2 workers are 1.32x one process at the default settings and reach 0.79 of
+the 2-process floor. At --min-face 250 the album takes 7-9 s, and the workers' start-up (spawn,
+imports, dlib's models and the eye-state classifier, ~2.7 s each) is most of it: one process wins.
+
+The first runs, made while other jobs held the second core:
+
 2026-11-30, 2 cores (AMD EPYC VM, 1 thread a core), shared: other engineers' pytest with two
 worker processes ran throughout. `uptime` before: load average 1.71, 2.30, 3.05; after: 1.58,
 2.56, 3.04 (1-minute load at the end of each row below). Bundled weights; nobody in this album
