@@ -125,14 +125,15 @@ def retouch(
     usable reference. A face without a usable reference while others have one is reported
     as "no reference" and left untouched.
     """
+    from exgan_cli.apps.inputs import find_faces
     from exgan_cli.stages import eye_state as eyes, faces as facelib
 
     options = options or RetouchOptions()
     threshold = options.identity_threshold if options.identity_threshold is not None else facelib.SAME_PERSON_THRESHOLD
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    if faces is None:
-        faces = facelib.detect_faces(rgb, detector=options.detector)
+    if faces is None:  # the runners' own path (apps.inputs), --min-face included
+        faces, states = find_faces(rgb, options)
     timings["detect"] = time.perf_counter() - t
     if not faces:
         raise NoFaceError("no face found")
