@@ -146,11 +146,12 @@ def inspect_photo(
 def _face_entry(image, i: int, f, align: AlignConfig, mask: MaskConfig) -> dict[str, Any]:
     """What inspect says of one face by itself: box, eye state, pose, size, sharpness, eye masks."""
     from exgan_cli.stages import eye_state as eyes, faces as facelib, geometry
-    from exgan_cli.stages.pose import head_pose
+    from exgan_cli.stages.pose import EXPRESSION_NAMES, expression, expression_strength, head_pose
     from exgan_cli.stages.blend import photo_boxes
 
     state = eyes.assess(image.pixels, f)
     pose = head_pose(f.landmarks, image.size)
+    expr = expression(f.landmarks)
     _, matrix = geometry.align_face(image.pixels, f.landmarks, align)
     boxes = geometry.eye_boxes(geometry.transform_points(f.landmarks, matrix), mask)
     return {
@@ -161,6 +162,9 @@ def _face_entry(image, i: int, f, align: AlignConfig, mask: MaskConfig) -> dict[
         "eye_state": "closed" if state.closed else "open",
         "eyes": state.to_dict(),
         "pose": dict(zip(("yaw", "pitch", "roll"), (_r(v, 1) for v in pose))),
+        # In spreads from LFW's median face (pose.expression); "strength" is their norm.
+        "expression": {**{k.replace(" ", "_"): _r(v, 2) for k, v in zip(EXPRESSION_NAMES, expr)},
+                       "strength": _r(expression_strength(expr), 2)},
         "width": _r(facelib.face_width(f), 1),
         "sharpness": _r(facelib.sharpness(image.pixels, f), 1),
         "mask_boxes": [[round(v, 1) for v in b] for b in photo_boxes(boxes, matrix)],
@@ -172,7 +176,7 @@ def _reference_verdicts(f, desc: np.ndarray, pose, candidates: list, rejections:
     from exgan_cli.errors import NoReferenceError
     from exgan_cli.options import RetouchOptions
     from exgan_cli.stages import faces as facelib, reference_choice
-    from exgan_cli.stages.pose import pose_difference
+    from exgan_cli.stages.pose import expression, expression_difference, pose_difference
 
     pose_limit = RetouchOptions().pose_limit
     entry: dict[str, Any] = {"identity": [
@@ -182,7 +186,8 @@ def _reference_verdicts(f, desc: np.ndarray, pose, candidates: list, rejections:
     ]}
     try:
         choice = reference_choice.choose_reference(
-            desc, pose, candidates, identity_threshold=threshold, rejections=rejections, target_width=facelib.face_width(f)
+            desc, pose, candidates, identity_threshold=threshold, rejections=rejections, target_width=facelib.face_width(f),
+            target_expression=expression(f.landmarks),
         )
         ranking, best, error = choice.ranking, choice.candidate, None
     except NoReferenceError as e:  # every candidate rejected; the error carries the verdicts
@@ -191,7 +196,8 @@ def _reference_verdicts(f, desc: np.ndarray, pose, candidates: list, rejections:
         {"path": str(c.path), "face": c.index, "usable": score is not None, "chosen": c is best,
          "score": _r(score) if score is not None else None, "distance": _r(d), "why": why,
          "pose_difference": _r(pose_difference(pose, c.pose), 1),
-         "within_pose_limit": bool(pose_difference(pose, c.pose) <= pose_limit)}
+         "within_pose_limit": bool(pose_difference(pose, c.pose) <= pose_limit),
+         "expression_difference": _r(expression_difference(expression(c.face.landmarks), expression(f.landmarks)), 2)}
         for c, score, d, why in ranking
     ] + [{"path": str(r.path), "face": r.face_index, "usable": False, "chosen": False, "score": None,
           "distance": None, "why": r.reason} for r in rejections]

@@ -1,8 +1,8 @@
 """Choosing a face's reference among the candidates: who is the same person, and who is best.
 
 ``choose_reference`` rejects faces with closed eyes, hidden eyes and faces of someone else, and
-ranks the rest by identity, pose, openness, resolution and sharpness (WEIGHTS). In a group
-photo, the face that matches the target's identity wins through the distance.
+ranks the rest by identity, pose, expression, openness, resolution and sharpness (WEIGHTS). In a
+group photo, the face that matches the target's identity wins through the distance.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ import numpy as np
 from exgan_cli.errors import NoReferenceError
 from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD, VISIBLE_NONE, visibility_term
 from exgan_cli.stages.faces import SAME_PERSON_THRESHOLD, descriptor_distance
+from exgan_cli.stages.pose import Expression, expression, expression_difference
 from exgan_cli.stages.references import Candidate, Pose, Rejection
 
-# Score = sum of weight * term, every term in [0, 1], so the score is in [0, 1].
+# Score = sum of weight * term over the sum of the weights scored, every term in [0, 1], so the
+# score is in [0, 1]. Without the target's expression the expression term is left out of both
+# sums, and the scores are what they were before it existed.
 WEIGHTS = {
     "identity": 0.35,  # 1 - distance / threshold: the closer the identity, the better
     "pose": 0.30,  # exp(-(dyaw^2 + dpitch^2) / (2 * POSE_SIGMA^2)); roll is ignored (alignment removes it)
@@ -26,8 +29,20 @@ WEIGHTS = {
     "visibility": 0.05,  # eyes.visibility_term: tinted lenses or deep shadow over the eyes score lower
     "resolution": 0.10,  # face width / max(FULL_WIDTH, target face width): pixels for the crop and for the detail
     "sharpness": 0.10,  # Laplacian variance / FULL_SHARPNESS: in focus, not motion-blurred
+    # exp(-d^2 / (2 * EXPRESSION_SIGMA^2)), d = pose.expression_difference (mouth, cheeks, brows).
+    # As heavy as pose: EXPRESSION_SIGMA already converts spreads into pose degrees at the
+    # measured exchange rate, so equal weights make equal measured losses cost equal scores.
+    "expression": 0.30,
 }
 POSE_SIGMA = 20.0  # degrees: a 20 deg difference in yaw scores 0.61, 40 deg scores 0.14
+# benchmarks/expression_limits.py on the 207 validation faces of train/cards/eval-v2.json (docs/
+# limits.md): the exemplar's paired gain over the no-exemplar model falls with the expression
+# difference between face and reference as with the pose difference, and one spread of
+# expression difference costs as much as 11 deg of pose (least squares on both: 11.1 deg for the
+# L1 eyes gain, 10.6 deg for the identity gain; each slope about 1.5-2 standard errors from 0).
+# The gain is gone from 3 spreads on, as from 30 deg of pose.
+DEGREES_PER_SPREAD = 11.0
+EXPRESSION_SIGMA = POSE_SIGMA / DEGREES_PER_SPREAD  # 1.8 spreads: 1.8 scores 0.61, 3.6 scores 0.14
 OPEN_MARGIN = 0.10  # EAR above the closed threshold at which openness is full (0.31 by default)
 FULL_WIDTH = 200.0  # px (jaw width): LFW's ~100 px faces score 0.5; phone photos score 1 ...
 # ... unless the target face is wider: then only a reference at least as wide as the target scores
@@ -54,7 +69,8 @@ class Choice:
 
 
 def _terms(
-    cand: Candidate, distance: float, target_pose: Pose | None, threshold: float, target_width: float | None = None
+    cand: Candidate, distance: float, target_pose: Pose | None, threshold: float, target_width: float | None = None,
+    target_expression: Expression | None = None,
 ) -> dict[str, float]:
     identity = 0.0 if math.isnan(distance) else float(np.clip(1.0 - distance / threshold, 0.0, 1.0))
     if target_pose is None:
@@ -63,7 +79,7 @@ def _terms(
         dy, dp = cand.pose[0] - target_pose[0], cand.pose[1] - target_pose[1]
         pose = math.exp(-(dy * dy + dp * dp) / (2 * POSE_SIGMA**2))
     openness = float(np.clip((min(cand.eye.left, cand.eye.right) - CLOSED_EAR_THRESHOLD) / OPEN_MARGIN, 0.0, 1.0))
-    return {
+    terms = {
         "identity": identity,
         "pose": pose,
         "openness": openness,
@@ -71,12 +87,27 @@ def _terms(
         "resolution": float(min(1.0, cand.width / max(FULL_WIDTH, target_width or 0.0))),
         "sharpness": float(min(1.0, cand.sharpness / FULL_SHARPNESS)),
     }
+    if target_expression is not None:
+        d = expression_difference(expression(cand.face.landmarks), target_expression)
+        terms["expression"] = math.exp(-d * d / (2 * EXPRESSION_SIGMA**2))
+    return terms
 
 
-def _describe(cand: Candidate, distance: float, target_pose: Pose | None, target_width: float | None = None) -> str:
+def _score(terms: dict[str, float]) -> float:
+    """The weighted mean of the terms scored (WEIGHTS), in [0, 1]."""
+    total = float(sum(WEIGHTS[k] * v for k, v in terms.items()))
+    if "expression" not in terms:  # the other weights sum to 1: the score stays bit-for-bit what it was
+        return total
+    return total / float(sum(WEIGHTS[k] for k in terms))
+
+
+def _describe(cand: Candidate, distance: float, target_pose: Pose | None, target_width: float | None = None,
+              target_expression: Expression | None = None) -> str:
     parts = ["any identity" if math.isnan(distance) else f"identity distance {distance:.2f}"]
     if target_pose is not None:
         parts.append(f"pose diff yaw {abs(cand.pose[0] - target_pose[0]):.0f} deg, pitch {abs(cand.pose[1] - target_pose[1]):.0f} deg")
+    if target_expression is not None:
+        parts.append(f"expression diff {expression_difference(expression(cand.face.landmarks), target_expression):.1f}")
     parts.append(f"eyes open (EAR {cand.eye.left:.2f}/{cand.eye.right:.2f})")
     size = f"face {cand.width:.0f} px"
     if target_width and target_width > FULL_WIDTH:
@@ -115,6 +146,7 @@ def choose_reference(
     exclude: Iterable = (),
     rejections: Sequence[Rejection] = (),
     target_width: float | None = None,
+    target_expression: Expression | None = None,
 ) -> Choice:
     """The best open-eyed reference face of the target's person; NoReferenceError if none.
 
@@ -127,7 +159,8 @@ def choose_reference(
     ``target_width``: the target face's width (``faces.face_width``); on a face wider than
     FULL_WIDTH the resolution term is relative to it (a reference as wide as the target
     scores 1, half as wide 0.5), so that larger references are preferred on large faces.
-    None: FULL_WIDTH only.
+    None: FULL_WIDTH only. ``target_expression``: the target's ``pose.expression`` (from its
+    landmarks; valid with its eyes closed); None: expression is not scored.
     """
     if target_descriptor is None and not any_identity:
         raise ValueError("choose_reference needs the target's descriptor unless any_identity")
@@ -148,9 +181,8 @@ def choose_reference(
         if why:
             rejected.append((cand, distance, ", ".join(why)))
             continue
-        terms = _terms(cand, distance, target_pose, identity_threshold, target_width)
-        score = float(sum(WEIGHTS[k] * v for k, v in terms.items()))
-        usable.append((cand, score, distance, _describe(cand, distance, target_pose, target_width)))
+        terms = _terms(cand, distance, target_pose, identity_threshold, target_width, target_expression)
+        usable.append((cand, _score(terms), distance, _describe(cand, distance, target_pose, target_width, target_expression)))
 
     def order(u: tuple[Candidate, float, float, str]) -> tuple:
         cand, score, distance, _ = u
