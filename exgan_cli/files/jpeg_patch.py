@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exgan_cli.files.jpeg_blocks import apply_change, differ, mcu_grid_mask, mcu_pixels, mcu_tiles
 from exgan_cli.files.jpeg_markers import (
     SOF_BASELINE,
     SOF_OTHER,
@@ -63,27 +64,6 @@ __all__ = ["CannotPatch", "Patched", "patch_jpeg", "to_stored"]
 
 # Only this much larger or smaller than the input may the patched file be (check (c)).
 SIZE_TOLERANCE = 0.05
-
-# libjpeg's RGB -> YCbCr (JFIF, full range). Only differences of pixels are transformed here,
-# so the +128 offsets of Cb and Cr cancel out.
-_RGB_TO_YCC = np.array(
-    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float64
-)
-
-
-def _dct_matrix() -> np.ndarray:
-    """The orthonormal 8-point DCT-II matrix C: a block's coefficients are C @ block @ C.T.
-
-    JPEG's forward DCT, (1/4) C(u) C(v) sum f(x, y) cos(...) cos(...) with C(0) = 1/sqrt(2),
-    is exactly this orthonormal transform, so no further scaling is needed.
-    """
-    k = np.arange(8)
-    c = np.cos((2 * k[None, :] + 1) * k[:, None] * np.pi / 16) * np.sqrt(2 / 8)
-    c[0] /= np.sqrt(2)
-    return c
-
-
-_DCT = _dct_matrix()
 
 # jpeglib switches its libjpeg build through process-wide state: one patch at a time.
 _LIB_LOCK = threading.Lock()
@@ -168,59 +148,6 @@ def _sampling_name(factors: list[tuple[int, int]]) -> str:
     return ":".join(f"{h}x{v}" for h, v in factors)
 
 
-def _differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(H, W) bool: where two (H, W, 3) images differ. The rows that differ at all are found
-    first (a reduction along contiguous memory, fast), then only those are looked at per pixel:
-    a retouch changes a few hundred of a photo's thousands of rows."""
-    h, w = a.shape[:2]
-    out = np.zeros((h, w), dtype=bool)
-    rows = np.nonzero((a.reshape(h, -1) != b.reshape(h, -1)).any(axis=1))[0]
-    if len(rows):
-        ne = a[rows] != b[rows]
-        out[rows] = ne[..., 0] | ne[..., 1] | ne[..., 2]
-    return out
-
-
-def _mcu_grid_mask(changed: np.ndarray, mcu_h: int, mcu_w: int) -> np.ndarray:
-    """(rows, cols) of MCUs: True where the MCU holds a changed pixel."""
-    h, w = changed.shape
-    grid = np.zeros((-(-h // mcu_h), -(-w // mcu_w)), dtype=bool)
-    ys, xs = np.nonzero(changed)  # a retouch changes a few thousand of millions of pixels
-    grid[ys // mcu_h, xs // mcu_w] = True
-    return grid
-
-
-def _mcu_pixels(mask: np.ndarray, shape: tuple[int, int], mcu_h: int, mcu_w: int, reach: int) -> np.ndarray:
-    """(H, W) pixel mask of the marked MCUs, grown by ``reach`` pixels on every side."""
-    import cv2
-
-    out = np.zeros(shape, dtype=bool)
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    if not len(rows):
-        return out
-    # Only the window around the marked MCUs is drawn (at 12 MP the whole photo's mask cost more
-    # than the rest of the verification), with a margin of ``reach`` for the growing.
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    grid = np.repeat(np.repeat(mask[r0:r1, c0:c1].astype(np.uint8), mcu_h, axis=0), mcu_w, axis=1)
-    grid = np.pad(grid, reach)
-    if reach:
-        grid = cv2.dilate(grid, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
-    y0, x0 = r0 * mcu_h - reach, c0 * mcu_w - reach  # the window's corner in the photo
-    ty0, tx0 = max(0, y0), max(0, x0)
-    ty1, tx1 = min(shape[0], y0 + grid.shape[0]), min(shape[1], x0 + grid.shape[1])
-    out[ty0:ty1, tx0:tx1] = grid[ty0 - y0: ty1 - y0, tx0 - x0: tx1 - x0] > 0
-    return out
-
-
-def _mcu_tiles(image: np.ndarray, my: np.ndarray, mx: np.ndarray, mcu_h: int, mcu_w: int) -> np.ndarray:
-    """(n, mcu_h, mcu_w, 3) pixels of the MCUs at rows ``my``, columns ``mx``. Pixels past the
-    image's right and bottom edges repeat the last column and row, as libjpeg pads them."""
-    height, width = image.shape[:2]
-    rows = np.clip(my[:, None] * mcu_h + np.arange(mcu_h), 0, height - 1)[:, :, None]
-    cols = np.clip(mx[:, None] * mcu_w + np.arange(mcu_w), 0, width - 1)[:, None, :]
-    return image[rows, cols]
-
-
 # ---------------------------------------------------------------------------------------
 # Patching: check, re-encode the changed MCUs, verify
 
@@ -258,8 +185,8 @@ def patch_jpeg(
     if target.shape != base.shape or target.dtype != np.uint8:
         raise CannotPatch(f"the image ({target.shape}) is not the size of the input ({base.shape})")
     mcu_h, mcu_w = _mcu_shape(layout)
-    changed = _differ(target, base)
-    mcu_mask = _mcu_grid_mask(changed, mcu_h, mcu_w)
+    changed = differ(target, base)
+    mcu_mask = mcu_grid_mask(changed, mcu_h, mcu_w)
     info = dict(total_mcus=int(mcu_mask.size), mcu_size=(mcu_w, mcu_h), sampling=_sampling_name(layout.factors),
                 progressive=progressive)
     if not mcu_mask.any():  # nothing changed: the input itself, byte for byte
@@ -325,7 +252,7 @@ def _reencode(jpeglib, data: bytes, layout: Layout, target: np.ndarray, base: np
                 raise CannotPatch(f"{jpeg.jpeg_color_space} JPEG (only YCbCr colour JPEGs are patched)")
             comps = [np.array(jpeg.Y), np.array(jpeg.Cb), np.array(jpeg.Cr)]
             qtables = [np.asarray(jpeg.qt[jpeg.quant_tbl_no[c]], dtype=np.float64) for c in range(3)]
-            changed_blocks = _apply(comps, qtables, layout.factors, target, base, mcu_mask, mcu_h, mcu_w)
+            changed_blocks = apply_change(comps, qtables, layout.factors, target, base, mcu_mask, mcu_h, mcu_w)
             jpeg.Y, jpeg.Cb, jpeg.Cr = comps
             jpeg.markers = []  # the input's own segments are spliced back byte for byte (splice_metadata)
             standard = layout.sof in SOF_BASELINE and huffman_tables(layout.header) <= standard_tables()
@@ -348,14 +275,14 @@ def _verify(patched: bytes, layout: Layout, base: np.ndarray, target: np.ndarray
     # Fancy chroma upsampling blends each chroma sample with its neighbour: a changed MCU's
     # chroma reaches one pixel into the next MCU when chroma is subsampled.
     reach = 1 if any((h, v) != (hmax, vmax) for h, v in layout.factors) else 0
-    near = _mcu_pixels(mcu_mask, (height, width), mcu_h, mcu_w, reach)
-    outside = _differ(out, base) & ~near
+    near = mcu_pixels(mcu_mask, (height, width), mcu_h, mcu_w, reach)
+    outside = differ(out, base) & ~near
     if outside.any():
         raise CannotPatch(f"{int(outside.sum())} pixels outside the re-encoded blocks changed")
     # Inside: no worse than encoding those MCUs afresh with the same tables and sampling (with
     # a margin for the mosaic's borders, where the fresh encode's chroma meets other MCUs).
     ref_mean, ref_max = fresh_error
-    inside = _mcu_pixels(mcu_mask, (height, width), mcu_h, mcu_w, 0)[near]
+    inside = mcu_pixels(mcu_mask, (height, width), mcu_h, mcu_w, 0)[near]
     err = np.abs(out[near].astype(np.int16) - target[near])
     mean_error, max_error = float(err[inside].mean()), int(err.max())
     mean_bound, max_bound = 1.25 * ref_mean + 0.25, 1.25 * ref_max + 2
@@ -374,7 +301,7 @@ def _fresh_encode_error(jpeglib, target: np.ndarray, mcu_mask: np.ndarray, mcu_h
     The MCUs are laid side by side in a mosaic, encoded with libjpeg and decoded with Pillow.
     """
     my, mx = np.nonzero(mcu_mask)
-    tiles = _mcu_tiles(target, my, mx, mcu_h, mcu_w)
+    tiles = mcu_tiles(target, my, mx, mcu_h, mcu_w)
     n = len(tiles)
     cols = int(np.ceil(np.sqrt(n)))
     rows = -(-n // cols)
@@ -389,42 +316,3 @@ def _fresh_encode_error(jpeglib, target: np.ndarray, mcu_mask: np.ndarray, mcu_h
     err = np.abs(decoded.astype(np.int16) - mosaic).reshape(rows, mcu_h, cols, mcu_w, 3).transpose(0, 2, 1, 3, 4)
     err = err.reshape(rows * cols, mcu_h, mcu_w, 3)[:n]
     return float(err.mean()), int(err.max())
-
-
-def _apply(comps: list[np.ndarray], qtables: list[np.ndarray], factors: list[tuple[int, int]], target: np.ndarray,
-           base: np.ndarray, mcu_mask: np.ndarray, mcu_h: int, mcu_w: int, chunk: int = 2048) -> int:
-    """Add the quantised DCT of the change (target - base) to the coefficients of the marked
-    MCUs, in place; returns how many component blocks changed.
-
-    Working on the change rather than re-encoding the retouched pixels keeps a block whose
-    pixels did not change (or changed by less than its quantisation steps) exactly as it was,
-    and spares the unchanged part of a block a second rounding.
-    """
-    hmax, vmax = max(h for h, _ in factors), max(v for _, v in factors)
-    mys, mxs = np.nonzero(mcu_mask)
-    changed_blocks = 0
-    for start in range(0, len(mys), chunk):
-        my, mx = mys[start:start + chunk], mxs[start:start + chunk]
-        delta = _mcu_tiles(target, my, mx, mcu_h, mcu_w).astype(np.float64) - _mcu_tiles(base, my, mx, mcu_h, mcu_w)
-        delta = delta @ _RGB_TO_YCC.T  # (n, mcu_h, mcu_w, 3): the change in Y, Cb, Cr
-        n = len(my)
-        for c, (h, v) in enumerate(factors):
-            sy, sx = vmax // v, hmax // h
-            # Downsample as libjpeg does (the mean of each sy x sx cell), cut into v x h blocks.
-            plane = delta[..., c].reshape(n, 8 * v, sy, 8 * h, sx).mean(axis=(2, 4))
-            blocks = plane.reshape(n, v, 8, h, 8).transpose(0, 1, 3, 2, 4)
-            step = np.rint(_DCT @ blocks @ _DCT.T / qtables[c]).astype(np.int32)  # (n, v, h, 8, 8)
-            by = np.broadcast_to(my[:, None, None] * v + np.arange(v)[None, :, None], (n, v, h))
-            bx = np.broadcast_to(mx[:, None, None] * h + np.arange(h)[None, None, :], (n, v, h))
-            arr = comps[c]
-            keep = (by < arr.shape[0]) & (bx < arr.shape[1])  # blocks of the padding MCUs are not stored
-            by, bx, step = by[keep], bx[keep], step[keep]
-            old = arr[by, bx].astype(np.int32)
-            new = old + step
-            # Keep every coefficient codable (baseline: |AC| < 1024; DC within the 8-bit range).
-            dc_max = int(1024 // qtables[c][0, 0])
-            new[:, 0, 0] = np.clip(new[:, 0, 0], -dc_max, dc_max)
-            new = np.clip(new, -1023, 1023)
-            changed_blocks += int((new != old).any(axis=(1, 2)).sum())
-            arr[by, bx] = new.astype(arr.dtype)
-    return changed_blocks

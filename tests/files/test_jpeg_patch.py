@@ -260,14 +260,14 @@ def test_arithmetic_coded_jpeg_falls_back(tmp_path):
 def test_failed_verification_falls_back(tmp_path, monkeypatch):
     """A patch that would touch a block outside the change is refused, and the photo written
     in full: here a forced bug changes the first block of the image."""
-    real_apply = jpeg_patch._apply
+    real_apply = jpeg_patch.apply_change
 
     def buggy_apply(comps, *args, **kwargs):
         n = real_apply(comps, *args, **kwargs)
         comps[0][0, 0, 0, 0] += 5
         return n
 
-    monkeypatch.setattr(jpeg_patch, "_apply", buggy_apply)
+    monkeypatch.setattr(jpeg_patch, "apply_change", buggy_apply)
     like = load_image(CHAVEZ_CLOSED)
     info = save_image_info(retouch(like.pixels, (90, 95, 160, 125)), tmp_path / "out.jpg", like=like)
     assert info.method == "full" and "outside the re-encoded blocks changed" in info.reason
