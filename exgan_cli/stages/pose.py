@@ -1,7 +1,10 @@
-"""Head pose from the 68 landmarks: how far a face is turned, and how far two faces differ.
+"""Head pose and expression from the 68 landmarks: how far a face is turned, how far it smiles
+or laughs, and how far two faces differ in both.
 
 The exemplar's gain holds up to a pose difference of about 30° between a face and its
-reference (docs/self_check.md); references are ranked and limited by it.
+reference (docs/self_check.md); references are ranked and limited by it. It fades likewise
+with the expression difference, one spread costing about as much as 11° of pose
+(docs/limits.md); references are ranked by it too.
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def expression_measures(landmarks: np.ndarray) -> Expression:
 
 def expression(landmarks: np.ndarray) -> Expression:
     """The expression measures in spreads from LFW's median face (EXPRESSION_NEUTRAL/SPREAD):
-    0 is a typical news-photo face; +2 on mouth_open is a mouth opener than 97% of LFW's."""
+    0 is a typical news-photo face; +2 on mouth_open is a mouth open wider than 95% of LFW's."""
     raw = expression_measures(landmarks)
     return tuple((v - m) / s for v, m, s in zip(raw, EXPRESSION_NEUTRAL, EXPRESSION_SPREAD))  # type: ignore[return-value]
 
