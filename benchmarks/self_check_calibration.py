@@ -1,20 +1,23 @@
 """Calibrate the self-check on results a person has judged (issue #14).
 
-Two steps:
+Three steps:
 
 1. ``--make OUT``: run open-eyes' pipeline with its self-check OFF on real closed eyes (every
    closed-eyed face of the persons in --persons, default train/closed_eval_persons_lfw.txt: LFW
    persons the models never trained on, with their other photos as references) and on hard cases
    (--hard: target:reference pairs of the high-resolution photos, retouched with --faces all and
-   the pose limit lifted: big pose differences, strong expressions). Every result is written as a
-   tile OUT/<case>.png (before | after | reference eyes, enlarged) plus OUT/cases.json with the
-   check's measures (selfcheck.check_face with the reference actually used) and its verdict.
+   the pose limit lifted: big pose differences, strong expressions; ``photo.jpg#K`` names face K
+   of a group photo, left to right, otherwise its largest face is used). Every result is written
+   as a tile OUT/<case>.png (before | after | reference eyes, enlarged), its crops as
+   OUT/cases/<case>.npz (so that a changed check can judge it again without the generator), and
+   OUT/cases.json with the check's measures and verdict at the time.
 2. A person looks at every tile and writes a label file (JSON: {"case": "good" | "bad"}, with a
-   note per bad one): train/self_check_labels.json.
-3. ``--score OUT``: how often the check keeps the good results and rejects the bad ones.
+   note each): train/self_check_labels.json (v1 model), train/self_check_labels_v2.json.
+3. ``--score OUT [OUT ...]``: how often the check, as the code stands now, keeps the good results
+   and rejects the bad ones (overall and by face size).
 
-    python benchmarks/self_check_calibration.py --make /tmp/sc [--weights DIR] [--limit N]
-    python benchmarks/self_check_calibration.py --score /tmp/sc [--labels train/self_check_labels.json]
+    python benchmarks/self_check_calibration.py --make /tmp/sc [--weights DIR] [--limit N] [--hard PAIRS]
+    python benchmarks/self_check_calibration.py --score /tmp/sc [/tmp/sc2] [--labels train/self_check_labels_v2.json]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 SHARED = ROOT.parent / "shared" / "data"
+SMALL_FACE = 150.0  # px: LFW's faces are below, the high-resolution photos' above (selfcheck.COLOUR_MIN_FACE)
 HARD = ("img7.jpg:img6.jpg,img1.jpg:img7.jpg,img1.jpg:img11.jpg,img6.jpg:img2.jpg,img4.jpg:img10.jpg,img2.jpg:img5.jpg,"
         "img11.jpg:img1.jpg,img5.jpg:img4.jpg,img10.jpg:img6.jpg,img2.jpg:img11.jpg")
 
@@ -47,6 +51,44 @@ def tile(before: np.ndarray, after: np.ndarray, ref: np.ndarray, face, ref_face,
     parts = [fit(eye_band(before, face.landmarks)), fit(eye_band(after, face.landmarks)), fit(eye_band(ref, ref_face.landmarks))]
     gap = np.full((height, 6, 3), 255, np.uint8)
     return np.hstack([parts[0], gap, parts[1], gap, parts[2]])
+
+
+def _spec(text: str) -> tuple[str, int | None]:
+    """'photo.jpg' (its largest face) or 'photo.jpg#K' (face K, left to right)."""
+    name, _, k = text.partition("#")
+    return name, (int(k) if k else None)
+
+
+def _crop(rgb: np.ndarray, face) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """The face with a margin of one face width (enough for the landmarks, descriptor and eye
+    state), its landmarks and box moved into the crop."""
+    w = max(face.box[2] - face.box[0], face.box[3] - face.box[1])
+    x0, y0 = max(0, face.box[0] - w), max(0, face.box[1] - w)
+    x1, y1 = min(rgb.shape[1], face.box[2] + w), min(rgb.shape[0], face.box[3] + w)
+    box = (face.box[0] - x0, face.box[1] - y0, face.box[2] - x0, face.box[3] - y0)
+    return rgb[y0:y1, x0:x1], np.asarray(face.landmarks) - (x0, y0), box
+
+
+def save_case(path: Path, img, result, face, ref, ref_face, ref_descriptor, d0: float) -> None:
+    """What --score needs to judge the case again with the current check: the original and the
+    result around the face, the reference face, its descriptor and the original's distance."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    before, lm, box = _crop(img, face)
+    after = _crop(result, face)[0]
+    r, rlm, rbox = _crop(ref, ref_face)
+    np.savez_compressed(path, before=before, after=after, landmarks=lm, box=np.array(box), detector=face.detector,
+                        score=face.score, ref=r, ref_landmarks=rlm, ref_box=np.array(rbox), ref_descriptor=ref_descriptor, d0=d0)
+
+
+def rejudge(path: Path):
+    """selfcheck.check_face, as the code stands now, on a case saved by --make."""
+    from exgan_cli.stages import faces as facelib, selfcheck
+
+    z = np.load(path)
+    face = facelib.Face(tuple(int(v) for v in z["box"]), z["landmarks"], str(z["detector"]), float(z["score"]))
+    ref_eyes = selfcheck.ReferenceEyes.measure(z["ref"], z["ref_landmarks"])
+    return selfcheck.check_face(z["after"], face, z["ref_descriptor"], float(z["d0"]), facelib.SAME_PERSON_THRESHOLD,
+                                reference=ref_eyes)
 
 
 def make(args) -> None:
@@ -71,6 +113,7 @@ def make(args) -> None:
         d0 = facelib.descriptor_distance(facelib.face_descriptor(img, face), cand.descriptor)
         check = selfcheck.check_face(result, face, cand.descriptor, d0, facelib.SAME_PERSON_THRESHOLD, reference=ref_eyes)
         Image.fromarray(tile(img, result, cand.pixels, face, cand.face)).save(out / f"{name}.png")
+        save_case(out / "cases" / f"{name}.npz", img, result, face, cand.pixels, cand.face, cand.descriptor, d0)
         cases[name] = {"kind": kind, "reference": str(cand.path), "face_width": round(facelib.face_width(face), 1),
                        "passed": check.passed, "reasons": check.reasons, **check.to_dict()}
         print(f"{name:<40} {'pass' if check.passed else 'FAIL'}  {'; '.join(check.reasons)}", flush=True)
@@ -103,40 +146,59 @@ def make(args) -> None:
             n += 1
     # hard cases: open eyes repainted from another photo (pose, expression, size)
     for pair in (args.hard.split(",") if args.hard else []):
-        a, b = pair.split(":")
+        (a, ka), (b, kb) = (_spec(x) for x in pair.split(":"))
         img = load_image(SHARED / "photos" / a).pixels
         faces = facelib.detect_faces(img)
-        i = max(range(len(faces)), key=lambda k: facelib.face_width(faces[k]))
+        i = max(range(len(faces)), key=lambda k: facelib.face_width(faces[k])) if ka is None else ka
         cands, _ = load_candidates([SHARED / "photos" / b])
-        cand = max(cands, key=lambda c: c.width)
+        cand = max(cands, key=lambda c: c.width) if kb is None else next(c for c in cands if c.index == kb)
         opts = RetouchOptions(faces="all", face_index=i, self_check=off, best_of=1, force=True, any_identity=True)
         res = retouch(img, [cand], model, opts, faces=faces)
-        judge(f"hard-{Path(a).stem}-{Path(b).stem}", img, res.pixels, i, faces, cand, "hard: high resolution, another pose")
+        if res.faces[i].status != "retouched":
+            print(f"{pair}: {res.faces[i].status}", flush=True)
+            continue
+        name = f"hard-{Path(a).stem}{'' if ka is None else f'f{ka}'}-{Path(b).stem}{'' if kb is None else f'f{kb}'}"
+        judge(name, img, res.pixels, i, faces, cand, "hard: high resolution, another pose")
     (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
     print(f"{len(cases)} cases in {out}")
 
 
 def score(args) -> None:
-    cases = json.loads((Path(args.score) / "cases.json").read_text())
+    """Kept / rejected per label, judged again by the check as the code stands now (each case's
+    saved crops, cases/<case>.npz) or, for an older folder without them, by the verdict it recorded."""
+    cases: dict[str, dict] = {}
+    for folder in args.score:
+        for name, case in json.loads((Path(folder) / "cases.json").read_text()).items():
+            saved = Path(folder) / "cases" / f"{name}.npz"
+            if saved.exists():
+                check = rejudge(saved)
+                case = {**case, "passed": check.passed, "reasons": check.reasons}
+            cases[name] = case
     labels = json.loads(Path(args.labels).read_text())["labels"]
-    good = [k for k, v in labels.items() if v["label"] == "good" and k in cases]
-    bad = [k for k, v in labels.items() if v["label"] == "bad" and k in cases]
-    kept = [k for k in good if cases[k]["passed"]]
-    rejected = [k for k in bad if not cases[k]["passed"]]
-    print(f"{len(good)} good results, {len(kept)} kept ({len(kept) / max(1, len(good)):.0%})")
-    print(f"{len(bad)} bad results, {len(rejected)} rejected ({len(rejected) / max(1, len(bad)):.0%})")
-    for k in good:
-        if k not in kept:
-            print(f"  good but rejected: {k}: {'; '.join(cases[k]['reasons'])}")
-    for k in bad:
-        if k not in rejected:
-            print(f"  bad but kept: {k} ({labels[k].get('note', '')})")
+    for title, small in (("all", None), (f"faces under {SMALL_FACE:.0f} px", True), (f"faces of {SMALL_FACE:.0f} px and more", False)):
+        keep = lambda k: k in cases and (small is None or (cases[k]["face_width"] < SMALL_FACE) == small)  # noqa: E731
+        good = [k for k, v in labels.items() if v["label"] == "good" and keep(k)]
+        bad = [k for k, v in labels.items() if v["label"] == "bad" and keep(k)]
+        kept = [k for k in good if cases[k]["passed"]]
+        rejected = [k for k in bad if not cases[k]["passed"]]
+        print(f"{title}: {len(kept)} of {len(good)} good kept ({len(kept) / max(1, len(good)):.0%}), "
+              f"{len(rejected)} of {len(bad)} bad rejected ({len(rejected) / max(1, len(bad)):.0%})")
+        if small is None:
+            for k in good:
+                if k not in kept:
+                    print(f"  good but rejected: {k}: {'; '.join(cases[k]['reasons'])}")
+            for k in bad:
+                if k not in rejected:
+                    print(f"  bad but kept: {k} ({labels[k].get('note', '')})")
+    unlabelled = sorted(set(cases) - set(labels))
+    if unlabelled:
+        print(f"{len(unlabelled)} cases without a label: {', '.join(unlabelled)}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--make", type=Path)
-    ap.add_argument("--score", type=Path)
+    ap.add_argument("--score", type=Path, nargs="+", help="folders made by --make (their cases together)")
     ap.add_argument("--weights", default=str(ROOT / "weights" / "exgan-reference-128"))
     ap.add_argument("--persons", default=str(ROOT / "train" / "closed_eval_persons_lfw.txt"))
     ap.add_argument("--per-person", type=int, default=10)
