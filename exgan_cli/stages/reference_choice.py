@@ -40,7 +40,8 @@ POSE_SIGMA = 20.0  # degrees: a 20 deg difference in yaw scores 0.61, 40 deg sco
 # difference between face and reference as with the pose difference, and one spread of
 # expression difference costs as much as 11 deg of pose (least squares on both: 11.1 deg for the
 # L1 eyes gain, 10.6 deg for the identity gain; each slope about 1.5-2 standard errors from 0).
-# The gain is gone from 3 spreads on, as from 30 deg of pose.
+# The gain is gone from 3 spreads on, as from 30 deg of pose. The v3 checkpoints on the same
+# faces put one spread at 19 deg: 11, the shipped model's, is the weaker weighting of the two.
 DEGREES_PER_SPREAD = 11.0
 EXPRESSION_SIGMA = POSE_SIGMA / DEGREES_PER_SPREAD  # 1.8 spreads: 1.8 scores 0.61, 3.6 scores 0.14
 OPEN_MARGIN = 0.10  # EAR above the closed threshold at which openness is full (0.31 by default)
@@ -58,7 +59,7 @@ class Choice:
     candidate: Candidate  # the winner
     distance: float  # its identity distance to the target
     score: float  # its score in [0, 1] (see WEIGHTS)
-    reasons: str  # why it won, one line: identity, pose, openness, size, sharpness
+    reasons: str  # why it won, one line: identity, pose, expression (when scored), openness, size, sharpness
     # Every candidate, best first, usable ones then rejected ones:
     # (candidate, score or None if rejected, distance, reasons or the rejection reason).
     ranking: list[tuple[Candidate, float | None, float, str]] = field(default_factory=list)
