@@ -124,3 +124,73 @@ def test_force_retouches_past_the_pose_limit_and_says_so(tmp_path, tiny_model):
     assert forced.exit_code == 0, forced.output
     face = json.loads((tmp_path / "r.json").read_text())["faces"][0]
     assert face["status"] == "retouched" and face["message"].startswith("forced past the pose limit")
+
+
+VIOLET = (-5.0, 4.0, -18.0)  # exemplar.recolour_irises: the generator's blue-violet cast on light irises
+
+
+def _one_eye_weight(rgb, landmarks, side):
+    """exemplar.iris_weight kept on one eye only (0: image-left, 1: image-right)."""
+    w = exemplar.iris_weight(rgb, landmarks)
+    middle = int(round(landmarks[27, 0]))  # the nose bridge separates the eyes
+    if side == 0:
+        w[:, middle:] = 0
+    else:
+        w[:, :middle] = 0
+    return w
+
+
+def test_a_violet_cast_over_a_light_eyed_reference_fails(light_eyed):
+    """Her green-grey irises turned blue-violet: a* barely moves, b* drops."""
+    rgb, face = light_eyed
+    violet = exemplar.recolour_irises(rgb, face.landmarks, VIOLET, exemplar.iris_weight(rgb, face.landmarks))
+    check = _check(violet, face, rgb, face)
+    assert not check.passed
+    assert any("bluer" in r for r in check.reasons), check.reasons
+    assert check.measures["redness"] <= check.measures["redness_max"]  # the a* test alone would let it pass
+
+
+def test_a_violet_cast_on_one_eye_only_fails(light_eyed):
+    rgb, face = light_eyed
+    for side in (0, 1):
+        violet = exemplar.recolour_irises(rgb, face.landmarks, VIOLET, _one_eye_weight(rgb, face.landmarks, side))
+        check = _check(violet, face, rgb, face)
+        assert not check.passed and any("bluer" in r for r in check.reasons), (side, check.reasons)
+
+
+def test_eye_colours_reads_each_eye_alone(light_eyed):
+    """A cast on the image-left iris moves that eye's b*, not the other's."""
+    rgb, face = light_eyed
+    before = selfcheck.eye_colours(rgb, face.landmarks)
+    violet = exemplar.recolour_irises(rgb, face.landmarks, VIOLET, _one_eye_weight(rgb, face.landmarks, 0))
+    after = selfcheck.eye_colours(violet, face.landmarks)
+    moved = [abs(a.lab[2] - b.lab[2]) for a, b in zip(after, before)]
+    assert moved[0] > 4 * max(moved[1], 0.5), moved
+
+
+def test_a_yellower_iris_is_not_called_bluer(light_eyed):
+    """The b* test is one-sided: the same cast towards yellow is not a blue-violet cast."""
+    rgb, face = light_eyed
+    yellow = exemplar.recolour_irises(rgb, face.landmarks, (-5.0, -8.0, 14.0), exemplar.iris_weight(rgb, face.landmarks))
+    check = _check(yellow, face, rgb, face)
+    assert check.measures["blueness"] < 0
+    assert not any("bluer" in r for r in check.reasons), check.reasons
+
+
+def test_a_good_retouch_with_the_bundled_model_passes():
+    """Chavez's real blink (tests/data) opened by the bundled model from his own photos: the check
+    (on, as open-eyes runs it) keeps it."""
+    from exgan_cli.apps.retouch import retouch
+    from exgan_cli.model.weights import load_pretrained
+    from exgan_cli.options import RetouchOptions
+    from exgan_cli.stages.references import load_candidates
+
+    from conftest import ROOT
+
+    rgb, face = _face(CHAVEZ_CLOSED)
+    cands, _ = load_candidates(CHAVEZ_OPEN)
+    model = load_pretrained(ROOT / "weights" / "exgan-reference-128", device="cpu")
+    res = retouch(rgb, cands, model, RetouchOptions(), faces=[face])
+    report = res.faces[0]
+    assert report.status == "retouched", report
+    assert not np.array_equal(res.pixels, rgb)
