@@ -10,7 +10,14 @@ prints per face-width bin the percentiles of
 The self-check's lower bounds are the 1st percentile of each bin (a real eye below them is
 rarer than 1 in 100).
 
+--pairs: how far real eyes of one person move in colour between two photos (the same-person
+pairs of photos/master.csv, largest face each, both orders): the iris colour relative to the
+skin (eye_colour.iris_colour) of photo A against B's, in a* (both eyes) and in b* (the bluer eye,
+selfcheck.eye_colours), and how many pairs the self-check's colour tolerances would refuse if A's
+real eyes were a result painted from B.
+
     python benchmarks/real_eyes.py [--lfw N] [--seed S]
+    python benchmarks/real_eyes.py --pairs
 """
 
 from __future__ import annotations
@@ -31,7 +38,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lfw", type=int, default=600, help="LFW photos sampled")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pairs", action="store_true", help="colour between two real photos of one person")
     args = ap.parse_args()
+    if args.pairs:
+        pairs()
+        return
 
     from exgan_cli.stages import eye_state as eyes, faces as facelib
     from exgan_cli.stages.detail import sharpness_ratio
@@ -64,6 +75,33 @@ def main() -> None:
         r, c = b[:, 1], b[:, 2][np.isfinite(b[:, 2])]
         print(f"{lo:>5}-{hi:<6} {len(b):5d}  {np.percentile(r, 1):6.2f} {np.percentile(r, 5):6.2f} {np.percentile(r, 50):6.2f} "
               f"{np.percentile(r, 99):6.2f}  {np.percentile(c, 1):11.3f} {np.percentile(c, 5):6.3f} {np.percentile(c, 50):6.3f}")
+
+
+def pairs() -> None:
+    import csv
+
+    from exgan_cli.stages import faces as facelib, selfcheck
+    from exgan_cli.stages.eye_colour import iris_colour
+    from exgan_cli.files.images import load_image
+
+    rows = [r for r in csv.DictReader(open(DATA / "photos" / "master.csv")) if r["Decision"] == "Yes"]
+    colours = {}
+    for name in sorted({r[k] for r in rows for k in ("file_x", "file_y")}):
+        rgb = load_image(DATA / "photos" / name).pixels
+        f = facelib.largest_face(facelib.detect_faces(rgb))
+        colours[name] = (iris_colour(rgb, f.landmarks), selfcheck.eye_colours(rgb, f.landmarks), facelib.face_width(f))
+    da, db = [], []
+    for r in rows:
+        for a, b in ((r["file_x"], r["file_y"]), (r["file_y"], r["file_x"])):
+            (ca, eyes_a, wa), (cb, _, wb) = colours[a], colours[b]
+            da.append(abs(ca.redness - cb.redness))
+            db.append(max(cb.lab[2] - e.lab[2] for e in eyes_a))
+            print(f"{a:>10} from {b:<10} ({wa:4.0f} / {wb:4.0f} px)  |a*| {da[-1]:4.1f}  bluer eye's b* drop {db[-1]:5.1f}")
+    da, db = np.array(da), np.array(db)
+    print(f"{len(da)} ordered pairs of {len(colours)} photos: |a*| median {np.median(da):.1f}, max {da.max():.1f}, "
+          f"> {selfcheck.REDNESS_TOLERANCE:.0f} in {np.mean(da > selfcheck.REDNESS_TOLERANCE):.0%}; "
+          f"b* drop median {np.median(db):.1f}, max {db.max():.1f}, > {selfcheck.BLUENESS_TOLERANCE:.0f} in "
+          f"{np.mean(db > selfcheck.BLUENESS_TOLERANCE):.0%}")
 
 
 if __name__ == "__main__":
