@@ -6,6 +6,7 @@ prints per face-width bin the percentiles of
 
     R         detail.sharpness_ratio: Laplacian variance in the eye boxes over a skin ring
     contrast  selfcheck.eye_contrast: luminance spread inside the eye contours over the cheeks'
+    P(closed) the eye-state classifier's, on faces it calls open (how sure it is of real open eyes)
 
 The self-check's lower bounds are the 1st percentile of each bin (a real eye below them is
 rarer than 1 in 100).
@@ -64,17 +65,19 @@ def main() -> None:
             if st.closed or min(st.left, st.right) < 0.2:
                 continue
             c = eye_contrast(rgb, f.landmarks)
-            rows.append((facelib.face_width(f), sharpness_ratio(rgb, f.landmarks), c if c is not None else np.nan))
+            pc = st.p_closed if st.p_closed is not None else np.nan
+            rows.append((facelib.face_width(f), sharpness_ratio(rgb, f.landmarks), c if c is not None else np.nan, pc))
     a = np.array(rows)
     print(f"{len(a)} open-eyed faces")
-    print(f"{'face px':>12} {'n':>5}  {'R p1':>6} {'R p5':>6} {'R p50':>6} {'R p99':>6}  {'contrast p1':>11} {'p5':>6} {'p50':>6}")
+    print(f"{'face px':>12} {'n':>5}  {'R p1':>6} {'R p5':>6} {'R p50':>6} {'R p99':>6}  {'contrast p1':>11} {'p5':>6} {'p50':>6}  {'P(closed) p95':>13} {'p99':>6} {'max':>6}")
     for lo, hi in zip(BINS[:-1], BINS[1:]):
         b = a[(a[:, 0] >= lo) & (a[:, 0] < hi)]
         if len(b) == 0:
             continue
-        r, c = b[:, 1], b[:, 2][np.isfinite(b[:, 2])]
+        r, c, pc = b[:, 1], b[:, 2][np.isfinite(b[:, 2])], b[:, 3][np.isfinite(b[:, 3])]
+        pcs = f"{np.percentile(pc, 95):13.3f} {np.percentile(pc, 99):6.3f} {pc.max():6.3f}" if len(pc) else ""
         print(f"{lo:>5}-{hi:<6} {len(b):5d}  {np.percentile(r, 1):6.2f} {np.percentile(r, 5):6.2f} {np.percentile(r, 50):6.2f} "
-              f"{np.percentile(r, 99):6.2f}  {np.percentile(c, 1):11.3f} {np.percentile(c, 5):6.3f} {np.percentile(c, 50):6.3f}")
+              f"{np.percentile(r, 99):6.2f}  {np.percentile(c, 1):11.3f} {np.percentile(c, 5):6.3f} {np.percentile(c, 50):6.3f}  {pcs}")
 
 
 def pairs() -> None:
