@@ -12,11 +12,18 @@ reference, and its L1 gain over the no-exemplar model on the same faces (mean +-
 error), and its identity-distance gain likewise (positive: closer to the person than without
 the exemplar). Then (c) the same gain per single measure, by how far the target is from neutral on it,
 and (d) least-squares fits of the paired gains (L1, identity) on pose difference and expression difference
-together (they are correlated: a laughing face is often turned too), which is what
-reference_choice.py's expression weight is derived from.
+together (they are correlated: a laughing face is often turned too).
+
+--within WEIGHTS asks what reference choice decides: it in-paints every evaluated face with EVERY
+other evaluated face of its person (the model WEIGHTS, on the CPU: ~3 minutes for 800 pairs),
+and fits, within each face (its references compared with one another, so nothing about the face
+itself enters), L1 eyes and identity distance on the pose difference, the expression difference,
+the reference's identity distance to the face and its own expression strength. The exchange rate
+of expression difference against identity distance is what reference_choice.py's expression
+weight is derived from.
 
     python benchmarks/expression_limits.py EVAL.json [--cache NPZ ...] [--model NAME] [--baseline NAME]
-        [--max-pose DEG]
+        [--max-pose DEG] [--within WEIGHTS [--pairs-json FILE]]
 """
 
 from __future__ import annotations
@@ -84,6 +91,88 @@ def fit(mine: dict, base: dict, pose: dict[str, float], diff: dict[str, float]) 
             print(f"  one spread of expression difference costs as much {metric} gain as {coef[2] / coef[1]:.1f} deg of pose difference")
 
 
+def within_pairs(d: dict, name: str, cache: Path, weights: str, batch_size: int = 32) -> list[dict]:
+    """In-paint every evaluated face with EVERY other evaluated face of its person as reference
+    (the model ``weights``) and score L1 eyes and identity: what reference choice decides."""
+    from exgan_cli.evaluation import metrics as M
+    from exgan_cli.evaluation.baselines import model_method
+    from exgan_cli.evaluation.pool import FacePool, make_batch
+    from exgan_cli.evaluation.scoring import crop_descriptor
+    from exgan_cli.evaluation.split import Protocol
+    from exgan_cli.model.weights import load_pretrained
+    from exgan_cli.stages.pose import head_pose, pose_difference
+    from exgan_cli.training.dataset import load_dataset
+
+    person = {r["photo"]: r["person"] for r in d["rows"] if r["method"] == name and r["ref"] == "right"}
+    pairs = [(t, r) for t in sorted(person) for r in sorted(person) if r != t and person[r] == person[t]]
+    model = load_pretrained(weights, device="cpu")
+    pool = FacePool([load_dataset(cache)], model.align_cfg)
+    pairs = [(t, r) for t, r in pairs if t in pool and r in pool]
+    ts, rs = [t for t, _ in pairs], [r for _, r in pairs]
+    protocol = Protocol(ts, rs, rs, [person[t] for t in ts], [person[t] for t in ts])
+    method, res = model_method("model", model), model.align_cfg.resolution
+    real = {t: crop_descriptor(pool.crop(t), pool.landmarks(t)) for t in set(ts) | set(rs)}
+    out: list[dict] = []
+    for start in range(0, len(pairs), batch_size):
+        idx = list(range(start, min(len(pairs), start + batch_size)))
+        batch = make_batch(pool, protocol, idx, model.mask_cfg)
+        results = method.run(batch, "right")
+        for j, i in enumerate(idx):
+            t, r = pairs[i]
+            lt, lr = pool.landmarks(t), pool.landmarks(r)
+            desc = crop_descriptor(results[j], lt)
+            out.append({
+                "target": t, "reference": r,
+                "l1_eyes": M.l1(results[j], batch.targets.crops[j], batch.targets.masks[j]),
+                "identity": float(np.linalg.norm(desc.astype(np.float64) - real[t])),
+                "pose_difference": pose_difference(head_pose(lt, (res, res)), head_pose(lr, (res, res))),
+                "expression_difference": expression_difference(expression(lt), expression(lr)),
+                "reference_distance": float(np.linalg.norm(real[r].astype(np.float64) - real[t])) if r in real else None,
+                "reference_strength": expression_strength(expression(lr)),
+            })
+    return out
+
+
+def _within_ols(groups: list[list[dict]], metric: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of ``metric`` on ``names`` after removing each target's mean (fixed effects)."""
+    x = np.concatenate([np.array([[q[n] for n in names] for q in g]) - np.mean([[q[n] for n in names] for q in g], axis=0) for g in groups])
+    y = np.concatenate([np.array([q[metric] for q in g]) - np.mean([q[metric] for q in g]) for g in groups])
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ coef
+    dof = max(len(y) - len(groups) - len(names), 1)
+    return coef, np.sqrt(np.diag(np.linalg.inv(x.T @ x) * float(resid @ resid) / dof))
+
+
+def within_fit(pairs: list[dict]) -> None:
+    """Within each target (its references compared with one another, so that nothing about the
+    target itself enters): metric ~ pose difference + expression difference (+ the reference's
+    identity distance to the target, + its own expression strength), and the paired comparison
+    of each target's nearest- and farthest-expression references."""
+    by: dict[str, list[dict]] = {}
+    for p in pairs:
+        by.setdefault(p["target"], []).append(p)
+    groups = [g for g in by.values() if len(g) >= 2 and all(q.get("reference_distance") is not None for q in g)]
+    print(f"\nwithin targets: {sum(len(g) for g in groups)} (face, reference) pairs of {len(groups)} faces with 2+ references")
+    models = [["pose_difference", "expression_difference"]]
+    if "reference_distance" in pairs[0]:
+        models += [["pose_difference", "expression_difference", "reference_distance"],
+                   ["pose_difference", "expression_difference", "reference_distance", "reference_strength"]]
+    for metric in ("l1_eyes", "identity"):
+        for names in models:
+            coef, se = _within_ols(groups, metric, names)
+            terms = ", ".join(f"{n} {c:+.6f} (+- {e:.6f})" for n, c, e in zip(names, coef, se))
+            print(f"{metric} per unit of: {terms}")
+        if coef[0] > 0 and coef[1] > 0:
+            print(f"  one spread of expression difference costs as much {metric} as {coef[1] / coef[0]:.1f} deg of pose difference")
+        if len(coef) > 2 and coef[2] > 0 and coef[1] > 0:
+            print(f"  ... and as {coef[1] / coef[2]:.3f} of the reference's identity distance to the face")
+    near_far = [(min(g, key=lambda q: q["expression_difference"]), max(g, key=lambda q: q["expression_difference"])) for g in groups]
+    near_far = [(a, b) for a, b in near_far if b["expression_difference"] - a["expression_difference"] >= 1.0]
+    for metric in ("l1_eyes", "identity"):
+        diff = [b[metric] - a[metric] for a, b in near_far]
+        print(f"farthest minus nearest expression reference ({len(diff)} faces, 1+ spread apart): {metric} {_fmt_gain(diff)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("json", type=Path)
@@ -91,6 +180,10 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="the exemplar model (default: the first model in the file)")
     ap.add_argument("--baseline", default=None, help="the no-exemplar model (default: the first model in mode none)")
     ap.add_argument("--max-pose", type=float, default=None, help="only faces whose reference's pose differs by less (deg)")
+    ap.add_argument("--within", metavar="WEIGHTS", default=None,
+                    help="also in-paint each face with every other evaluated face of its person (this model folder; "
+                         "the last --cache must be the evaluation's cache of the data) and fit within faces")
+    ap.add_argument("--pairs-json", type=Path, default=None, help="with --within: save (or, if it exists, reuse) the pairs' scores here")
     args = ap.parse_args()
     d = json.loads(args.json.read_text())
     lms = landmarks_by_photo(args.cache or list(CACHES))
@@ -116,6 +209,14 @@ def main() -> None:
         table(f"(c) |{label}| of the target (spreads from neutral)", mine, base, {p: abs(e[k]) for p, e in target.items()}, MEASURE_BINS)
     if base:
         fit(mine, base, pose, diff)
+    if args.within:
+        if args.pairs_json and args.pairs_json.exists():
+            pairs = json.loads(args.pairs_json.read_text())
+        else:
+            pairs = within_pairs(d, name, (args.cache or list(CACHES))[-1], args.within)
+            if args.pairs_json:
+                args.pairs_json.write_text(json.dumps(pairs))
+        within_fit(pairs)
 
 
 if __name__ == "__main__":

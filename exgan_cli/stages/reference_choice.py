@@ -29,21 +29,20 @@ WEIGHTS = {
     "visibility": 0.05,  # eyes.visibility_term: tinted lenses or deep shadow over the eyes score lower
     "resolution": 0.10,  # face width / max(FULL_WIDTH, target face width): pixels for the crop and for the detail
     "sharpness": 0.10,  # Laplacian variance / FULL_SHARPNESS: in focus, not motion-blurred
-    # exp(-d^2 / (2 * EXPRESSION_SIGMA^2)), d = pose.expression_difference (mouth, cheeks, brows).
-    # As heavy as pose: EXPRESSION_SIGMA already converts spreads into pose degrees at the
-    # measured exchange rate, so equal weights make equal measured losses cost equal scores.
-    "expression": 0.30,
+    # max(0, 1 - d / EXPRESSION_RANGE), d = pose.expression_difference (mouth, cheeks, brows). The
+    # weight is measured against the identity term (below, at EXPRESSION_RANGE).
+    "expression": 0.12,
 }
 POSE_SIGMA = 20.0  # degrees: a 20 deg difference in yaw scores 0.61, 40 deg scores 0.14
-# benchmarks/expression_limits.py on the 207 validation faces of train/cards/eval-v2.json (docs/
-# limits.md): the exemplar's paired gain over the no-exemplar model falls with the expression
-# difference between face and reference as with the pose difference, and one spread of
-# expression difference costs as much as 11 deg of pose (least squares on both: 11.1 deg for the
-# L1 eyes gain, 10.6 deg for the identity gain; each slope about 1.5-2 standard errors from 0).
-# The gain is gone from 3 spreads on, as from 30 deg of pose. The v3 checkpoints on the same
-# faces put one spread at 19 deg: 11, the shipped model's, is the weaker weighting of the two.
-DEGREES_PER_SPREAD = 11.0
-EXPRESSION_SIGMA = POSE_SIGMA / DEGREES_PER_SPREAD  # 1.8 spreads: 1.8 scores 0.61, 3.6 scores 0.14
+# benchmarks/expression_limits.py --within (docs/limits.md): each of 145 validation faces in-painted
+# with every other face of its person (742 pairs, the shipped model), compared within the face.
+# Its L1 eyes and identity distance rise linearly with the expression difference, and one spread
+# costs as much as 0.039 (L1) or 0.045 (identity) of the reference's identity distance to the face,
+# fitted together (each 3-4 standard errors from 0). The identity term pays 0.35 / 0.6 = 0.58 of
+# score per unit of distance, so one spread should cost about 0.04 * 0.58 = 0.023: a linear term
+# over EXPRESSION_RANGE spreads with weight 0.12 costs 0.024 per spread. (Within a face, pose
+# costs little: 1 spread is worth 30 deg of it; the pose term is weighted by the pose limit.)
+EXPRESSION_RANGE = 5.0  # spreads: the 99th percentile of the difference between two faces of a person
 OPEN_MARGIN = 0.10  # EAR above the closed threshold at which openness is full (0.31 by default)
 FULL_WIDTH = 200.0  # px (jaw width): LFW's ~100 px faces score 0.5; phone photos score 1 ...
 # ... unless the target face is wider: then only a reference at least as wide as the target scores
@@ -90,7 +89,7 @@ def _terms(
     }
     if target_expression is not None:
         d = expression_difference(expression(cand.face.landmarks), target_expression)
-        terms["expression"] = math.exp(-d * d / (2 * EXPRESSION_SIGMA**2))
+        terms["expression"] = max(0.0, 1.0 - d / EXPRESSION_RANGE)
     return terms
 
 
