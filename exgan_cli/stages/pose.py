@@ -2,9 +2,9 @@
 or laughs, and how far two faces differ in both.
 
 The exemplar's gain holds up to a pose difference of about 30° between a face and its
-reference (docs/self_check.md); references are ranked and limited by it. It fades likewise
-with the expression difference, one spread costing about as much as 11° of pose
-(docs/limits.md); references are ranked by it too.
+reference (docs/self_check.md); references are ranked and limited by it. The result also
+worsens with the expression difference between the two (docs/limits.md); references are
+ranked by it too.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ POSE_SIGMA = 20.0  # degrees: a 20 deg difference in yaw scores 0.61, 40 deg sco
 # with every other face of its person (742 pairs, the shipped model), compared within the face.
 # Its L1 eyes and identity distance rise linearly with the expression difference, and one spread
 # costs as much as 0.039 (L1) or 0.045 (identity) of the reference's identity distance to the face,
-# fitted together (each 3-4 standard errors from 0). The identity term pays 0.35 / 0.6 = 0.58 of
+# fitted together (2.7 and 4 standard errors from 0). The identity term pays 0.35 / 0.6 = 0.58 of
 # score per unit of distance, so one spread should cost about 0.04 * 0.58 = 0.023: a linear term
 # over EXPRESSION_RANGE spreads with weight 0.12 costs 0.024 per spread. (Within a face, pose
 # costs little: 1 spread is worth 30 deg of it; the pose term is weighted by the pose limit.)
