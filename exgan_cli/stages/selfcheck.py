@@ -245,8 +245,10 @@ def _colour_reasons(mine: Any, eyes: list[Any], ref: Any, cfg: SelfCheckConfig, 
 
     dc = colour_distance(mine, ref)
     da = float("nan") if mine is None else abs(mine.redness - ref.redness)
-    # > 0: the bluer eye is bluer than the reference's irises (nan when an eye is unreadable)
-    db = max((float(ref.lab[2] - e.lab[2]) if e is not None else float("nan") for e in eyes), default=float("nan"))
+    # > 0: the bluer eye is bluer than the reference's irises; an eye that cannot be read (at the
+    # photo's border) is left out, and with neither readable the CIE76 test above has failed already
+    drops = [float(ref.lab[2] - e.lab[2]) for e in eyes if e is not None]
+    db = max(drops) if drops else float("nan")
     measures.update(colour=dc, colour_max=cfg.colour_tolerance, redness=da, redness_max=cfg.redness_tolerance,
                     blueness=db, blueness_max=cfg.blueness_tolerance)
     if not dc <= cfg.colour_tolerance:  # nan (unreadable irises) fails too
@@ -254,6 +256,6 @@ def _colour_reasons(mine: Any, eyes: list[Any], ref: Any, cfg: SelfCheckConfig, 
     if not da <= cfg.redness_tolerance:
         warmer = "browner" if mine.redness > ref.redness else "less warm"
         return [f"iris colour not the reference's: {warmer} (a* differs by {da:.1f} > {cfg.redness_tolerance:.1f})"]
-    if not db <= cfg.blueness_tolerance:
+    if db > cfg.blueness_tolerance:
         return [f"iris colour not the reference's: bluer, a violet cast (b* lower by {db:.1f} > {cfg.blueness_tolerance:.1f})"]
     return []
