@@ -7,7 +7,8 @@ Three steps:
    persons the models never trained on, with their other photos as references) and on hard cases
    (--hard: target:reference pairs of the high-resolution photos, retouched with --faces all and
    the pose limit lifted: big pose differences, strong expressions; ``photo.jpg#K`` names face K
-   of a group photo, left to right, otherwise its largest face is used). Every result is written
+   of a group photo, left to right, otherwise its largest face is used; by default the 35 pairs of
+   the v1 and v2 sets). Every result is written
    as a tile OUT/<case>.png (before | after | reference eyes, enlarged), its crops as
    OUT/cases/<case>.npz (so that a changed check can judge it again without the generator), and
    OUT/cases.json with the check's measures and verdict at the time.
@@ -34,8 +35,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 SHARED = ROOT.parent / "shared" / "data"
 SMALL_FACE = 150.0  # px: LFW's faces are below, the high-resolution photos' above (selfcheck.COLOUR_MIN_FACE)
+# the v1 set's hard cases: the light-eyed person repainted from another photo of hers
 HARD = ("img7.jpg:img6.jpg,img1.jpg:img7.jpg,img1.jpg:img11.jpg,img6.jpg:img2.jpg,img4.jpg:img10.jpg,img2.jpg:img5.jpg,"
         "img11.jpg:img1.jpg,img5.jpg:img4.jpg,img10.jpg:img6.jpg,img2.jpg:img11.jpg")
+# the v2 set's other hard cases (train/self_check_labels_v2.json): the other same-person pairs of
+# photos/master.csv, two portraits, the couple and the group selfie repainted from their own eyes
+HARD_V2 = ("img24.jpg:img25.jpg,img25.jpg:img24.jpg,img15.jpg:img13.jpg,img13.jpg:img15.jpg,img14.jpg:img13.jpg,"
+           "img20.jpg:img21.jpg,img21.jpg:img20.jpg,img16.jpg:img17.jpg,img17.jpg:img16.jpg,img12.jpg:img3.jpg,"
+           "img3.jpg:img12.jpg,img22.jpg:img23.jpg,img23.jpg:img22.jpg,img18.jpg:img19.jpg,img19.jpg:img18.jpg,"
+           "img8.jpg:img9.jpg,img9.jpg:img8.jpg,couple.jpg#1:couple.jpg#1,couple.jpg#0:couple.jpg#0,"
+           "selfie-many-people.jpg#0:selfie-many-people.jpg#0,selfie-many-people.jpg#1:img4.jpg,"
+           "selfie-many-people.jpg#2:selfie-many-people.jpg#2,selfie-many-people.jpg#3:selfie-many-people.jpg#3,"
+           "img26.jpg:img26.jpg,img49.jpg:img49.jpg")
 
 
 def tile(before: np.ndarray, after: np.ndarray, ref: np.ndarray, face, ref_face, height: int = 160) -> np.ndarray:
@@ -203,8 +214,8 @@ def main() -> None:
     ap.add_argument("--persons", default=str(ROOT / "train" / "closed_eval_persons_lfw.txt"))
     ap.add_argument("--per-person", type=int, default=10)
     ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--hard", default=HARD)
-    ap.add_argument("--labels", default=str(ROOT / "train" / "self_check_labels.json"))
+    ap.add_argument("--hard", default=HARD + "," + HARD_V2, help="target:reference pairs (default: the v1 and v2 sets')")
+    ap.add_argument("--labels", default=str(ROOT / "train" / "self_check_labels_v2.json"))
     args = ap.parse_args()
     if args.make:
         make(args)
