@@ -75,12 +75,14 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     """
     from exgan_cli.apps.inputs import find_faces, load_model_in_background, load_references
     from exgan_cli.files.images import load_image
+    from exgan_cli.stages.faces import preload_landmarks
 
     say = log or (lambda s: None)
     options = request.options
     timings: dict[str, float] = {}
     check_outputs(request)
     model_future = load_model_in_background(options)  # a bad --weights is reported where it is needed
+    preload_landmarks()  # dlib's landmark model reads on a third thread while the photo decodes
 
     t = time.perf_counter()
     image = load_image(request.photo)

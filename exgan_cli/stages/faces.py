@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,10 +105,28 @@ def _cnn_detector():
 
 
 @functools.lru_cache(maxsize=None)
-def _shape_predictor():
+def _load_shape_predictor():
     import dlib
 
     return dlib.shape_predictor(_model_file("shape_predictor_68_face_landmarks.dat"))
+
+
+# Reading the 68-point model (99 MB) takes ~1 s; it may be started on another thread while the
+# photo decodes (preload_landmarks), and a second caller must wait for that load, not start its own.
+_PREDICTOR_LOCK = threading.Lock()
+
+
+def _shape_predictor():
+    with _PREDICTOR_LOCK:
+        return _load_shape_predictor()
+
+
+def preload_landmarks() -> threading.Thread:
+    """Start loading dlib's landmark model on a daemon thread, so that it is ready when the
+    first face is found (a cold run decodes and scans its photo meanwhile). Returns the thread."""
+    thread = threading.Thread(target=_shape_predictor, name="exgan-landmarks", daemon=True)
+    thread.start()
+    return thread
 
 
 @functools.lru_cache(maxsize=None)
