@@ -119,6 +119,25 @@ def test_group_photo_all_faces(group):
         assert F._iou(a.box, b.box) < 0.1  # no duplicates
 
 
+def test_shipped_hog_detector_is_dlibs(tmp_path, group):
+    """The HOG detector read from frontal_face_hog.svm (3 ms) is the one dlib builds (1 s).
+    If dlib's detector ever changes, regenerate the file:
+    python -c "import dlib; dlib.get_frontal_face_detector().save('exgan_cli/stages/frontal_face_hog.svm')"
+    """
+    import dlib
+
+    built = dlib.get_frontal_face_detector()
+    built.save(str(tmp_path / "built.svm"))
+    assert (tmp_path / "built.svm").read_bytes() == F.HOG_DETECTOR_FILE.read_bytes()
+    rgb, faces = group
+    small = np.ascontiguousarray(rgb[::2, ::2])
+    got = F._hog_detector().run(small, 1, 0.0)
+    want = built.run(small, 1, 0.0)
+    assert len(got[0]) == len(want[0]) >= 3
+    assert [(r.left(), r.top(), r.right(), r.bottom()) for r in got[0]] == [(r.left(), r.top(), r.right(), r.bottom()) for r in want[0]]
+    assert np.allclose(got[1], want[1])
+
+
 def test_upsample_rule():
     # whole photos up to max_side are doubled once: 40 px faces reach the 80 px window
     assert F._upsample_count(300, 1.0, F.HOG_UPSAMPLED_LIMIT) == 1
