@@ -6,26 +6,30 @@ Each runner (one photo, an album, the Python API) gets these the same way, and h
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
 from exgan_cli.options import RetouchOptions
 
+T = TypeVar("T")
 
-def find_faces(rgb: np.ndarray, options: RetouchOptions | None = None) -> tuple[list, list]:
+
+def find_faces(rgb: np.ndarray, options: RetouchOptions | None = None,
+               scan_started: threading.Event | None = None) -> tuple[list, list]:
     """Every face of the photo (RGB uint8), left to right, and the eye state of each: (faces, states).
 
     Faces are stages.faces.Face (box (x0, y0, x1, y1), 68 landmarks as (x, y)); states are
-    stages.eye_state.EyeState.
+    stages.eye_state.EyeState. ``scan_started``: see stages.dlib_models.preload_landmarks.
     """
     from exgan_cli.stages import eye_state, faces as facelib
 
     options = options or RetouchOptions()
     min_face = facelib.MIN_FACE if options.min_face is None else float(options.min_face)
-    found = facelib.detect_faces(rgb, detector=options.detector, min_face=min_face)
+    found = facelib.detect_faces(rgb, detector=options.detector, min_face=min_face, scan_started=scan_started)
     return found, [eye_state.assess(rgb, f) for f in found]
 
 
@@ -49,21 +53,53 @@ def load_references(refs: Sequence[Path] = (), ref_dir: Path | None = None,
     return candidates, [{"path": str(r.path), "face": r.face_index, "reason": r.reason} for r in rejections]
 
 
-def load_model(weights: str | Path | None = None, device: str = "auto"):
+def load_model(weights: str | Path | None = None, device: str = "auto", engine: str = "auto"):
     """A generator ready to in-paint: a model folder, a Hub id OWNER/NAME[@REVISION], or None for
-    the bundled default (model.weights.Pretrained)."""
-    from exgan_cli.model.weights import load_pretrained, resolve_default, resolve_device
+    the bundled default (model.weights.Pretrained).
 
-    return load_pretrained(weights or resolve_default(), device=resolve_device(device))
+    ``engine`` "auto": on the CPU the numpy engine (model/numpy_nets.py: no torch import, ~2.4 s
+    of a cold start; ~0.1 s a face slower than torch), torch on a GPU. "torch" for runs of many
+    faces (batch), where the import is paid once.
+    """
+    from exgan_cli.model.weights import load_pretrained, resolve_default, resolve_device, wants_cpu
+
+    spec = weights or resolve_default()
+    if engine == "auto" and wants_cpu(device):
+        return load_pretrained(spec, engine="numpy")
+    return load_pretrained(spec, device=resolve_device(device))
 
 
-def load_model_in_background(options: RetouchOptions) -> Future:
+def in_background(fn: Callable[..., T], *args: Any) -> "Future[T]":
+    """``fn(*args)`` on a daemon thread; ``.result()`` gives its value or raises its exception.
+
+    A daemon thread, not a ThreadPoolExecutor's: a run that stops early (no face, a bad path)
+    exits at once instead of waiting for a load it no longer needs.
+    """
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn(*args))
+        except BaseException as e:  # handed to whoever calls .result()
+            future.set_exception(e)
+
+    threading.Thread(target=run, name=f"exgan-{getattr(fn, '__name__', 'work')}", daemon=True).start()
+    return future
+
+
+def load_model_in_background(options: RetouchOptions) -> "Future":
     """``load_model`` on a second thread; ``.result()`` gives the model or raises its WeightsError.
 
     Importing torch is most of a cold start, and dlib releases the GIL while it scans, so the
     model loads on the second core while this one decodes and detects (benchmarks/cold_start.py).
     """
-    loader = ThreadPoolExecutor(1, thread_name_prefix="exgan-model")
-    future = loader.submit(load_model, options.weights, options.device)
-    loader.shutdown(wait=False)
-    return future
+    return in_background(load_model, options.weights, options.device)
+
+
+def load_references_in_background(refs: Sequence[Path] = (), ref_dir: Path | None = None,
+                                  options: RetouchOptions | None = None) -> "Future":
+    """``load_references`` on another thread: decoding and scanning the references (dlib and
+    Pillow release the GIL) overlaps the photo's own detection (benchmarks/cold_start.py)."""
+    return in_background(load_references, refs, ref_dir, options)

@@ -179,6 +179,7 @@ def _reference_verdicts(f, desc: np.ndarray, pose, candidates: list, rejections:
     from exgan_cli.stages.pose import expression, expression_difference, pose_difference
 
     pose_limit = RetouchOptions().pose_limit
+    target_expression = expression(f.landmarks)
     entry: dict[str, Any] = {"identity": [
         {"path": str(c.path), "face": c.index, "distance": _r(facelib.descriptor_distance(desc, c.descriptor)),
          "same_person": bool(facelib.descriptor_distance(desc, c.descriptor) <= threshold)}
@@ -186,8 +187,9 @@ def _reference_verdicts(f, desc: np.ndarray, pose, candidates: list, rejections:
     ]}
     try:
         choice = reference_choice.choose_reference(
-            desc, pose, candidates, identity_threshold=threshold, rejections=rejections, target_width=facelib.face_width(f)
-        )  # no target_expression: open-eyes (apps/retouch.py) does not pass it yet, and inspect shows its choice
+            desc, pose, candidates, identity_threshold=threshold, rejections=rejections, target_width=facelib.face_width(f),
+            target_expression=target_expression,
+        )  # as open-eyes chooses (apps/retouch._plan_face)
         ranking, best, error = choice.ranking, choice.candidate, None
     except NoReferenceError as e:  # every candidate rejected; the error carries the verdicts
         ranking, best, error = getattr(e, "ranking", []), None, str(e)
@@ -196,7 +198,7 @@ def _reference_verdicts(f, desc: np.ndarray, pose, candidates: list, rejections:
          "score": _r(score) if score is not None else None, "distance": _r(d), "why": why,
          "pose_difference": _r(pose_difference(pose, c.pose), 1),
          "within_pose_limit": bool(pose_difference(pose, c.pose) <= pose_limit),
-         "expression_difference": _r(expression_difference(expression(c.face.landmarks), expression(f.landmarks)), 2)}
+         "expression_difference": _r(expression_difference(expression(c.face.landmarks), target_expression), 2)}
         for c, score, d, why in ranking
     ] + [{"path": str(r.path), "face": r.face_index, "usable": False, "chosen": False, "score": None,
           "distance": None, "why": r.reason} for r in rejections]

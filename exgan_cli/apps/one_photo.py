@@ -7,6 +7,7 @@ is nothing to do or anything fails, and writes each output atomically.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,22 +74,28 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     Raises an ExganError subclass, with nothing written, for a bad input, no face, no usable
     reference, or when no retouched face passes the self-check (or the pose limit).
     """
-    from exgan_cli.apps.inputs import find_faces, load_model_in_background, load_references
-    from exgan_cli.files.images import load_image
-    from exgan_cli.stages.faces import preload_landmarks
+    from exgan_cli.apps.inputs import find_faces, load_model_in_background, load_references_in_background
+    from exgan_cli.files.images import load_image, prepare_save
+    from exgan_cli.stages.dlib_models import preload_landmarks
 
     say = log or (lambda s: None)
     options = request.options
     timings: dict[str, float] = {}
     check_outputs(request)
-    model_future = load_model_in_background(options)  # a bad --weights is reported where it is needed
-    preload_landmarks()  # dlib's landmark model reads on a third thread while the photo decodes
+    # The model and the references load beside the photo's decoding and scanning, each on its
+    # own thread; their errors (a bad --weights, a missing reference) are raised where needed.
+    # dlib's landmark model reads on a third, beside the photo's HOG scan: the read holds the GIL
+    # (~1 s) and would stop the photo's decoding, the scan does not need it (stages/dlib_models.py).
+    model_future = load_model_in_background(options)
+    refs_future = load_references_in_background(request.refs, request.ref_dir, options)
+    scan_started = threading.Event()
+    preload_landmarks(scan_started)
 
     t = time.perf_counter()
     image = load_image(request.photo)
     timings["load"] = time.perf_counter() - t
     t = time.perf_counter()
-    found, states = find_faces(image.pixels, options)
+    found, states = find_faces(image.pixels, options, scan_started)
     timings["detect"] = time.perf_counter() - t
     if not found:
         raise NoFaceError(f"{request.photo}: no face found")
@@ -99,7 +106,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
 
     t = time.perf_counter()
     try:
-        candidates, rejected = load_references(request.refs, request.ref_dir, options)
+        candidates, rejected = refs_future.result()
     except NoReferenceError as e:
         raise NoReferenceError(f"{request.photo}: {e}") from None
     timings["references"] = time.perf_counter() - t
@@ -107,6 +114,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
         why = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rejected) or "none found"
         raise NoReferenceError(f"{request.photo}: no usable reference: {why}")
 
+    prepare_save(request.output, image)  # the input JPEG's coefficients read while the faces are retouched
     t = time.perf_counter()
     model = model_future.result()  # loaded meanwhile; raises its WeightsError here
     timings["model"] = time.perf_counter() - t

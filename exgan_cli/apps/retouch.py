@@ -21,7 +21,7 @@ from exgan_cli.stages.blend import feather_alpha, match_colour, paste_back, phot
 from exgan_cli.stages.detail import DetailSource, Exemplar
 from exgan_cli.errors import NoFaceError, NoReferenceError
 from exgan_cli.options import RetouchOptions
-from exgan_cli.stages.pose import head_pose, pose_difference
+from exgan_cli.stages.pose import expression, head_pose, pose_difference
 from exgan_cli.stages.generate import AlignedFace, align_for_model, exemplar_batch, inpaint_crops
 
 
@@ -104,6 +104,7 @@ class FaceJob:
     face: Any  # faces.Face
     descriptor: np.ndarray  # its identity descriptor (the self-check keeps the result closest to it)
     pose: tuple[float, ...]  # pose.head_pose
+    expression: tuple[float, ...]  # pose.expression: weighed in every reference choice, retries too
     far: list  # candidates beyond the pose limit, never tried (empty with --force)
     choices: list  # references.Choice, best first: the first round of attempts
     aligned: AlignedFace
@@ -187,11 +188,13 @@ def _plan_face(rgb, i: int, f, candidates, model, options: RetouchOptions, thres
 
     desc = facelib.face_descriptor(rgb, f)
     pose = head_pose(f.landmarks, (rgb.shape[1], rgb.shape[0]))
+    face_expression = expression(f.landmarks)
     # References turned further than the model handles are never used unless forced, in the first
     # choice and in the self-check's retries alike.
     far = [c for c in candidates if pose_difference(pose, c.pose) > options.pose_limit]
     excluded = [] if options.force else far
-    pick = dict(identity_threshold=threshold, any_identity=options.any_identity, target_width=facelib.face_width(f))
+    pick = dict(identity_threshold=threshold, any_identity=options.any_identity, target_width=facelib.face_width(f),
+                target_expression=face_expression)
     try:
         choice = reference_choice.choose_reference(desc, pose, candidates, exclude=excluded, **pick)
     except NoReferenceError as e:
@@ -218,7 +221,7 @@ def _plan_face(rgb, i: int, f, candidates, model, options: RetouchOptions, thres
                           f"the model is reliable up to {options.pose_limit:.0f}°")
     for c in choices:
         c.candidate.pixels  # decoded here, not before: a cached analysis needs no pixels until chosen
-    return FaceJob(i, f, desc, pose, excluded, choices, align_for_model(rgb, f.landmarks, model))
+    return FaceJob(i, f, desc, pose, face_expression, excluded, choices, align_for_model(rgb, f.landmarks, model))
 
 
 def _generate(jobs: list[FaceJob], model) -> list[list[tuple[Any, np.ndarray, AlignedFace]]]:
@@ -285,7 +288,7 @@ def _retouch_face(out: np.ndarray, job: FaceJob, pending: list, candidates, mode
         try:  # none passed: the next best reference
             choice = reference_choice.choose_reference(
                 job.descriptor, job.pose, candidates, identity_threshold=threshold, any_identity=options.any_identity,
-                exclude=[*tried, *job.far], target_width=facelib.face_width(job.face),
+                exclude=[*tried, *job.far], target_width=facelib.face_width(job.face), target_expression=job.expression,
             )
         except NoReferenceError:
             break

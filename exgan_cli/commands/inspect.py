@@ -72,7 +72,15 @@ def _reference(r: dict):
         head.append(f", pose differs by {r['pose_difference']:.0f}°")
         if not r["within_pose_limit"]:
             head.append(" (beyond the pose limit)", style="yellow")
+    if r.get("expression_difference") is not None:
+        head.append(f", expression by {r['expression_difference']:.1f}")
     return head + Text("\n" + r["why"], style="dim") if r["why"] else head
+
+
+def _expression(e: dict) -> str:
+    """The face's expression in LFW spreads (0: a typical news-photo face; stages/pose.expression)."""
+    measures = ", ".join(f"{k.replace('_', ' ')} {v:+.1f}" for k, v in e.items() if k != "strength")
+    return f"{measures} (strength {e['strength']:.1f}; spreads from a typical face)"
 
 
 def _plan(c: dict) -> str:
@@ -112,6 +120,8 @@ def print_inspection(info: dict) -> None:
             ("width", f"{f['width']:.0f} px"),
             ("sharpness", f"{f['sharpness']:.0f}"),
         ]
+        if f.get("expression"):
+            rows.insert(2, ("expression", _expression(f["expression"])))
         rows += [("reference", _reference(r)) for r in f.get("references", [])]
         if f.get("self_check"):
             rows.append(("self-check", _plan(f["self_check"])))

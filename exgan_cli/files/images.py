@@ -294,6 +294,15 @@ def save_image(
     return save_image_info(pixels, path, like, overwrite=overwrite, quality=quality).path
 
 
+def prepare_save(path: str | os.PathLike, like: LoadedImage) -> None:
+    """Start, on another thread, the part of a later ``save_image_info(pixels, path, like)`` that
+    does not depend on the pixels: reading the input JPEG's coefficients for the patch."""
+    if output_format(Path(path)) == "JPEG" and like.format == "JPEG" and like.sha256:
+        from exgan_cli.files.jpeg_patch import prefetch_coefficients
+
+        prefetch_coefficients(like.path, like.sha256)
+
+
 def save_image_info(
     pixels: np.ndarray,
     path: str | os.PathLike,

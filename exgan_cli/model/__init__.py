@@ -15,7 +15,7 @@ _LAZY = {
     "EyeEncoder": "encoder",
     "EyeDecoder": "encoder",
     "crop_eye_band": "encoder",
-    "band_size": "encoder",
+    "band_size": "config",
     "losses": None,
 }
 

@@ -88,3 +88,16 @@ class ModelConfig:
                 raise ValueError(f"model config key {k} must be a string, not {v!r}")
             kwargs[k] = v
         return cls(**kwargs)
+
+
+def band_size(resolution: int) -> tuple[int, int]:
+    """(height, width) the eye band is resized to for the eye code (EyeEncoder): 2:1 like the
+    band itself, a quarter of the crop high (32x64 at 128), so the band's own ~41x82 pixels lose
+    little."""
+    return resolution // 4, resolution // 2
+
+
+def band_grid(resolution: int) -> tuple[int, int]:
+    """The eye band after the encoder's three stride-2 convolutions (4x8 at 128)."""
+    h, w = band_size(resolution)
+    return h // 8, w // 8

@@ -13,13 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from exgan_cli.stages.geometry import eye_band
-from exgan_cli.model.config import ModelConfig
-
-
-def band_size(resolution: int) -> tuple[int, int]:
-    """(height, width) the eye band is resized to: 2:1 like the band itself, a quarter of the
-    crop high (32x64 at 128), so the band's own ~41x82 pixels lose little."""
-    return resolution // 4, resolution // 2
+from exgan_cli.model.config import ModelConfig, band_grid, band_size  # noqa: F401 (band_size: re-exported)
 
 
 def crop_eye_band(faces: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -29,12 +23,6 @@ def crop_eye_band(faces: torch.Tensor, size: tuple[int, int] | None = None) -> t
     x0, y0, x1, y1 = eye_band(r)
     band = faces[..., y0:y1, x0:x1]
     return F.interpolate(band, size=size or band_size(r), mode="bilinear", align_corners=False)
-
-
-def _band_grid(resolution: int) -> tuple[int, int]:
-    # the band after three stride-2 convolutions (4x8 at 128)
-    h, w = band_size(resolution)
-    return h // 8, w // 8
 
 
 class EyeEncoder(nn.Module):
@@ -52,7 +40,7 @@ class EyeEncoder(nn.Module):
             nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1),
             nn.LeakyReLU(0.2),
         )
-        gh, gw = _band_grid(cfg.resolution)
+        gh, gw = band_grid(cfg.resolution)
         # flatten rather than average-pool: where a feature is (which eye, lid or iris) matters
         self.fc = nn.Linear(4 * c * gh * gw, cfg.code_dim)
 
@@ -77,7 +65,7 @@ class EyeDecoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c = cfg.base_channels
-        self.grid = _band_grid(cfg.resolution)
+        self.grid = band_grid(cfg.resolution)
         self.fc = nn.Linear(cfg.code_dim, 4 * c * self.grid[0] * self.grid[1])
         layers = []
         for c_in, c_out in ((4 * c, 2 * c), (2 * c, c), (c, c)):

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # torch is imported only when weights are actually saved or l
 
     from exgan_cli.model.encoder import EyeEncoder
     from exgan_cli.model.generator import Generator
+    from exgan_cli.model.numpy_nets import NumpyEncoder, NumpyGenerator
 
 FORMAT = "exgan-1"
 MODEL_FILE = "model.safetensors"
@@ -56,12 +57,14 @@ class Pretrained:
     model_cfg: ModelConfig
     align_cfg: AlignConfig
     mask_cfg: MaskConfig
-    generator: "Generator"  # eval mode, gradients off (call requires_grad_() to fine-tune), on the device
-    encoder: "EyeEncoder | None"  # code mode only
+    generator: "Generator | NumpyGenerator"  # eval mode, gradients off (requires_grad_() to fine-tune), on the
+    # device; engine "numpy": the same network in numpy (model/numpy_nets.py), CPU inference without torch
+    encoder: "EyeEncoder | NumpyEncoder | None"  # code mode only
     source: str  # for people: the local path, or "hub:owner/name@commit"
     folder: Path  # where the files are (a snapshot folder in the Hub cache for Hub weights)
     sha256: str  # of model.safetensors
     training: dict = field(default_factory=dict)  # provenance written by the trainer
+    device: str = "cpu"  # where the networks run: "cpu", "cuda", "cuda:N"
 
 
 def bundled_weights_dir() -> Path:
@@ -78,6 +81,12 @@ def resolve_default() -> Path:
     if not (folder / CONFIG_FILE).is_file() or not (folder / MODEL_FILE).is_file():
         raise WeightsError(f"default weights not found: {folder} (set EXGAN_WEIGHTS_DIR or pass --weights)")
     return folder
+
+
+def wants_cpu(name: str = "auto") -> bool:
+    """True when device ``name`` means the CPU, known without importing torch: "cpu", or "auto"
+    on a machine without NVIDIA's driver (CUDA needs it). Then the numpy engine runs the model."""
+    return name == "cpu" or (name == "auto" and not Path("/proc/driver/nvidia/version").exists())
 
 
 def resolve_device(name: str = "auto") -> "torch.device":
@@ -186,61 +195,6 @@ def write_model_folder(folder: str | Path, tensors: dict, config: dict, card: st
     return folder
 
 
-def _hub_cache_dir() -> str | None:
-    """The Hub cache from the environment as it is now. huggingface_hub reads HF_HUB_CACHE and
-    HF_HOME once, at import; reading them here honours values set later in this process."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return os.path.join(os.environ["HF_HOME"], "hub")
-    return None  # huggingface_hub's own default
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
-    return env or constants.is_offline_mode()
-
-
-def _fetch_from_hub(spec: str, revision: str | None) -> tuple[Path, str]:
-    """Download (or find in the cache) config.json and model.safetensors of a Hub repo; returns
-    the snapshot folder holding both and a 'hub:owner/name@commit' source string."""
-    from huggingface_hub import constants, hf_hub_download
-
-    repo_id, _, at = spec.partition("@")
-    if at and revision and at != revision:
-        raise WeightsError(f"weights {spec}: revision given twice ({at} and {revision})")
-    revision = at or revision
-    offline = _hub_offline()
-    folder = None
-    for name in (CONFIG_FILE, MODEL_FILE):
-        try:
-            path = hf_hub_download(
-                repo_id,
-                name,
-                # the model file is fetched at the commit the config came from, so a branch that
-                # moves between the two downloads cannot pair one commit's config with another's weights
-                revision=folder.name if folder else revision,
-                cache_dir=_hub_cache_dir(),
-                local_files_only=offline,
-                library_name="exgan",
-            )
-        except Exception as e:  # anything from the Hub client: not found, offline, network, auth
-            if offline:
-                cache = _hub_cache_dir() or constants.HF_HUB_CACHE
-                raise WeightsError(
-                    f"weights {spec}: {name} (revision {revision or 'main'}) is not in the Hub cache {cache}"
-                    " and HF_HUB_OFFLINE is set"
-                ) from None
-            detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise WeightsError(
-                f"weights {spec}: cannot download {name} from the Hub: {type(e).__name__}: {detail}"
-            ) from None
-        folder = folder or Path(path).parent  # the snapshot folder, named by the commit hash
-    return folder, f"hub:{repo_id}@{folder.name}"
-
-
 def read_folder_config(path: Path, label: str, fmt: str, keys: set[str]) -> dict:
     """A model folder's config.json, checked: readable JSON, format ``fmt``, only ``keys``
     (plus "format"). ``label`` starts every error line ("weights NAME")."""
@@ -285,14 +239,15 @@ def check_model_folder(folder: Path, kind: str, name: str) -> None:
             raise WeightsError(f"{kind} {name}: missing {folder / f}")
 
 
-def read_model_tensors(model_path: Path, label: str, prefixes: tuple[str, ...]) -> dict:
-    """model.safetensors on the CPU, every tensor under one of ``prefixes`` (the modules the
-    folder's format holds); ``label`` ("weights NAME") starts every error line."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def read_model_tensors(model_path: Path, label: str, prefixes: tuple[str, ...], framework: str = "pt") -> dict:
+    """model.safetensors on the CPU as torch tensors (framework "pt") or numpy arrays ("np"),
+    every tensor under one of ``prefixes`` (the modules the folder's format holds); ``label``
+    ("weights NAME") starts every error line."""
+    from safetensors import SafetensorError, safe_open
 
     try:
-        tensors = load_file(str(model_path), device="cpu")
+        with safe_open(str(model_path), framework=framework) as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"{label}: cannot read {model_path}: {e}") from None
     strays = sorted(k for k in tensors if not k.startswith(prefixes))
@@ -303,14 +258,20 @@ def read_model_tensors(model_path: Path, label: str, prefixes: tuple[str, ...]) 
 
 def load_strict(module: "torch.nn.Module", tensors: dict, prefix: str, name: str, path: Path) -> None:
     """load_state_dict(strict=True), with mismatches reported on one line rather than a dump."""
-    expected = module.state_dict()
+    got = check_tensors({k: tuple(v.shape) for k, v in module.state_dict().items()}, tensors, prefix, name, path)
+    module.load_state_dict(got, strict=True)
+
+
+def check_tensors(expected: dict[str, tuple[int, ...]], tensors: dict, prefix: str, name: str, path: Path) -> dict:
+    """The tensors under ``prefix`` (prefix removed), or a one-line WeightsError when their names
+    or shapes are not exactly ``expected`` (a module's state_dict shapes)."""
     got = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
     shapes = [
-        f"{prefix}{k} {tuple(got[k].shape)} vs {tuple(v.shape)}"
+        f"{prefix}{k} {tuple(got[k].shape)} vs {tuple(v)}"
         for k, v in expected.items()
-        if k in got and got[k].shape != v.shape
+        if k in got and tuple(got[k].shape) != tuple(v)
     ]
 
     def some(keys: list[str]) -> str:
@@ -323,23 +284,20 @@ def load_strict(module: "torch.nn.Module", tensors: dict, prefix: str, name: str
         raise WeightsError(f"{where} has {len(unexpected)} unexpected tensors: {some([prefix + k for k in unexpected])}")
     if shapes:
         raise WeightsError(f"{where} has tensors of the wrong shape (file vs model): {some(shapes)}")
-    module.load_state_dict(got, strict=True)
+    return got
 
 
 def load_pretrained(
-    spec: str | Path, device: "str | torch.device" = "cpu", revision: str | None = None, sha256: str | None = None
+    spec: str | Path, device: "str | torch.device" = "cpu", revision: str | None = None, sha256: str | None = None,
+    engine: str = "torch",
 ) -> Pretrained:
     """Load weights from a local folder or a Hub repo ("owner/name", "owner/name@revision").
 
     A string is a local folder when that folder exists or it looks like a path (starts with
     '.', '/' or '~'); otherwise a Hub repository id. `sha256`, when given, must match the hash
-    of model.safetensors (pin the exact weights, wherever they come from).
+    of model.safetensors (pin the exact weights, wherever they come from). ``engine`` "numpy"
+    gives the same networks run by numpy on the CPU (model/numpy_nets.py): no torch import.
     """
-    import torch
-
-    from exgan_cli.model.encoder import EyeEncoder
-    from exgan_cli.model.generator import Generator
-
     name = str(spec)
     local = isinstance(spec, Path) or Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
     if not local and not _HUB_ID.match(name):
@@ -351,28 +309,49 @@ def load_pretrained(
         check_model_folder(folder, "weights", name)
         source = str(folder)
     else:
-        folder, source = _fetch_from_hub(name, revision)
+        from exgan_cli.model.hub import fetch_from_hub
+
+        folder, source = fetch_from_hub(name, revision, (CONFIG_FILE, MODEL_FILE))
 
     model_cfg, align_cfg, mask_cfg, training = read_config(folder / CONFIG_FILE, name)
     model_path = folder / MODEL_FILE
     digest = file_sha256(model_path)
     if sha256 is not None and digest != sha256.strip().lower():
         raise WeightsError(f"weights {name}: {model_path} has sha256 {digest}, expected {sha256}")
-    tensors = read_model_tensors(model_path, f"weights {name}", ("generator.", "encoder."))
-
-    generator = Generator(model_cfg)
-    load_strict(generator, tensors, "generator.", name, model_path)
-    encoder = None
-    if model_cfg.mode == "code":
-        encoder = EyeEncoder(model_cfg)
-        load_strict(encoder, tensors, "encoder.", name, model_path)
-    elif any(k.startswith("encoder.") for k in tensors):
+    tensors = read_model_tensors(model_path, f"weights {name}", ("generator.", "encoder."), "np" if engine == "numpy" else "pt")
+    if model_cfg.mode != "code" and any(k.startswith("encoder.") for k in tensors):
         raise WeightsError(f"weights {name}: {model_path} has encoder tensors but the model mode is {model_cfg.mode}")
+    build = _numpy_networks if engine == "numpy" else _torch_networks
+    generator, encoder, dev = build(model_cfg, tensors, name, model_path, device)
+    return Pretrained(model_cfg, align_cfg, mask_cfg, generator, encoder, source, folder, digest, training, dev)
 
+
+def _numpy_networks(cfg: ModelConfig, tensors: dict, name: str, path: Path, device) -> tuple:
+    from exgan_cli.model import numpy_nets as npn
+
+    generator = npn.NumpyGenerator(cfg, check_tensors(npn.generator_shapes(cfg), tensors, "generator.", name, path))
+    encoder = None
+    if cfg.mode == "code":
+        encoder = npn.NumpyEncoder(cfg, check_tensors(npn.encoder_shapes(cfg), tensors, "encoder.", name, path))
+    return generator, encoder, "cpu"
+
+
+def _torch_networks(cfg: ModelConfig, tensors: dict, name: str, path: Path, device) -> tuple:
+    import torch
+
+    from exgan_cli.model.encoder import EyeEncoder
+    from exgan_cli.model.generator import Generator
+
+    generator = Generator(cfg)
+    load_strict(generator, tensors, "generator.", name, path)
+    encoder = None
+    if cfg.mode == "code":
+        encoder = EyeEncoder(cfg)
+        load_strict(encoder, tensors, "encoder.", name, path)
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     # channels_last weights make every convolution run NHWC (the input is converted once):
     # ~1.35x faster on CPU with oneDNN, and the tensor-core layout on CUDA. Results are the same.
     generator = generator.to(dev, memory_format=torch.channels_last).eval().requires_grad_(False)
     if encoder is not None:
         encoder = encoder.to(dev, memory_format=torch.channels_last).eval().requires_grad_(False)
-    return Pretrained(model_cfg, align_cfg, mask_cfg, generator, encoder, source, folder, digest, training)
+    return generator, encoder, str(dev)

@@ -181,7 +181,7 @@ def build_net(cfg: EyeNetConfig) -> "torch.nn.Module":
 
 @dataclass
 class EyeClassifier:
-    net: Any  # EyeStateNet, eval mode, CPU
+    net: Any  # the EyeStateNet in eval mode, run by numpy (model/numpy_nets.NumpyEyeNet: no torch import)
     cfg: EyeNetConfig
     align: AlignConfig
     threshold: float  # closed <=> P(closed) >= threshold, or
@@ -210,12 +210,9 @@ class EyeClassifier:
 
     def probabilities(self, bands: np.ndarray, ears: np.ndarray | None = None) -> np.ndarray:
         """P(closed) (N,) for network inputs (N, H, W) (and EARs (N, 2) when the net uses them)."""
-        import torch
-
-        x = torch.from_numpy(np.ascontiguousarray(bands, dtype=np.float32))[:, None]
-        e = None if ears is None else torch.from_numpy(np.asarray(ears, dtype=np.float32).reshape(-1, 2))
-        with torch.inference_mode():
-            return torch.sigmoid(self.net(x, e)).numpy().astype(np.float64)
+        x = np.asarray(bands, dtype=np.float32)[:, None]
+        e = None if ears is None else np.asarray(ears, dtype=np.float32).reshape(-1, 2)
+        return 1.0 / (1.0 + np.exp(-self.net(x, e).astype(np.float64)))
 
     def probability(self, rgb: np.ndarray, landmarks: np.ndarray, ears: tuple[float, float] | None = None) -> float:
         """P(closed) of one face of a photo (RGB uint8) from its 68 landmarks; ``ears`` (left,
@@ -241,9 +238,8 @@ def default_folder() -> Path:
 
 def load_classifier(folder: str | Path) -> EyeClassifier:
     """Load an eye-state classifier folder; WeightsError (one line, naming the file) on any problem."""
-    import torch
-
-    from exgan_cli.model.weights import check_model_folder, file_sha256, load_strict, read_folder_config, read_model_tensors
+    from exgan_cli.model.numpy_nets import NumpyEyeNet, eye_net_shapes
+    from exgan_cli.model.weights import check_model_folder, check_tensors, file_sha256, read_folder_config, read_model_tensors
 
     folder = Path(folder).expanduser()
     name = str(folder)
@@ -265,10 +261,8 @@ def load_classifier(folder: str | Path) -> EyeClassifier:
     if not isinstance(training, dict):
         raise WeightsError(f"eye-state weights {name}: {path} \"training\" must be a JSON object")
     model_path = folder / MODEL_FILE
-    tensors = read_model_tensors(model_path, f"eye-state weights {name}", ("net.",))
-    net = build_net(cfg)
-    load_strict(net, tensors, "net.", f"(eye-state) {name}", model_path)
-    net = net.to(torch.device("cpu")).eval().requires_grad_(False)
+    tensors = read_model_tensors(model_path, f"eye-state weights {name}", ("net.",), framework="np")
+    net = NumpyEyeNet(cfg, check_tensors(eye_net_shapes(cfg), tensors, "net.", f"(eye-state) {name}", model_path))
     if not 0.0 <= ear_below < 1.0:
         raise WeightsError(f"eye-state weights {name}: {path} ear_below must be in [0, 1), not {ear_below}")
     if not 0.0 <= lean_ear_below < 1.0:
@@ -298,9 +292,14 @@ def default_classifier() -> EyeClassifier | None:
 
 def eye_state_key() -> str:
     """What judges eye state in this process, as a short string for cache keys: the bundled
-    classifier (its weights' hash and thresholds) or "ear" (the EAR rule, no weights)."""
-    classifier = default_classifier()
-    return "ear" if classifier is None else (
-        f"classifier:{classifier.sha256[:16]}:{classifier.threshold}:{classifier.ear_below}"
-        f":{classifier.lean_ear_below}:{classifier.lean_threshold}"
-    )
+    classifier (the hashes of its weights and of its config, which holds the thresholds) or
+    "ear" (the EAR rule, no weights). Reads the two files only: no torch, so a cache can be
+    opened while torch is still importing on another thread. A broken folder is reported when
+    the classifier is loaded."""
+    from exgan_cli.model.weights import file_sha256
+
+    folder = default_folder()
+    if not folder.exists():
+        return "ear"
+    parts = [file_sha256(p)[:16] if p.is_file() else "missing" for p in (folder / MODEL_FILE, folder / CONFIG_FILE)]
+    return "classifier:" + ":".join(parts)

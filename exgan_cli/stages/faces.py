@@ -1,8 +1,7 @@
 """Faces in photos with dlib: detection, 68 landmarks, identity descriptors, sharpness (pose: pose.py).
 
 Every function takes the library's RGB uint8 (H, W, 3) array and returns plain data. dlib's
-model files come from the ``face_recognition_models`` package; they are located once and
-each model is loaded once per process (``functools.lru_cache``).
+models are loaded and shared between threads by dlib_models.py.
 
 Detection runs on a reduced copy of big photos (speed: a 24 MP photo costs the same as a
 1600 px one) while the landmarks are fitted on the full-resolution photo (precision).
@@ -10,16 +9,13 @@ Detection runs on a reduced copy of big photos (speed: a 24 MP photo costs the s
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import math
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from exgan_cli.errors import WeightsError
+from exgan_cli.stages.dlib_models import hog_detector, locked_cnn, locked_encoder, shape_predictor
 
 Box = tuple[int, int, int, int]
 
@@ -65,86 +61,6 @@ class Face:
 
 
 # ---------------------------------------------------------------------------------------
-# Models
-
-
-@functools.lru_cache(maxsize=None)
-def model_dir() -> Path:
-    """Folder holding dlib's model files (from the face_recognition_models package).
-
-    Found without importing the package (its __init__ imports pkg_resources).
-    """
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError("face_recognition_models is not installed (pip install face_recognition_models)")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "models"
-    if not folder.is_dir():
-        raise WeightsError(f"{folder}: dlib model folder missing (reinstall face_recognition_models)")
-    return folder
-
-
-def _model_file(name: str) -> str:
-    path = model_dir() / name
-    if not path.is_file():
-        raise WeightsError(f"{path}: dlib model file missing (reinstall face_recognition_models)")
-    return str(path)
-
-
-# dlib's frontal-face HOG detector, as dlib.get_frontal_face_detector() builds it, saved in dlib's
-# own format: building it decodes a compressed string in ~1 s, reading this file takes ~3 ms.
-# tests/stages/test_faces.py checks the file is byte for byte what the installed dlib saves.
-HOG_DETECTOR_FILE = Path(__file__).with_name("frontal_face_hog.svm")
-
-
-@functools.lru_cache(maxsize=None)
-def _hog_detector():
-    import dlib
-
-    if HOG_DETECTOR_FILE.is_file():
-        return dlib.fhog_object_detector(str(HOG_DETECTOR_FILE))
-    return dlib.get_frontal_face_detector()
-
-
-@functools.lru_cache(maxsize=None)
-def _cnn_detector():
-    import dlib
-
-    return dlib.cnn_face_detection_model_v1(_model_file("mmod_human_face_detector.dat"))
-
-
-@functools.lru_cache(maxsize=None)
-def _load_shape_predictor():
-    import dlib
-
-    return dlib.shape_predictor(_model_file("shape_predictor_68_face_landmarks.dat"))
-
-
-# Reading the 68-point model (99 MB) takes ~1 s; it may be started on another thread while the
-# photo decodes (preload_landmarks), and a second caller must wait for that load, not start its own.
-_PREDICTOR_LOCK = threading.Lock()
-
-
-def _shape_predictor():
-    with _PREDICTOR_LOCK:
-        return _load_shape_predictor()
-
-
-def preload_landmarks() -> threading.Thread:
-    """Start loading dlib's landmark model on a daemon thread, so that it is ready when the
-    first face is found (a cold run decodes and scans its photo meanwhile). Returns the thread."""
-    thread = threading.Thread(target=_shape_predictor, name="exgan-landmarks", daemon=True)
-    thread.start()
-    return thread
-
-
-@functools.lru_cache(maxsize=None)
-def _face_encoder():
-    import dlib
-
-    return dlib.face_recognition_model_v1(_model_file("dlib_face_recognition_resnet_model_v1.dat"))
-
-
-# ---------------------------------------------------------------------------------------
 # Detection
 
 
@@ -181,7 +97,8 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 
 def _detect_boxes(
-    rgb: np.ndarray, detector: str, max_side: int, min_face: float = MIN_FACE
+    rgb: np.ndarray, detector: str, max_side: int, min_face: float = MIN_FACE,
+    scan_started: threading.Event | None = None,
 ) -> list[tuple[tuple[float, ...], float]]:
     """Face boxes (float, original photo coordinates, may leave the photo) with scores."""
     import cv2
@@ -205,10 +122,14 @@ def _detect_boxes(
     work = np.ascontiguousarray(work)
     found: list[tuple[tuple[float, ...], float]] = []
     if detector == "hog":
-        rects, scores, _ = _hog_detector().run(work, up, 0.0)
+        hog = hog_detector()
+        if scan_started is not None:
+            scan_started.set()
+        rects, scores, _ = hog.run(work, up, 0.0)
         dets = list(zip(rects, scores))
     else:
-        dets = [(d.rect, d.confidence) for d in _cnn_detector()(work, up)]
+        with locked_cnn() as cnn:
+            dets = [(d.rect, d.confidence) for d in cnn(work, up)]
     for r, s in dets:
         box = (
             (r.left() - pad) / sx,
@@ -230,14 +151,15 @@ def _landmarks(rgb: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
     import dlib
 
     rect = dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])) - 1, int(round(box[3])) - 1)
-    shape = _shape_predictor()(rgb, rect)
+    shape = shape_predictor()(rgb, rect)
     return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
 
 DETECTORS = ("auto", "hog", "cnn")
 
 
-def detect_faces(rgb: np.ndarray, detector: str = "hog", max_side: int = 1600, *, min_face: float = MIN_FACE) -> list[Face]:
+def detect_faces(rgb: np.ndarray, detector: str = "hog", max_side: int = 1600, *, min_face: float = MIN_FACE,
+                 scan_started: threading.Event | None = None) -> list[Face]:
     """All faces in the photo, left to right, each with 68 full-resolution landmarks.
 
     ``detector``: "hog" (fast, frontal and near-frontal faces), "cnn" (dlib's MMOD
@@ -248,15 +170,17 @@ def detect_faces(rgb: np.ndarray, detector: str = "hog", max_side: int = 1600, *
     Detection runs on a copy whose longer side is at most ``max_side`` (CNN: at most 1024 px).
     ``min_face``: the smallest face width (px, original photo) to look for; a larger value
     saves dlib's upsampling (HOG: ~4x faster per doubling saved; batch's --min-face).
+    ``scan_started`` is set as the HOG scan begins (see dlib_models.preload_landmarks).
     """
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, not {detector!r}")
     if detector == "auto":
-        return detect_faces(rgb, "hog", max_side, min_face=min_face) or detect_faces(rgb, "cnn", max_side, min_face=min_face)
+        return (detect_faces(rgb, "hog", max_side, min_face=min_face, scan_started=scan_started)
+                or detect_faces(rgb, "cnn", max_side, min_face=min_face))
     rgb = _check_rgb(rgb)
     h, w = rgb.shape[:2]
     faces = []
-    for box, score in _detect_boxes(rgb, detector, max_side, min_face):
+    for box, score in _detect_boxes(rgb, detector, max_side, min_face, scan_started):
         lm = _landmarks(rgb, box)
         clipped = (
             int(np.clip(round(box[0]), 0, w)),
@@ -356,7 +280,8 @@ def face_descriptor(rgb: np.ndarray, face: Face, *, full_resolution: bool = Fals
                 lm = (lm + 0.5) * np.array([nw / cw, nh / ch]) - 0.5
             rgb = np.ascontiguousarray(crop)
     shape = _full_object_detection(lm)
-    return np.asarray(_face_encoder().compute_face_descriptor(rgb, shape), dtype=np.float32)
+    with locked_encoder() as encoder:
+        return np.asarray(encoder.compute_face_descriptor(rgb, shape), dtype=np.float32)
 
 
 def descriptor_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -54,6 +54,10 @@ def inpaint_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[s
     crops are uint8 (N, res, res, 3); masks float (N, res, res), 1 = hole; exemplars the stacked
     exemplar.pair_inputs of each crop's reference (exemplar_batch; unused in mode "none").
     """
+    from exgan_cli.model.numpy_nets import NumpyGenerator
+
+    if isinstance(model.generator, NumpyGenerator):
+        return _inpaint_numpy(model, crops, masks, exemplars)
     import torch
 
     gen = model.generator
@@ -80,3 +84,23 @@ def inpaint_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[s
         raw = gen(x * (1 - m), m, **kwargs)
         out = (raw.float().clamp(-1, 1) + 1) * 127.5
     return out.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _inpaint_numpy(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[str, np.ndarray] | None) -> np.ndarray:
+    """inpaint_crops with the numpy engine (model/numpy_nets.py): the same steps on NCHW arrays."""
+    from exgan_cli.stages.exemplar import generator_exemplar
+
+    def to_a(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype=np.float32).transpose(0, 3, 1, 2) / np.float32(127.5) - 1
+
+    def mask_a(m: np.ndarray) -> np.ndarray:
+        return np.asarray(m, dtype=np.float32)[:, None]
+
+    x, m = to_a(crops), mask_a(masks)
+    kwargs: dict[str, Any] = {}
+    mode = model.model_cfg.mode
+    if mode != "none":
+        ex = {k: to_a(exemplars[k]) for k in ("ref", "eyes")} | {k: mask_a(exemplars[k]) for k in ("ref_mask", "eyes_valid")}
+        kwargs = generator_exemplar(model.model_cfg, ex) if mode == "reference" else {"code": model.encoder(ex["ref"])}
+    raw = model.generator(x * (1 - m), m, **kwargs)
+    return ((np.clip(raw, -1, 1) + 1) * 127.5).transpose(0, 2, 3, 1)

@@ -177,10 +177,11 @@ def inspection() -> dict[str, Any]:
     ]
     face = {"index": 0, "box": [1204, 918, 1651, 1365], "detector": "hog", "detector_score": 1.34, "eye_state": "closed",
             "eyes": eyes(0.09, 0.07, True, 0.97), "pose": {"yaw": -12.4, "pitch": -10.2, "roll": 3.1}, "width": 447.0,
-            "sharpness": 31.2, "references": refs}
+            "sharpness": 31.2, "references": refs,
+            "expression": {"mouth_open": 2.31, "smile_width": 1.84, "cheek": 1.2, "brow": -0.4, "strength": 3.2}}
     other = {**face, "index": 1, "box": [2210, 1002, 2598, 1390], "detector": "cnn", "eye_state": "open",
              "eyes": eyes(0.31, 0.30, False, None)}
-    del other["references"]
+    del other["references"], other["expression"]  # an older report: no expression
     return {"photo": "/home/someone/Pictures/IMG_20230714_grandma.jpg", "size": [4032, 3024], "faces": [face, other],
             "eye_state": {"classifier": {"threshold": 0.81}, "ear_threshold": 0.2}}
 
@@ -202,7 +203,9 @@ def test_inspect_fits_and_is_whole(width, monkeypatch):
     for part in (
         "IMG_20230714_grandma.jpg: 4032 x 3024, 2 face(s); eye state by classifier (P(closed) >= 0.81)",
         "face 0 (box 1204,918,1651,1365, hog 1.34): eyes closed",
-        "eyes EAR L/R 0.09/0.07, P closed 0.97", "pose yaw -12, pitch -10, roll 3 deg", "width 447 px", "sharpness 31",
+        "eyes EAR L/R 0.09/0.07, P closed 0.97", "pose yaw -12, pitch -10, roll 3 deg",
+        "expression mouth open +2.3, smile width +1.8, cheek +1.2, brow -0.4 (strength 3.2; spreads from a typical face)",
+        "width 447 px", "sharpness 31",
         f"reference IMG_20230716_101500.jpg (face 0): chosen, distance 0.364, score 0.522 {WHY2}",
         "reference IMG_20230714_183012_grandma_garden.jpg (face 1): not usable, distance 0.712 another person",
         "reference wall.png: not usable no face found",

@@ -8,6 +8,8 @@ that of a fresh encode with the file's own tables; the size stays within 5%.
 
 from __future__ import annotations
 
+import dataclasses
+
 import io
 import json
 import shutil
@@ -288,9 +290,9 @@ def test_progressive_input_stays_progressive_when_sequential_would_change_the_si
     here it is made to overshoot, and the progressive writer is used instead."""
     real_reencode, real_splice, tried = jpeg_patch._reencode, jpeg_patch.splice_metadata, []
 
-    def spy_reencode(jpeglib_, data, layout, target, base, mcu_mask, coding):
+    def spy_reencode(jpeglib_, data, layout, target, base, mcu_mask, coding, sha256=None):
         tried.append(coding)
-        return real_reencode(jpeglib_, data, layout, target, base, mcu_mask, coding)
+        return real_reencode(jpeglib_, data, layout, target, base, mcu_mask, coding, sha256)
 
     def fat_sequential(layout, written):  # 10% of padding after a sequential file's end
         spliced = real_splice(layout, written)
@@ -324,6 +326,33 @@ def test_the_photo_is_decoded_once_when_its_bytes_are_unchanged(tmp_path, monkey
     decodes.clear()
     assert jpeg_patch.patch_jpeg(GROUP, result, like.pixels).changed_mcus > 0  # no digest: decoded to check
     assert decodes.count(True) == 1
+
+
+def test_prefetched_coefficients_give_the_same_file(tmp_path, monkeypatch):
+    """prepare_save reads the input's coefficients ahead (open-eyes does it while it retouches):
+    the patch uses them instead of reading the file again, and writes the same bytes; ahead-read
+    coefficients of other bytes are never used."""
+    from exgan_cli.files.images import prepare_save
+
+    photo = tmp_path / "in.jpg"
+    Image.open(GROUP).save(photo, quality=90)  # sequential: one read (a progressive one may need two)
+    like = load_image(photo)
+    result = retouch(like.pixels, (90, 95, 160, 125))
+    plain = jpeg_patch.patch_jpeg(photo, result, like.pixels, like.sha256).data
+    reads = []
+    real_read = jpeg_patch._read_coefficients
+    monkeypatch.setattr(jpeg_patch, "_read_coefficients", lambda data, lib: reads.append(lib) or real_read(data, lib))
+    prepare_save(tmp_path / "a.jpg", like)
+    jpeg_patch._PREFETCHED[like.sha256].result(timeout=60)
+    assert reads == ["turbo210"]
+    assert save_image_info(result, tmp_path / "a.jpg", like=like).method == "patched"
+    assert reads == ["turbo210"]  # not read again
+    assert (tmp_path / "a.jpg").read_bytes() == plain
+    assert like.sha256 not in jpeg_patch._PREFETCHED  # used once, then dropped
+    # a prefetch keyed by a digest the file does not have is ignored
+    prepare_save(tmp_path / "b.jpg", dataclasses.replace(like, sha256="0" * 64))
+    assert jpeg_patch.patch_jpeg(photo, result, like.pixels, like.sha256).data == plain
+    assert reads == ["turbo210", "turbo210"]  # read for itself
 
 
 def test_other_formats_are_encoded_in_full(tmp_path):

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from exgan_cli.stages import faces as F
+from exgan_cli.stages import dlib_models, faces as F
 from exgan_cli.stages import geometry as G
 from exgan_cli.stages.faces import SAME_PERSON_THRESHOLD, Face, descriptor_distance, detect_faces, face_descriptor
 from exgan_cli.stages.pose import head_pose
@@ -128,14 +128,34 @@ def test_shipped_hog_detector_is_dlibs(tmp_path, group):
 
     built = dlib.get_frontal_face_detector()
     built.save(str(tmp_path / "built.svm"))
-    assert (tmp_path / "built.svm").read_bytes() == F.HOG_DETECTOR_FILE.read_bytes()
+    assert (tmp_path / "built.svm").read_bytes() == dlib_models.HOG_DETECTOR_FILE.read_bytes()
     rgb, faces = group
     small = np.ascontiguousarray(rgb[::2, ::2])
-    got = F._hog_detector().run(small, 1, 0.0)
+    got = dlib_models.hog_detector().run(small, 1, 0.0)
     want = built.run(small, 1, 0.0)
     assert len(got[0]) == len(want[0]) >= 3
     assert [(r.left(), r.top(), r.right(), r.bottom()) for r in got[0]] == [(r.left(), r.top(), r.right(), r.bottom()) for r in want[0]]
     assert np.allclose(got[1], want[1])
+
+
+def test_threads_detect_and_describe_at_once(group, highres):
+    """open-eyes scans the photo and its references on two threads: the same faces, landmarks
+    and descriptors as one after the other (one shared dlib detector crashed the process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = [group[0], highres[0], group[0][::-1].copy(), highres[0][:, ::-1].copy()]
+
+    def work(rgb):
+        found = detect_faces(rgb)
+        return [(f.box, f.landmarks, face_descriptor(rgb, f)) for f in found]
+
+    serial = [work(p) for p in photos]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(work, photos * 2))
+    for want, got in zip(serial * 2, threaded):
+        assert [b for b, _, _ in got] == [b for b, _, _ in want]
+        for (_, lm_a, d_a), (_, lm_b, d_b) in zip(got, want):
+            assert np.array_equal(lm_a, lm_b) and np.array_equal(d_a, d_b)
 
 
 def test_upsample_rule():

@@ -82,7 +82,7 @@ def run_batch(
 
     # The person and the model, loaded once.
     person = load_person(options.person_dir, detector=retouch.detector, threshold=threshold, cache=retouch.cache)
-    model = load_model(retouch.weights, retouch.device)
+    model = load_model(retouch.weights, retouch.device, engine="torch")  # many faces: torch's import pays
     make_out_dir(out_dir)
     matcher = _matcher(options, person, threshold)
     settings = settings_key(person, matcher)
@@ -98,7 +98,7 @@ def run_batch(
         plan = BatchPlan(
             album=album, out_dir=out_dir, person=person, photos=len(scan.photos), to_analyse=len(queue),
             already_done=len(done), others=scan.others, temp_removed=summary.temp_removed, workers=workers,
-            weights=model.source, device=str(next(model.generator.parameters()).device),
+            weights=model.source, device=model.device,
         )
         report = Report(summary.report)
         try:

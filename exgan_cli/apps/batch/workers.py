@@ -103,13 +103,7 @@ def _init_worker() -> None:
         import cv2
 
         cv2.setNumThreads(1)  # the workers already use every core
-    with contextlib.suppress(Exception):
-        from exgan_cli.stages.eye_classifier import default_folder
-
-        if default_folder().exists():  # eye_state.assess runs the eye-state classifier here (torch)
-            import torch
-
-            torch.set_num_threads(1)
+    # The eye-state classifier runs in numpy here (model/numpy_nets.py): no torch to import.
 
 
 def analyse_all(
