@@ -9,13 +9,12 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Sequence
 
 import numpy as np
 
+from exgan_cli.background import in_background
 from exgan_cli.options import RetouchOptions
-
-T = TypeVar("T")
 
 
 def find_faces(rgb: np.ndarray, options: RetouchOptions | None = None,
@@ -63,37 +62,18 @@ def load_model(weights: str | Path | None = None, device: str = "auto", engine: 
     """
     from exgan_cli.model.weights import load_pretrained, resolve_default, resolve_device, wants_cpu
 
+    if engine not in ("auto", "numpy", "torch"):
+        raise ValueError(f"engine must be auto, numpy or torch, not {engine!r}")
     spec = weights or resolve_default()
-    if engine == "auto" and wants_cpu(device):
-        return load_pretrained(spec, engine="numpy")
+    if engine == "numpy" or (engine == "auto" and wants_cpu(device)):
+        return load_pretrained(spec, device="cpu" if device == "auto" else device, engine="numpy")
     return load_pretrained(spec, device=resolve_device(device))
-
-
-def in_background(fn: Callable[..., T], *args: Any) -> "Future[T]":
-    """``fn(*args)`` on a daemon thread; ``.result()`` gives its value or raises its exception.
-
-    A daemon thread, not a ThreadPoolExecutor's: a run that stops early (no face, a bad path)
-    exits at once instead of waiting for a load it no longer needs.
-    """
-    future: Future[T] = Future()
-
-    def run() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(fn(*args))
-        except BaseException as e:  # handed to whoever calls .result()
-            future.set_exception(e)
-
-    threading.Thread(target=run, name=f"exgan-{getattr(fn, '__name__', 'work')}", daemon=True).start()
-    return future
 
 
 def load_model_in_background(options: RetouchOptions) -> "Future":
     """``load_model`` on a second thread; ``.result()`` gives the model or raises its WeightsError.
 
-    Importing torch is most of a cold start, and dlib releases the GIL while it scans, so the
-    model loads on the second core while this one decodes and detects (benchmarks/cold_start.py).
+    On a GPU this imports torch (~2.4 s); on the CPU the numpy engine reads the weights in ms.
     """
     return in_background(load_model, options.weights, options.device)
 

@@ -198,7 +198,7 @@ def _reference_verdicts(f, desc: np.ndarray, pose, candidates: list, rejections:
          "score": _r(score) if score is not None else None, "distance": _r(d), "why": why,
          "pose_difference": _r(pose_difference(pose, c.pose), 1),
          "within_pose_limit": bool(pose_difference(pose, c.pose) <= pose_limit),
-         "expression_difference": _r(expression_difference(expression(c.face.landmarks), target_expression), 2)}
+         "expression_difference": _r(expression_difference(c.expression, target_expression), 2)}
         for c, score, d, why in ranking
     ] + [{"path": str(r.path), "face": r.face_index, "usable": False, "chosen": False, "score": None,
           "distance": None, "why": r.reason} for r in rejections]

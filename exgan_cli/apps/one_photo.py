@@ -75,7 +75,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     reference, or when no retouched face passes the self-check (or the pose limit).
     """
     from exgan_cli.apps.inputs import find_faces, load_model_in_background, load_references_in_background
-    from exgan_cli.files.images import load_image, prepare_save
+    from exgan_cli.files.images import drop_prepared, load_image, prepare_save
     from exgan_cli.stages.dlib_models import preload_landmarks
 
     say = log or (lambda s: None)
@@ -109,24 +109,27 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
         candidates, rejected = refs_future.result()
     except NoReferenceError as e:
         raise NoReferenceError(f"{request.photo}: {e}") from None
-    timings["references"] = time.perf_counter() - t
+    timings["references"] = time.perf_counter() - t  # the wait for them: they load beside the detection
     if not candidates:
         why = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rejected) or "none found"
         raise NoReferenceError(f"{request.photo}: no usable reference: {why}")
 
     prepare_save(request.output, image)  # the input JPEG's coefficients read while the faces are retouched
-    t = time.perf_counter()
-    model = model_future.result()  # loaded meanwhile; raises its WeightsError here
-    timings["model"] = time.perf_counter() - t
-    say(f"weights: {model.source}")
-    result = _retouch_checked(request, image.pixels, candidates, model, found, states)
-    for k, v in result.timings.items():
-        timings[k] = timings.get(k, 0.0) + v
-    outcome = Outcome(
-        photo=request.photo, output=request.output, status="written", faces=result.faces,
-        weights=model.source, rejected=rejected, timings=timings,
-    )
-    _write(request, image, result, candidates, outcome, say)
+    try:
+        t = time.perf_counter()
+        model = model_future.result()  # loaded meanwhile; raises its WeightsError here
+        timings["model"] = time.perf_counter() - t
+        say(f"weights: {model.source}")
+        result = _retouch_checked(request, image.pixels, candidates, model, found, states)
+        for k, v in result.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+        outcome = Outcome(
+            photo=request.photo, output=request.output, status="written", faces=result.faces,
+            weights=model.source, rejected=rejected, timings=timings,
+        )
+        _write(request, image, result, candidates, outcome, say)
+    finally:
+        drop_prepared(image)  # used by the write, or not needed after all: not kept either way
     return outcome
 
 

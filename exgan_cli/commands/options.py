@@ -89,7 +89,7 @@ def weights(help: str) -> Any:
 
 
 def device() -> Any:
-    return typer.Option(Device.auto, "--device", help="Where the generator runs.")
+    return typer.Option(Device.auto, "--device", help="Where the generator runs: auto (a CUDA GPU when there is one, else the CPU, where it runs in numpy without importing torch), cpu or cuda.")
 
 
 def detail() -> Any:

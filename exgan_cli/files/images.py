@@ -24,6 +24,11 @@ from typing import IO, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+# Photos over MAX_PIXELS are refused by load_image itself, with one clear line; Pillow's warning
+# for big ones is noise. Set once here: warnings.catch_warnings() around each open is not
+# thread-safe, and photos and references are decoded on two threads (apps/one_photo.py).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 from exgan_cli.errors import BadInputError, OutputError
 from exgan_cli.files.pixels import icc_colour_space, pillow_mode, to_rgb_and_alpha
 
@@ -95,9 +100,7 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     except OSError as e:
         raise _bad(path, f"cannot read file ({_one_line(e)})") from None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+        im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise _bad(path, "not an image, or a corrupt one (format not recognised)") from None
     except Image.DecompressionBombError as e:
@@ -294,13 +297,27 @@ def save_image(
     return save_image_info(pixels, path, like, overwrite=overwrite, quality=quality).path
 
 
+def _patchable(fmt: str, like: LoadedImage | None) -> bool:
+    """JPEG in, JPEG out: save_image_info patches the input's blocks instead of encoding."""
+    return fmt == "JPEG" and like is not None and like.format == "JPEG"
+
+
 def prepare_save(path: str | os.PathLike, like: LoadedImage) -> None:
     """Start, on another thread, the part of a later ``save_image_info(pixels, path, like)`` that
-    does not depend on the pixels: reading the input JPEG's coefficients for the patch."""
-    if output_format(Path(path)) == "JPEG" and like.format == "JPEG" and like.sha256:
-        from exgan_cli.files.jpeg_patch import prefetch_coefficients
+    does not depend on the pixels: reading the input JPEG's coefficients for the patch. Best
+    effort: the save itself reports any problem. ``drop_prepared`` frees it if no save comes."""
+    from exgan_cli.files.jpeg_patch import prefetch_coefficients
 
-        prefetch_coefficients(like.path, like.sha256)
+    with contextlib.suppress(OutputError):
+        if _patchable(output_format(path), like) and like.sha256:
+            prefetch_coefficients(like.path, like.sha256)
+
+
+def drop_prepared(like: LoadedImage) -> None:
+    """Forget what ``prepare_save`` read for ``like`` (after a run that wrote nothing)."""
+    from exgan_cli.files.jpeg_patch import drop_prefetched
+
+    drop_prefetched(like.sha256)
 
 
 def save_image_info(
@@ -333,7 +350,7 @@ def save_image_info(
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: output already exists (use --overwrite to replace it)")
 
-    if fmt == "JPEG" and like is not None and like.format == "JPEG":
+    if _patchable(fmt, like):
         from exgan_cli.files.jpeg_patch import CannotPatch, patch_jpeg
 
         try:

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from exgan_cli.model.config import ModelConfig
-from exgan_cli.model.encoder import band_size, crop_eye_band
+from exgan_cli.model.config import band_size
+from exgan_cli.model.encoder import crop_eye_band
 
 
 def _branch(c_in: int, widths: list[int]) -> nn.Sequential:

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from exgan_cli.stages.geometry import eye_band
-from exgan_cli.model.config import ModelConfig, band_grid, band_size  # noqa: F401 (band_size: re-exported)
+from exgan_cli.model.config import ModelConfig, band_grid, band_size
 
 
 def crop_eye_band(faces: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:

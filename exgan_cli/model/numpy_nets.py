@@ -54,10 +54,6 @@ def max_pool2(x: np.ndarray) -> np.ndarray:
     return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
 
 
-def _sub(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
 # ---------------------------------------------------------------------------------------
 # Generator (model/generator.py)
 
@@ -92,8 +88,6 @@ def generator_shapes(cfg) -> dict[str, tuple[int, ...]]:
 
 class NumpyGenerator:
     """Generator.forward in numpy: called with the same arguments, as NCHW float32 arrays."""
-
-    device = "cpu"
 
     def __init__(self, cfg, tensors: dict[str, np.ndarray]):
         self.cfg = cfg

@@ -57,8 +57,8 @@ class Pretrained:
     model_cfg: ModelConfig
     align_cfg: AlignConfig
     mask_cfg: MaskConfig
-    generator: "Generator | NumpyGenerator"  # eval mode, gradients off (requires_grad_() to fine-tune), on the
-    # device; engine "numpy": the same network in numpy (model/numpy_nets.py), CPU inference without torch
+    generator: "Generator | NumpyGenerator"  # torch engine: eval mode, gradients off (requires_grad_() to
+    # fine-tune), on the device; numpy engine: the same network in numpy (model/numpy_nets.py), CPU, inference only
     encoder: "EyeEncoder | NumpyEncoder | None"  # code mode only
     source: str  # for people: the local path, or "hub:owner/name@commit"
     folder: Path  # where the files are (a snapshot folder in the Hub cache for Hub weights)
@@ -85,8 +85,13 @@ def resolve_default() -> Path:
 
 def wants_cpu(name: str = "auto") -> bool:
     """True when device ``name`` means the CPU, known without importing torch: "cpu", or "auto"
-    on a machine without NVIDIA's driver (CUDA needs it). Then the numpy engine runs the model."""
-    return name == "cpu" or (name == "auto" and not Path("/proc/driver/nvidia/version").exists())
+    where CUDA cannot be used: no NVIDIA driver (Linux's /proc/driver/nvidia, WSL's /dev/dxg) or
+    CUDA_VISIBLE_DEVICES empty. Then the numpy engine runs the model; otherwise torch decides."""
+    if name != "auto":
+        return name == "cpu"
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1")
+    driver = Path("/proc/driver/nvidia/version").exists() or Path("/dev/dxg").exists()
+    return hidden or not driver
 
 
 def resolve_device(name: str = "auto") -> "torch.device":
@@ -321,6 +326,8 @@ def load_pretrained(
     tensors = read_model_tensors(model_path, f"weights {name}", ("generator.", "encoder."), "np" if engine == "numpy" else "pt")
     if model_cfg.mode != "code" and any(k.startswith("encoder.") for k in tensors):
         raise WeightsError(f"weights {name}: {model_path} has encoder tensors but the model mode is {model_cfg.mode}")
+    if engine not in ("numpy", "torch"):
+        raise ValueError(f"engine must be numpy or torch, not {engine!r}")
     build = _numpy_networks if engine == "numpy" else _torch_networks
     generator, encoder, dev = build(model_cfg, tensors, name, model_path, device)
     return Pretrained(model_cfg, align_cfg, mask_cfg, generator, encoder, source, folder, digest, training, dev)
@@ -329,6 +336,8 @@ def load_pretrained(
 def _numpy_networks(cfg: ModelConfig, tensors: dict, name: str, path: Path, device) -> tuple:
     from exgan_cli.model import numpy_nets as npn
 
+    if str(device) != "cpu":
+        raise WeightsError(f"weights {name}: the numpy engine runs on the CPU only, not {device}")
     generator = npn.NumpyGenerator(cfg, check_tensors(npn.generator_shapes(cfg), tensors, "generator.", name, path))
     encoder = None
     if cfg.mode == "code":

@@ -185,20 +185,3 @@ def draw_grain(shape: tuple[int, int], seed: list[int], sigma: float) -> tuple[n
     rng = np.random.default_rng(seed)
     noise = fine_band(rng.standard_normal(shape + (3,), dtype=np.float32), sigma)
     return noise, max(float(noise.std()), 1e-6)
-
-
-def in_background(fn, *args):
-    """``fn(*args)`` started on a thread now; the returned future's ``result()`` waits for it.
-
-    For the grain: drawing a big face's million normal numbers takes ~10 ms, and numpy's
-    generator (like OpenCV) releases the GIL, so it runs beside the per-eye work. The values
-    do not depend on it: the same seed, the same numbers. A one-thread executor per call that is
-    shut down at once (its thread ends with the job): nothing is kept, so forked or spawned
-    workers are safe.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exgan-grain")
-    future = pool.submit(fn, *args)
-    pool.shutdown(wait=False)
-    return future

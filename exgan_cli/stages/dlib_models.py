@@ -16,6 +16,7 @@ import functools
 import importlib.util
 import threading
 from pathlib import Path
+from concurrent.futures import Future
 from typing import Any, Iterator
 
 from exgan_cli.errors import WeightsError
@@ -104,23 +105,34 @@ def _load_shape_predictor() -> Any:
     return dlib.shape_predictor(_model_file("shape_predictor_68_face_landmarks.dat"))
 
 
+# The event a pending preload waits for (preload_landmarks): another thread that needs the model
+# first (the references' thread) waits for it too, rather than start the GIL-holding read itself.
+_GATE: threading.Event | None = None
+_GATE_TIMEOUT = 10.0  # s: a photo that never reaches its scan does not hold the others for longer
+
+
 def shape_predictor() -> Any:
     """dlib's 68-point landmark model (its use is thread-safe: it keeps no state between calls)."""
+    gate = _GATE
+    if gate is not None and not _load_shape_predictor.cache_info().currsize:
+        gate.wait(_GATE_TIMEOUT)
     with _PREDICTOR_LOCK:
         return _load_shape_predictor()
 
 
-def preload_landmarks(start: threading.Event | None = None, timeout: float = 10.0) -> threading.Thread:
+def preload_landmarks(start: threading.Event | None = None) -> "Future":
     """Load dlib's landmark model on a daemon thread, so that it is ready when the first face is
     found. With ``start``, the load waits for that event (at most ``timeout`` s): pass the same
     event to ``faces.detect_faces(scan_started=)`` and the load runs beside the photo's HOG scan
-    instead of stopping its decoding. Returns the thread."""
+    instead of stopping its decoding; any other thread that needs the model meanwhile waits for
+    the event as well. A failed load is not reported here: whoever needs the landmarks gets the
+    error. Returns the load's future."""
+    from exgan_cli.background import in_background
 
-    def load() -> None:
-        if start is not None:
-            start.wait(timeout)
-        shape_predictor()
+    global _GATE
+    _GATE = start
 
-    thread = threading.Thread(target=load, name="exgan-landmarks", daemon=True)
-    thread.start()
-    return thread
+    def load() -> Any:
+        return shape_predictor()  # waits for the gate
+
+    return in_background(load, name="exgan-landmarks")

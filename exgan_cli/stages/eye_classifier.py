@@ -31,6 +31,7 @@ This module is inference only; training is exgan_cli/training/eye_classifier.py.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -273,6 +274,9 @@ def load_classifier(folder: str | Path) -> EyeClassifier:
                          lean_ear_below=lean_ear_below, lean_threshold=lean_threshold)
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=None)
 def _cached(folder: str, mtime: float) -> EyeClassifier:
     return load_classifier(folder)
@@ -287,7 +291,8 @@ def default_classifier() -> EyeClassifier | None:
         return None
     model = folder / MODEL_FILE
     mtime = model.stat().st_mtime if model.exists() else 0.0
-    return _cached(str(folder), mtime)
+    with _LOAD_LOCK:  # the photo's and the references' threads both ask for it: one load
+        return _cached(str(folder), mtime)
 
 
 def eye_state_key() -> str:

@@ -121,11 +121,10 @@ def _detect_boxes(
         work = cv2.copyMakeBorder(work, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     work = np.ascontiguousarray(work)
     found: list[tuple[tuple[float, ...], float]] = []
+    if scan_started is not None:
+        scan_started.set()
     if detector == "hog":
-        hog = hog_detector()
-        if scan_started is not None:
-            scan_started.set()
-        rects, scores, _ = hog.run(work, up, 0.0)
+        rects, scores, _ = hog_detector().run(work, up, 0.0)
         dets = list(zip(rects, scores))
     else:
         with locked_cnn() as cnn:

@@ -52,55 +52,47 @@ def inpaint_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[s
     """Run the generator on N aligned crops at once; raw output (N, res, res, 3) float in 0..255.
 
     crops are uint8 (N, res, res, 3); masks float (N, res, res), 1 = hole; exemplars the stacked
-    exemplar.pair_inputs of each crop's reference (exemplar_batch; unused in mode "none").
+    exemplar.pair_inputs of each crop's reference (exemplar_batch; unused in mode "none"). The
+    same steps for both engines: torch tensors on the model's device, or numpy arrays
+    (model/numpy_nets.py); only the conversions differ.
     """
     from exgan_cli.model.numpy_nets import NumpyGenerator
 
     if isinstance(model.generator, NumpyGenerator):
-        return _inpaint_numpy(model, crops, masks, exemplars)
+        def image(a: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(a, dtype=np.float32).transpose(0, 3, 1, 2) / np.float32(127.5) - 1
+
+        def mask(m: np.ndarray) -> np.ndarray:
+            return np.asarray(m, dtype=np.float32)[:, None]
+
+        raw = _run(model, image, mask, crops, masks, exemplars)
+        return ((np.clip(raw, -1, 1) + 1) * 127.5).transpose(0, 2, 3, 1)
     import torch
 
-    gen = model.generator
-    device = next(gen.parameters()).device
+    device = next(model.generator.parameters()).device
 
-    def to_t(a: np.ndarray) -> torch.Tensor:
+    def image_t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
     def mask_t(m: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(m)).to(device).float()[:, None]
 
-    from exgan_cli.stages.exemplar import generator_exemplar
-
     with torch.inference_mode():
-        x, m = to_t(crops), mask_t(masks)
-        kwargs: dict[str, Any] = {}
-        mode = model.model_cfg.mode
-        if mode != "none":
-            ex = {k: to_t(exemplars[k]) for k in ("ref", "eyes")} | {k: mask_t(exemplars[k]) for k in ("ref_mask", "eyes_valid")}
-            if mode == "reference":
-                kwargs = generator_exemplar(model.model_cfg, ex)
-            else:
-                kwargs = {"code": model.encoder(ex["ref"])}  # EyeEncoder.forward crops the eye band itself
-        raw = gen(x * (1 - m), m, **kwargs)
-        out = (raw.float().clamp(-1, 1) + 1) * 127.5
+        out = (_run(model, image_t, mask_t, crops, masks, exemplars).float().clamp(-1, 1) + 1) * 127.5
     return out.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _inpaint_numpy(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[str, np.ndarray] | None) -> np.ndarray:
-    """inpaint_crops with the numpy engine (model/numpy_nets.py): the same steps on NCHW arrays."""
+def _run(model, image: Any, mask: Any, crops: np.ndarray, masks: np.ndarray, exemplars: dict[str, np.ndarray] | None):
+    """The generator's raw output in [-1, 1], its inputs made by ``image`` and ``mask``."""
     from exgan_cli.stages.exemplar import generator_exemplar
 
-    def to_a(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(a, dtype=np.float32).transpose(0, 3, 1, 2) / np.float32(127.5) - 1
-
-    def mask_a(m: np.ndarray) -> np.ndarray:
-        return np.asarray(m, dtype=np.float32)[:, None]
-
-    x, m = to_a(crops), mask_a(masks)
+    x, m = image(crops), mask(masks)
     kwargs: dict[str, Any] = {}
     mode = model.model_cfg.mode
     if mode != "none":
-        ex = {k: to_a(exemplars[k]) for k in ("ref", "eyes")} | {k: mask_a(exemplars[k]) for k in ("ref_mask", "eyes_valid")}
-        kwargs = generator_exemplar(model.model_cfg, ex) if mode == "reference" else {"code": model.encoder(ex["ref"])}
-    raw = model.generator(x * (1 - m), m, **kwargs)
-    return ((np.clip(raw, -1, 1) + 1) * 127.5).transpose(0, 2, 3, 1)
+        ex = {k: image(exemplars[k]) for k in ("ref", "eyes")} | {k: mask(exemplars[k]) for k in ("ref_mask", "eyes_valid")}
+        if mode == "reference":
+            kwargs = generator_exemplar(model.model_cfg, ex)
+        else:
+            kwargs = {"code": model.encoder(ex["ref"])}  # the encoder crops the eye band itself
+    return model.generator(x * (1 - m), m, **kwargs)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import contextlib
 import json
 import os
 import tempfile
@@ -33,8 +34,9 @@ FORMAT = 1  # bump when the entry layout changes
 
 # The modules whose code decides an analysis; their source text is part of the fingerprint. Only
 # inference code: editing training or evaluation code keeps every user's cache.
-_ANALYSIS_MODULES = ("files/images.py", "files/pixels.py", "stages/faces.py", "stages/pose.py", "stages/eye_state.py",
-                     "stages/eye_classifier.py", "stages/geometry.py", "stages/references.py")
+_ANALYSIS_MODULES = ("files/images.py", "files/pixels.py", "stages/faces.py", "stages/dlib_models.py",
+                     "stages/frontal_face_hog.svm", "stages/pose.py", "stages/eye_state.py", "stages/eye_classifier.py",
+                     "model/numpy_nets.py", "stages/geometry.py", "stages/references.py")
 
 
 def default_cache_dir() -> Path:
@@ -93,6 +95,18 @@ class AnalysisCache:
         self.folder = self.root / "references" / analysis_fingerprint(settings)
         self.hits = 0
         self.misses = 0
+        self._sweep()
+
+    def _sweep(self, older_than: float = 600.0) -> None:
+        """Remove temporary files of writes that never finished: a run that ended while its
+        references' thread was storing an analysis (apps/one_photo.py exits without waiting)."""
+        import time
+
+        now = time.time()
+        for tmp in self.folder.glob(".tmp-*.json") if self.folder.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if now - tmp.stat().st_mtime > older_than:
+                    tmp.unlink()
 
     def _path(self, sha256: str) -> Path:
         return self.folder / f"{sha256}.json"

@@ -16,7 +16,7 @@ import numpy as np
 from exgan_cli.errors import NoReferenceError
 from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD, VISIBLE_NONE, visibility_term
 from exgan_cli.stages.faces import SAME_PERSON_THRESHOLD, descriptor_distance
-from exgan_cli.stages.pose import Expression, expression, expression_difference
+from exgan_cli.stages.pose import Expression, expression_difference
 from exgan_cli.stages.references import Candidate, Pose, Rejection
 
 # Score = sum of weight * term over the sum of the weights scored, every term in [0, 1], so the
@@ -88,7 +88,7 @@ def _terms(
         "sharpness": float(min(1.0, cand.sharpness / FULL_SHARPNESS)),
     }
     if target_expression is not None:
-        d = expression_difference(expression(cand.face.landmarks), target_expression)
+        d = expression_difference(cand.expression, target_expression)
         terms["expression"] = max(0.0, 1.0 - d / EXPRESSION_RANGE)
     return terms
 
@@ -107,7 +107,7 @@ def _describe(cand: Candidate, distance: float, target_pose: Pose | None, target
     if target_pose is not None:
         parts.append(f"pose diff yaw {abs(cand.pose[0] - target_pose[0]):.0f} deg, pitch {abs(cand.pose[1] - target_pose[1]):.0f} deg")
     if target_expression is not None:
-        parts.append(f"expression diff {expression_difference(expression(cand.face.landmarks), target_expression):.1f}")
+        parts.append(f"expression diff {expression_difference(cand.expression, target_expression):.1f}")
     parts.append(f"eyes open (EAR {cand.eye.left:.2f}/{cand.eye.right:.2f})")
     size = f"face {cand.width:.0f} px"
     if target_width and target_width > FULL_WIDTH:

@@ -8,6 +8,7 @@ stages/reference_choice.py then picks the best one for each face.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from exgan_cli.stages.faces import (
     face_width,
     sharpness,
 )
-from exgan_cli.stages.pose import head_pose
+from exgan_cli.stages.pose import Expression, expression, head_pose
 from exgan_cli.files.images import IMAGE_SUFFIXES, load_image
 
 Pose = tuple[float, float, float]
@@ -77,6 +78,11 @@ class Candidate:
     def pixels(self) -> np.ndarray:
         """The reference photo's RGB (decoded on first use when the analysis came from the cache)."""
         return self.photo.pixels
+
+    @functools.cached_property
+    def expression(self) -> Expression:
+        """pose.expression of the face, worked out once (every reference choice weighs it)."""
+        return expression(self.face.landmarks)
 
     @property
     def key(self) -> tuple[str, int]:

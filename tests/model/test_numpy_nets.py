@@ -7,8 +7,6 @@ and every bundled network gives the torch output on real and random inputs.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -85,6 +83,74 @@ def test_bundled_generators_agree(name):
     assert np.abs(got - want).max() < 1e-4  # float32 rounding: < 0.013 of a grey level
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_inpaint_crops_same_with_both_engines_on_real_faces(name):
+    """The whole generator call of open-eyes (stages/generate: alignment, the exemplar inputs of
+    each mode, the encoder in code mode) on real photos: numpy gives torch's pixels."""
+    from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN
+    from exgan_cli.files.images import load_image
+    from exgan_cli.stages.faces import detect_faces
+    from exgan_cli.stages.generate import align_for_model, exemplar_batch, inpaint_crops
+
+    folder = bundled_weights_dir() / name
+    fast, slow = load_pretrained(folder, engine="numpy"), load_pretrained(folder, device="cpu")
+    aligned = []
+    for path in (CHAVEZ_CLOSED, CHAVEZ_OPEN[0], CHAVEZ_OPEN[1]):
+        rgb = load_image(path).pixels
+        aligned.append(align_for_model(rgb, detect_faces(rgb)[0].landmarks, fast))
+    targets, refs = [aligned[0], aligned[1]], [aligned[1], aligned[2]]
+    crops = np.stack([t.crop for t in targets])
+    masks = np.stack([t.mask for t in targets])
+    outputs = [inpaint_crops(m, crops, masks, exemplar_batch(m, targets, refs)) for m in (fast, slow)]
+    assert outputs[0].shape == outputs[1].shape == (2, 128, 128, 3)
+    assert np.abs(outputs[0] - outputs[1]).max() < 0.01  # of 255
+
+
+@pytest.mark.parametrize("mode", ["reference", "code"])
+def test_variant_networks_agree_with_random_weights(mode):
+    """Configurations the bundled models do not use: no skips, no code at the input, five blocks
+    (dilations 1, 2, 4, 8, 1); random weights and non-zero residual gains."""
+    torch.manual_seed(3)
+    cfg = ModelConfig(mode=mode, resolution=64, base_channels=8, code_dim=16, n_blocks=5, skips=False, code_at_input=False)
+    gen = Generator(cfg).eval()
+    for block in gen.blocks:
+        block.gain.data.fill_(0.7)
+    fast = numpy_nets.NumpyGenerator(cfg, {k: v.numpy() for k, v in gen.state_dict().items()})
+    rng = np.random.default_rng(4)
+    inputs = _inputs(cfg, rng)
+    if mode == "code":
+        inputs["code"] = rng.standard_normal((2, 16)).astype(np.float32)
+    with torch.inference_mode():
+        want = gen(**{k: torch.from_numpy(v) for k, v in inputs.items()}).numpy()
+    assert np.abs(fast(**inputs) - want).max() < 1e-4
+    enc = EyeEncoder(cfg).eval()
+    faces = rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
+    with torch.inference_mode():
+        want_code = enc(torch.from_numpy(faces)).numpy()
+    got_code = numpy_nets.NumpyEncoder(cfg, {k: v.numpy() for k, v in enc.state_dict().items()})(faces)
+    np.testing.assert_allclose(got_code, want_code, rtol=1e-3, atol=1e-4)
+
+
+def test_eye_net_with_ears_agrees():
+    torch.manual_seed(5)
+    cfg = eye_classifier.EyeNetConfig(channels=(8, 16, 16), use_ear=True, width=48, height=24)
+    net = eye_classifier.build_net(cfg)
+    for m in net.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    net.eval()
+    fast = numpy_nets.NumpyEyeNet(cfg, {k: v.numpy() for k, v in net.state_dict().items()})
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 1, 25, 49)).astype(np.float32)  # odd sizes: max-pool drops the last row/column
+    ears = rng.uniform(0.1, 0.35, (3, 2)).astype(np.float32)
+    with torch.inference_mode():
+        want = net(torch.from_numpy(x), torch.from_numpy(ears)).numpy()
+    np.testing.assert_allclose(fast(x, ears), want, rtol=1e-4, atol=1e-4)
+
+
 def test_numpy_engine_refuses_wrong_tensors(tmp_path):
     import shutil
 
@@ -96,7 +162,7 @@ def test_numpy_engine_refuses_wrong_tensors(tmp_path):
         load_pretrained(folder, engine="numpy")
 
 
-def test_eye_classifier_runs_without_torch_and_agrees(tmp_path):
+def test_eye_classifier_runs_without_torch_and_agrees():
     """The shipped eye-state classifier, loaded for inference (numpy), gives torch's P(closed)."""
     from exgan_cli.model.weights import read_model_tensors
 

@@ -138,3 +138,20 @@ def test_open_eyes_gives_the_same_photo_from_a_warm_cache_and_no_cache_writes_no
     assert res.exit_code == 0, res.output
     assert not other.exists()
     assert np.array_equal(outs[0], np.asarray(Image.open(tmp_path / "nocache.png")))
+
+
+def test_stale_temporary_files_are_swept(tmp_path):
+    """A run that ended while its references' thread was writing leaves a .tmp file: the next
+    opening of the cache removes it once it is old, and never a fresh one (another run's write)."""
+    import os
+
+    from exgan_cli.stages.reference_cache import AnalysisCache
+
+    cache = AnalysisCache(tmp_path, {"detector": "hog"})
+    cache.folder.mkdir(parents=True)
+    old, fresh = cache.folder / ".tmp-old.json", cache.folder / ".tmp-fresh.json"
+    old.write_text("{")
+    fresh.write_text("{")
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    AnalysisCache(tmp_path, {"detector": "hog"})
+    assert not old.exists() and fresh.exists()

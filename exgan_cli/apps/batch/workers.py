@@ -126,6 +126,11 @@ def analyse_all(
     pending: deque = deque(items)
     suspects: set[str] = set()
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    # The workers run the eye-state network in numpy: one BLAS thread each, not N workers x N
+    # threads on N cores. Spawned children read this at their numpy import (this process's BLAS
+    # has started already and keeps its threads).
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     while pending:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
         inflight: dict = {}
