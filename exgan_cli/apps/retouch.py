@@ -312,7 +312,7 @@ def _report_outcome(report: FaceReport, job: FaceJob, kept: list, attempts: list
     if not kept:  # every usable reference failed: the face stays as it was
         report.status = "failed self-check"
         report.reference = None
-        report.message = "no reference gave open eyes of the same person: " + "; ".join(
+        report.message = "no reference gave eyes that pass the self-check: " + "; ".join(
             f"{Path(a['reference']['path']).name} (face {a['reference']['face'] + 1}): {', '.join(a['reasons'])}"
             for a in attempts
         )

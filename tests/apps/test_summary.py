@@ -67,7 +67,7 @@ def outcome(written: bool = True) -> Outcome:
              self_check={"enabled": True, "passed": True, "kept": 1,
                          "attempts": [attempt(r1, False, [FAILED_EYES, FAILED_ID]), attempt(r2, True, [])]}),
         Face(1, (2210, 1002, 2598, 1390), "cnn", eyes(0.11, 0.10, True, 0.88), "failed self-check",
-             message=f"no reference gave open eyes of the same person: {Path(r1['path']).name} (face 1): {FAILED_EYES}; "
+             message=f"no reference gave eyes that pass the self-check: {Path(r1['path']).name} (face 1): {FAILED_EYES}; "
                      f"{Path(r3['path']).name} (face 1): {FAILED_ID}",
              self_check={"enabled": True, "passed": False, "kept": None,
                          "attempts": [attempt(r1, False, [FAILED_EYES]), attempt(r3, False, [FAILED_ID])]}),
