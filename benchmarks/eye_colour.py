@@ -86,6 +86,8 @@ def main() -> None:
     ap.add_argument("--grid", type=Path, default=ROOT / "docs" / "eye_colour_grid.jpg")
     ap.add_argument("--grid-pairs", default=ISSUE_PAIRS, help="the pairs shown in the grid")
     ap.add_argument("--grid-width", type=int, default=360, help="each tile is scaled to this many px per 2.4 eye distances")
+    ap.add_argument("--no-iris-colour", action="store_true",
+                    help="without the iris colour match (BlendConfig.iris_colour): the generator's and the detail stage's colour alone")
     args = ap.parse_args()
 
     from sharpness import person_photos
@@ -125,7 +127,10 @@ def main() -> None:
     grid_pairs = [tuple(p.split(":")) for p in args.grid_pairs.split(",") if p]
 
     # self-check off and the pose limit lifted: every pair is repainted with its own reference
-    options = RetouchOptions(faces="all", self_check=SelfCheckConfig(enabled=False), best_of=1, any_identity=True, force=True)
+    from exgan_cli.options import BlendConfig
+
+    options = RetouchOptions(faces="all", self_check=SelfCheckConfig(enabled=False), best_of=1, any_identity=True, force=True,
+                             blend=BlendConfig(iris_colour=not args.no_iris_colour))
     head = f"{'target':<10} {'reference':<10} {'face px':>7}  {'truth a*/b*':>11}  {'ref a*/b*':>11}  {'ref-truth':>9}"
     for label, _ in models:
         head += f"  | {label}: {'a*/b*':>11} {'res-truth':>9} {'res-ref':>7}"

@@ -19,6 +19,7 @@ import numpy as np
 
 from exgan_cli.stages.blend import feather_alpha, match_colour, paste_back, photo_boxes
 from exgan_cli.stages.detail import DetailSource, Exemplar
+from exgan_cli.stages.eye_colour import match_iris_colour
 from exgan_cli.errors import NoFaceError, NoReferenceError
 from exgan_cli.options import RetouchOptions
 from exgan_cli.stages.pose import expression, head_pose, pose_difference
@@ -271,10 +272,13 @@ def _retouch_face(out: np.ndarray, job: FaceJob, pending: list, candidates, mode
     while pending:
         for choice, gen, ref in pending:
             pasted = _paste_face(out, job.face, choice, job.aligned, gen, ref, model, options)
+            after = facelib.refit_face(pasted, job.face)  # the new eyes' landmarks
+            if options.blend.iris_colour and facelib.face_width(after) >= selfcheck.COLOUR_MIN_FACE:
+                pasted = match_iris_colour(pasted, after.landmarks, reference_eyes(choice.candidate).colour)
             tc = time.perf_counter()
             check = selfcheck.check_face(
                 pasted, job.face, choice.candidate.descriptor, choice.distance, threshold, check_cfg,
-                reference_eyes(choice.candidate) if check_cfg.enabled else None,
+                reference_eyes(choice.candidate) if check_cfg.enabled else None, refitted=after,
             )
             spent["check"] += time.perf_counter() - tc
             own = facelib.descriptor_distance(check.descriptor, job.descriptor)

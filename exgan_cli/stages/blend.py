@@ -39,6 +39,8 @@ class BlendConfig:
     colour_match: bool = True  # shift generated colours to match the surrounding skin
     detail: bool = True  # full-resolution detail from the reference and the photo (exgan_cli.stages.detail)
     detail_cfg: DetailConfig = field(default_factory=DetailConfig)  # its settings
+    iris_colour: bool = True  # move the new irises to the reference's colour relative to the skin
+    # (eye_colour.match_iris_colour; faces of selfcheck.COLOUR_MIN_FACE px and more, where it can be read)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -198,15 +198,17 @@ def check_face(
     threshold: float,
     cfg: SelfCheckConfig = SelfCheckConfig(),
     reference: ReferenceEyes | None = None,
+    refitted: Any = None,
 ) -> CheckResult:
     """Judge the face at ``face.box`` in the retouched photo ``result`` (RGB uint8); with
-    ``reference`` (ReferenceEyes of the reference face used) also its contrast and colour."""
+    ``reference`` (ReferenceEyes of the reference face used) also its contrast and colour.
+    ``refitted``: the face already fitted again on ``result`` (faces.refit_face), when at hand."""
     from exgan_cli.stages import eye_state as eyes, faces as facelib
     from exgan_cli.stages.detail import sharpness_ratio
     from exgan_cli.stages.eye_colour import iris_colour
 
     limit = identity_limit(distance_before, threshold, cfg.identity_margin)
-    after = facelib.refit_face(result, face)
+    after = refitted if refitted is not None else facelib.refit_face(result, face)
     state = eyes.assess(result, after)
     reasons = []
     measures: dict[str, Any] = {}

@@ -1,0 +1,64 @@
+"""eye_colour.match_iris_colour: new irises moved to the reference's colour, nothing else touched."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from exgan_cli.files.images import load_image, luminance
+from exgan_cli.stages import faces
+from exgan_cli.stages.eye_colour import colour_distance, eye_pixels, iris_colour, match_iris_colour
+from exgan_cli.stages.geometry import LEFT_EYE, RIGHT_EYE
+
+from conftest import HIGHRES
+
+
+@pytest.fixture(scope="module")
+def portrait():
+    """A 2500 px portrait of a light-eyed woman (her real open eyes) and her 68 landmarks."""
+    rgb = load_image(HIGHRES).pixels
+    face = faces.largest_face(faces.detect_faces(rgb))
+    return rgb, face.landmarks
+
+
+@pytest.mark.parametrize("shift", [(0.0, 8.0, 6.0), (0.0, -5.0, -7.0), (6.0, 0.0, 0.0)])
+def test_irises_take_the_target_colour(portrait, shift):
+    """Browner and bluer targets: the irises end within a just-noticeable difference or two of the
+    target's a*, b*; a lighter one moves neither their lightness nor their hue (lightness is the
+    photo's light). Every pixel outside the two eye windows is unchanged."""
+    rgb, lm = portrait
+    before = iris_colour(rgb, lm)
+    target = dataclasses.replace(before, lab=before.lab + np.array(shift))
+    out = match_iris_colour(rgb, lm, target)
+    after = iris_colour(out, lm)
+    if shift[0]:
+        assert colour_distance(after, before) < 1.5
+        return
+    assert colour_distance(after, target) < 3.0 < colour_distance(before, target)
+    assert abs(after.lab[0] - before.lab[0]) < 1.5
+    changed = np.argwhere(np.any(out != rgb, axis=2))
+    eyes = lm[36:48]
+    width = np.linalg.norm(lm[45] - lm[36])
+    assert changed[:, 1].min() >= eyes[:, 0].min() - 0.2 * width and changed[:, 1].max() <= eyes[:, 0].max() + 0.2 * width
+    assert changed[:, 0].min() >= eyes[:, 1].min() - 0.2 * width and changed[:, 0].max() <= eyes[:, 1].max() + 0.2 * width
+
+
+def test_the_whites_keep_their_colour(portrait):
+    """A strong brown target: the irises move, the brightest pixels inside the contours (the
+    whites, the glints) barely do: no tinted sclera."""
+    rgb, lm = portrait
+    before = iris_colour(rgb, lm)
+    out = match_iris_colour(rgb, lm, dataclasses.replace(before, lab=before.lab + np.array([0.0, 12.0, 10.0])))
+    for idx in (LEFT_EYE, RIGHT_EYE):
+        a, b = eye_pixels(rgb, lm, idx, band=None), eye_pixels(out, lm, idx, band=None)
+        white = luminance(a) >= np.percentile(luminance(a), 92)
+        assert np.abs(b[white] - a[white]).mean() < 2.0  # grey levels
+        assert np.abs(b[~white] - a[~white]).mean() > 3.0  # the rest of the eye did move
+
+
+def test_nothing_to_match_leaves_the_photo(portrait):
+    rgb, lm = portrait
+    assert match_iris_colour(rgb, lm, None) is rgb
+    assert match_iris_colour(rgb, lm + 10_000, iris_colour(rgb, lm)) is rgb  # eyes outside the photo
