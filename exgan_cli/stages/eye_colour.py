@@ -100,13 +100,22 @@ def iris_colour(rgb: np.ndarray, landmarks: np.ndarray) -> IrisColour | None:
     iris = np.concatenate([eye_pixels(rgb, lm, LEFT_EYE), eye_pixels(rgb, lm, RIGHT_EYE)])
     if len(iris) < 2:
         return None
-    lum = luminance(iris)
-    lo, hi = np.percentile(lum, TRIM)
-    iris = iris[(lum >= lo) & (lum <= hi)]
     cheeks = cheek_pixels(rgb, lm)
     if cheeks is None:
         return None
-    gain = SKIN / np.maximum(np.median(cheeks, axis=0), 1.0)
+    return _relative(iris, _skin_gain(cheeks))
+
+
+def _skin_gain(cheeks: np.ndarray) -> np.ndarray:
+    """The per-channel gain that takes the cheeks' median to SKIN (lighting and white balance out)."""
+    return (SKIN / np.maximum(np.median(cheeks, axis=0), 1.0)).astype(np.float32)
+
+
+def _relative(iris: np.ndarray, gain: np.ndarray) -> IrisColour:
+    """The IrisColour of iris band pixels (N >= 2, RGB): trimmed, neutralised by ``gain``."""
+    lum = luminance(iris)
+    lo, hi = np.percentile(lum, TRIM)
+    iris = iris[(lum >= lo) & (lum <= hi)]
     rel = np.median(_lab(np.clip(iris * gain, 0, 255)), axis=0) - _lab(SKIN)[0]
     return IrisColour(rel.astype(np.float64), len(iris))
 
@@ -130,33 +139,37 @@ def match_iris_colour(rgb: np.ndarray, landmarks: np.ndarray, target: IrisColour
     """``rgb`` with its irises moved to ``target``'s hue and saturation relative to the skin, as a
     retoucher matches new eyes to the person's own: the pixels of each eye's iris band (the ones
     ``iris_colour`` measures) are shifted in CIELAB's a* and b*, in the skin-neutralised space, by
-    the difference between ``target`` and their own colour, fading out towards the white (the
+    the difference between ``target`` and that eye's own colour, fading out towards the white (the
     brightest pixels of the band), the contour and the band's sides. ``landmarks``: the 68
     points fitted on ``rgb`` (its open eyes). Unchanged when a colour cannot be read."""
     import cv2
 
-    current = iris_colour(rgb, landmarks)
-    cheeks = cheek_pixels(rgb, landmarks)
-    if current is None or target is None or cheeks is None:
-        return rgb
-    # Hue and saturation (a*, b*) only: an iris's lightness is mostly the light on it in this
-    # photo (shade under the brow, the gaze), which the generator's relit output already has; on
-    # her 56 photo pairs (benchmarks/eye_colour.py) matching L* too moved results away from the
-    # truth, matching a*, b* alone moved them towards it.
-    delta = np.array([0.0, *(target.lab[1:] - current.lab[1:])], dtype=np.float32)
-    gain = (SKIN / np.maximum(np.median(cheeks, axis=0), 1.0)).astype(np.float32)
     lm = np.asarray(landmarks, dtype=np.float64)
-    out = rgb.copy()
+    cheeks = cheek_pixels(rgb, lm)
+    if target is None or cheeks is None:
+        return rgb
+    gain = _skin_gain(cheeks)
+    out = None
     for idx in (LEFT_EYE, RIGHT_EYE):
+        # Each eye to the target on its own: the generator sometimes paints the two irises in two
+        # colours, which one shift of both would keep.
+        iris = eye_pixels(rgb, lm, idx)
         window, weight = _iris_weight(rgb, lm[idx])
-        if weight is None:
+        if len(iris) < 2 or weight is None:
             continue
+        current = _relative(iris, gain)
+        # Hue and saturation (a*, b*) only: an iris's lightness is mostly the light on it in this
+        # photo (shade under the brow, the gaze), which the generator's relit output already has;
+        # on her 56 photo pairs (benchmarks/eye_colour.py) matching L* too moved results away from
+        # the truth, matching a*, b* alone moved them towards it.
+        delta = np.array([0.0, *(target.lab[1:] - current.lab[1:])], dtype=np.float32)
         y0, y1, x0, x1 = window
         patch = rgb[y0:y1, x0:x1].astype(np.float32)
         lab = cv2.cvtColor(np.clip(patch * gain, 0, 255) / 255.0, cv2.COLOR_RGB2LAB)
         moved = cv2.cvtColor(lab + weight[..., None] * delta, cv2.COLOR_LAB2RGB) * 255.0 / gain
+        out = rgb.copy() if out is None else out
         out[y0:y1, x0:x1] = np.clip(np.rint(patch + (moved - np.clip(patch * gain, 0, 255) / gain)), 0, 255).astype(np.uint8)
-    return out
+    return rgb if out is None else out
 
 
 def _iris_weight(rgb: np.ndarray, eye: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray | None]:
