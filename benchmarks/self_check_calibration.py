@@ -107,7 +107,7 @@ def make(args) -> None:
 
     from exgan_cli.stages import eye_state as eyes, faces as facelib, selfcheck
     from exgan_cli.files.images import load_image
-    from exgan_cli.options import RetouchOptions
+    from exgan_cli.options import BlendConfig, RetouchOptions
     from exgan_cli.apps.retouch import retouch
     from exgan_cli.stages.references import load_candidates
     from exgan_cli.model.weights import load_pretrained
@@ -148,7 +148,8 @@ def make(args) -> None:
             cands, _ = load_candidates([q for q in photos if q != p])
             if not cands:
                 continue
-            res = retouch(img, cands, model, RetouchOptions(face_index=i, self_check=off, best_of=1, force=True), faces=faces)
+            res = retouch(img, cands, model, RetouchOptions(face_index=i, self_check=off, best_of=1, force=True,
+                                                            blend=BlendConfig(iris_colour=not args.no_iris_colour)), faces=faces)
             rep = res.faces[i]
             if rep.status != "retouched":
                 continue
@@ -163,7 +164,8 @@ def make(args) -> None:
         i = max(range(len(faces)), key=lambda k: facelib.face_width(faces[k])) if ka is None else ka
         cands, _ = load_candidates([SHARED / "photos" / b])
         cand = max(cands, key=lambda c: c.width) if kb is None else next(c for c in cands if c.index == kb)
-        opts = RetouchOptions(faces="all", face_index=i, self_check=off, best_of=1, force=True, any_identity=True)
+        opts = RetouchOptions(faces="all", face_index=i, self_check=off, best_of=1, force=True, any_identity=True,
+                              blend=BlendConfig(iris_colour=not args.no_iris_colour))
         res = retouch(img, [cand], model, opts, faces=faces)
         if res.faces[i].status != "retouched":
             print(f"{pair}: {res.faces[i].status}", flush=True)
@@ -215,7 +217,8 @@ def main() -> None:
     ap.add_argument("--per-person", type=int, default=10)
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--hard", default=HARD + "," + HARD_V2, help="target:reference pairs (default: the v1 and v2 sets')")
-    ap.add_argument("--labels", default=str(ROOT / "train" / "self_check_labels_v2.json"))
+    ap.add_argument("--labels", default=str(ROOT / "train" / "self_check_labels_v3.json"))
+    ap.add_argument("--no-iris-colour", action="store_true", help="make the results without the iris colour match (v2's pipeline)")
     args = ap.parse_args()
     if args.make:
         make(args)

@@ -273,12 +273,14 @@ def _retouch_face(out: np.ndarray, job: FaceJob, pending: list, candidates, mode
         for choice, gen, ref in pending:
             pasted = _paste_face(out, job.face, choice, job.aligned, gen, ref, model, options)
             after = facelib.refit_face(pasted, job.face)  # the new eyes' landmarks
+            unmatched = pasted
             if options.blend.iris_colour and facelib.face_width(after) >= selfcheck.COLOUR_MIN_FACE:
                 pasted = match_iris_colour(pasted, after.landmarks, reference_eyes(choice.candidate).colour)
             tc = time.perf_counter()
             check = selfcheck.check_face(
                 pasted, job.face, choice.candidate.descriptor, choice.distance, threshold, check_cfg,
                 reference_eyes(choice.candidate) if check_cfg.enabled else None, refitted=after,
+                unmatched=unmatched if unmatched is not pasted else None,
             )
             spent["check"] += time.perf_counter() - tc
             own = facelib.descriptor_distance(check.descriptor, job.descriptor)

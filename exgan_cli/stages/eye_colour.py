@@ -55,26 +55,32 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
 def eye_pixels(rgb: np.ndarray, landmarks: np.ndarray, idx: slice, band: float | None = IRIS_BAND) -> np.ndarray:
     """RGB pixels (N, 3) inside one eye's contour (``idx``: LEFT_EYE or RIGHT_EYE), within its
     central ``band`` (in eye widths; None: the whole contour)."""
-    import cv2
-
     eye = landmarks[idx]
     h, w = rgb.shape[:2]
     x0, y0 = max(0, int(np.floor(eye[:, 0].min()))), max(0, int(np.floor(eye[:, 1].min())))
     x1, y1 = min(w, int(np.ceil(eye[:, 0].max())) + 1), min(h, int(np.ceil(eye[:, 1].max())) + 1)
     if x1 - x0 < 1 or y1 - y0 < 1:
         return np.zeros((0, 3), np.float32)
-    s = _SUPERSAMPLE
-    poly = np.zeros(((y1 - y0) * s, (x1 - x0) * s), dtype=np.uint8)
-    # pixel (x, y) covers [x - 0.5, x + 0.5]: in the supersampled grid its centre is s*x + (s-1)/2
-    pts = np.round((eye - [x0, y0]) * s + (s - 1) / 2).astype(np.int32)
-    cv2.fillPoly(poly, [pts], 255)
-    inside = cv2.resize(poly, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA) >= 128
+    inside = _contour_cover(eye, (y0, y1, x0, x1)) >= 0.5
     corners = eye[[0, 3]]
     width = float(np.linalg.norm(corners[1] - corners[0]))
     cx = float(corners[:, 0].mean())
     xs = np.arange(x0, x1)[None, :]
     keep = inside if band is None else inside & (np.abs(xs - cx) <= band / 2 * width)
     return rgb[y0:y1, x0:x1][keep].astype(np.float32)
+
+
+def _contour_cover(eye: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    """How much of each pixel of ``window`` (y0, y1, x0, x1) the eye contour covers, 0..1: the
+    polygon filled at _SUPERSAMPLE x for a sub-pixel edge."""
+    import cv2
+
+    y0, y1, x0, x1 = window
+    s = _SUPERSAMPLE
+    poly = np.zeros(((y1 - y0) * s, (x1 - x0) * s), dtype=np.uint8)
+    # pixel (x, y) covers [x - 0.5, x + 0.5]: in the supersampled grid its centre is s*x + (s-1)/2
+    cv2.fillPoly(poly, [np.round((eye - [x0, y0]) * s + (s - 1) / 2).astype(np.int32)], 255)
+    return cv2.resize(poly, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
 def cheek_pixels(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
@@ -175,7 +181,9 @@ def match_iris_colour(rgb: np.ndarray, landmarks: np.ndarray, target: IrisColour
 def _iris_weight(rgb: np.ndarray, eye: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray | None]:
     """(window (y0, y1, x0, x1), weight in [0, 1] over it) of one eye's iris band: 1 inside the
     contour's central band on pixels no brighter than the band's 60th luminance percentile,
-    falling to 0 at its 85th (the white) and over a soft edge of ~6% of the eye's width."""
+    falling to 0 at its 85th (the white) and over a soft edge of ~6% of the eye's width. (Not
+    exemplar.iris_weight, made for training's iris loss: that one weighs the pupil less and ends at
+    the contour, and recoloured with it, an iris keeps more of its cast.)"""
     import cv2
 
     h, w = rgb.shape[:2]
@@ -185,10 +193,7 @@ def _iris_weight(rgb: np.ndarray, eye: np.ndarray) -> tuple[tuple[int, int, int,
     x1, y1 = min(w, int(np.ceil(eye[:, 0].max())) + pad + 1), min(h, int(np.ceil(eye[:, 1].max())) + pad + 1)
     if width < 4 or x1 - x0 < 2 or y1 - y0 < 2:
         return (y0, y1, x0, x1), None
-    s = _SUPERSAMPLE
-    poly = np.zeros(((y1 - y0) * s, (x1 - x0) * s), dtype=np.uint8)
-    cv2.fillPoly(poly, [np.round((eye - [x0, y0]) * s + (s - 1) / 2).astype(np.int32)], 255)
-    inside = cv2.resize(poly, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    inside = _contour_cover(eye, (y0, y1, x0, x1))
     cx = float(eye[[0, 3], 0].mean())
     xs = np.arange(x0, x1, dtype=np.float32)[None, :]
     band = np.clip((IRIS_BAND / 2 * width - np.abs(xs - cx)) / (0.06 * width) + 0.5, 0.0, 1.0)

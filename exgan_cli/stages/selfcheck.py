@@ -64,6 +64,11 @@ IDENTITY_MARGIN = 0.15
 CONTRAST_RATIO = 0.45  # a result's eye contrast over the reference's: below it the eyes are a smudge
 REDNESS_TOLERANCE = 4.0  # |a*| between the result's and the reference's iris colour (see the module doc)
 BLUENESS_TOLERANCE = 4.0  # how much lower (bluer) either eye's b* may be than the reference's irises' (see the module doc)
+# The same, for the generator's own irises before the iris colour match (eye_colour.match_iris_colour)
+# repaints them: a cast this strong marks a failed in-painting (smudged, washed-out eyes), which the
+# match would hide, not repair. On the v3 labelled cases the generator's bluer eye was at most 5.8
+# bluer on results judged good after the match, 8.2 to 11.7 on three judged bad (docs/self_check.md).
+RAW_BLUENESS_TOLERANCE = 7.0
 COLOUR_TOLERANCE = 25.0  # CIE76 between them: only gross failures (see the module doc)
 COLOUR_MIN_FACE = 150.0  # px: smaller faces' irises are too few pixels to measure (see the module doc)
 # (smallest face width in px, lowest R of real open eyes there): 1st percentile per size, from
@@ -81,6 +86,7 @@ class SelfCheckConfig:
     colour_tolerance: float = COLOUR_TOLERANCE  # iris colour at most this far (CIE76) from the reference's (inf: off)
     redness_tolerance: float = REDNESS_TOLERANCE  # and its a* at most this far (inf: off)
     blueness_tolerance: float = BLUENESS_TOLERANCE  # and its b* at most this much lower (inf: off)
+    raw_blueness_tolerance: float = RAW_BLUENESS_TOLERANCE  # the generator's own b* before the match (inf: off)
     sharpness: bool = True  # R at least the real-eye floor for the face's size
 
 
@@ -199,10 +205,13 @@ def check_face(
     cfg: SelfCheckConfig = SelfCheckConfig(),
     reference: ReferenceEyes | None = None,
     refitted: Any = None,
+    unmatched: np.ndarray | None = None,
 ) -> CheckResult:
     """Judge the face at ``face.box`` in the retouched photo ``result`` (RGB uint8); with
     ``reference`` (ReferenceEyes of the reference face used) also its contrast and colour.
-    ``refitted``: the face already fitted again on ``result`` (faces.refit_face), when at hand."""
+    ``refitted``: the face already fitted again on ``result`` (faces.refit_face), when at hand.
+    ``unmatched``: the result before its irises were matched to the reference's colour, whose
+    own colour cast is judged too (RAW_BLUENESS_TOLERANCE)."""
     from exgan_cli.stages import eye_state as eyes, faces as facelib
     from exgan_cli.stages.detail import sharpness_ratio
     from exgan_cli.stages.eye_colour import iris_colour
@@ -232,11 +241,25 @@ def check_face(
     ):
         mine, eyes_each = iris_colour(result, after.landmarks), eye_colours(result, after.landmarks)
         reasons += _colour_reasons(mine, eyes_each, reference.colour, cfg, measures)
+        if unmatched is not None:
+            reasons += _raw_cast_reasons(eye_colours(unmatched, after.landmarks), reference.colour, cfg, measures)
     descriptor = facelib.face_descriptor(result, after)
     d = facelib.descriptor_distance(descriptor, reference_descriptor)
     if d > limit:
         reasons.append(f"identity moved away from the reference (distance {d:.2f} > {limit:.2f})")
     return CheckResult(not reasons, reasons, state, d, distance_before, limit, after, descriptor, measures)
+
+
+def _raw_cast_reasons(eyes: list[Any], ref: Any, cfg: SelfCheckConfig, measures: dict[str, Any]) -> list[str]:
+    """Why the generator's own irises (before the colour match) show a failed in-painting: a
+    blue-violet cast on either eye beyond RAW_BLUENESS_TOLERANCE."""
+    drops = [float(ref.lab[2] - e.lab[2]) for e in eyes if e is not None]
+    db = max(drops) if drops else float("nan")
+    measures.update(raw_blueness=db, raw_blueness_max=cfg.raw_blueness_tolerance)
+    if db > cfg.raw_blueness_tolerance:
+        return [f"the generator's irises had a violet cast (b* lower by {db:.1f} > {cfg.raw_blueness_tolerance:.1f} "
+                "before the colour match): a failed in-painting"]
+    return []
 
 
 def _colour_reasons(mine: Any, eyes: list[Any], ref: Any, cfg: SelfCheckConfig, measures: dict[str, Any]) -> list[str]:

@@ -194,3 +194,24 @@ def test_a_good_retouch_with_the_bundled_model_passes():
     report = res.faces[0]
     assert report.status == "retouched", report
     assert not np.array_equal(res.pixels, rgb)
+
+
+def test_a_strong_cast_before_the_colour_match_fails_even_when_matched(light_eyed):
+    """The iris colour match repaints a result's irises to the reference's colour; a generator
+    whose own irises came out strongly blue-violet failed, and the match must not hide it: the
+    check judges the unmatched result's cast too. A mild cast, which the match repairs, passes."""
+    from exgan_cli.stages.eye_colour import match_iris_colour
+
+    rgb, face = light_eyed
+    ref_desc = faces.face_descriptor(rgb, face)
+    ref_eyes = selfcheck.ReferenceEyes.measure(rgb, face.landmarks)
+    for cast, fails in ((VIOLET, True), ((0.0, 0.0, -4.0), False)):
+        raw = exemplar.recolour_irises(rgb, face.landmarks, cast, exemplar.iris_weight(rgb, face.landmarks))
+        matched = match_iris_colour(raw, face.landmarks, ref_eyes.colour)
+        check = selfcheck.check_face(matched, face, ref_desc, 0.0, faces.SAME_PERSON_THRESHOLD, reference=ref_eyes,
+                                     unmatched=raw)
+        assert (check.measures["raw_blueness"] > check.measures["raw_blueness_max"]) is fails, check.measures
+        if not fails:  # the match repaired the mild cast: the colour tests pass
+            assert check.measures["blueness"] <= check.measures["blueness_max"], check.measures
+            assert not any("colour" in r for r in check.reasons), check.reasons
+        assert any("before the colour match" in r for r in check.reasons) is fails, check.reasons
