@@ -70,7 +70,10 @@ def self_check_plan(face_width: float, reference, threshold: float, d_best: floa
         "eye_contrast_min": _r(None if ref.contrast is None else cfg.contrast_ratio * ref.contrast, 3),
         "sharpness_min": _r(selfcheck.sharpness_floor(face_width), 2),
         "reference_iris_lab": colour,  # L*, a*, b* relative to the skin
+        "colour_tested": bool(face_width >= selfcheck.COLOUR_MIN_FACE),  # smaller irises are too few pixels
         "redness_max_difference": cfg.redness_tolerance,
+        "blueness_max_drop": cfg.blueness_tolerance,  # either eye's b* at most this below the reference's
+        "raw_blueness_max_drop": cfg.raw_blueness_tolerance,  # the same, the generator's own, before the colour match
         "colour_max_difference": cfg.colour_tolerance,
         "identity_max": _r(selfcheck.identity_limit(d_best, threshold, cfg.identity_margin)),
     }

@@ -89,9 +89,15 @@ def _plan(c: dict) -> str:
     if c["eye_contrast_min"] is not None:
         parts.append(f"eye contrast >= {c['eye_contrast_min']:.2f}")
     parts.append(f"sharpness R >= {c['sharpness_min']:.2f}")
-    if c["reference_iris_lab"] is not None:
-        a = c["reference_iris_lab"][1]
-        parts.append(f"iris a* {a:+.1f} ± {c['redness_max_difference']:.0f} (the reference's)")
+    if c["reference_iris_lab"] is not None and c.get("colour_tested", True):
+        _, a, b = c["reference_iris_lab"]
+        text = f"iris a* {a:+.1f} ± {c['redness_max_difference']:.0f} (the reference's)"
+        if "blueness_max_drop" in c:
+            text += (f", b* not below {b - c['blueness_max_drop']:+.1f} (the generator's own before the colour "
+                     f"match: {b - c['raw_blueness_max_drop']:+.1f})")
+        parts.append(text)
+    elif c.get("colour_tested") is False:
+        parts.append("iris colour not tested (a face under 150 px)")
     parts.append(f"identity distance <= {c['identity_max']:.2f}")
     return "; ".join(parts)
 
