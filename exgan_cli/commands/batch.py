@@ -28,6 +28,7 @@ def batch(
     device: Device = opt.device(),
     detector: Detector = opt.detector(),
     detail: bool = opt.detail(),
+    iris_colour: bool = opt.iris_colour(),
     best_of: int = opt.best_of(),
     cache: bool = opt.cache("Reuse the stored analysis of person-dir photos seen before (same bytes; ~/.cache/exgan or $EXGAN_CACHE_DIR); --no-cache measures them again and stores nothing."),
     self_check: bool = opt.self_check("Check each retouched face (eyes open, same person), try the next reference if not, and leave a photo unwritten when none of its faces passes (status 'failed self-check'). --no-self-check keeps every result unchecked."),
@@ -43,7 +44,7 @@ def batch(
     retouch = opt.retouch_options(
         faces="all" if all_faces else "closed", detector=detector, device=device, weights=weights, min_face=min_face,
         identity_threshold=identity_threshold, detail=detail, self_check=self_check, best_of=best_of, cache=cache,
-        force=force,
+        force=force, iris_colour=iris_colour,
     )
     options = BatchOptions(album=album, person_dir=person_dir, out_dir=output, overwrite=overwrite,
                            copy_unchanged=copy_unchanged, workers=workers, identify_all=identify_all, options=retouch)

@@ -34,6 +34,7 @@ def open_eyes(
     any_identity: bool = typer.Option(False, "--any-identity", help="Accept references that look like another person."),
     identity_threshold: Optional[float] = opt.identity_threshold("Max descriptor distance for a same-person reference [default: 0.6]."),
     detail: bool = opt.detail(),
+    iris_colour: bool = opt.iris_colour(),
     self_check: bool = opt.self_check("Check each retouched face (eyes open, real-looking iris and lid line, as detailed as the face, the reference's iris colour, same person), try the next reference if not, and keep the original face when all fail (exit 10 if no face passes). --no-self-check keeps every result unchecked."),
     force: bool = opt.force("Retouch faces whose best reference is turned further than the model handles well (the pose limit, 30°); the report says so."),
     best_of: int = opt.best_of(),
@@ -48,7 +49,7 @@ def open_eyes(
     options = opt.retouch_options(
         faces=faces.value, face_index=face, any_identity=any_identity, detector=detector, device=device,
         weights=weights, min_face=min_face, identity_threshold=identity_threshold, detail=detail,
-        self_check=self_check, best_of=best_of, cache=cache, force=force,
+        self_check=self_check, best_of=best_of, cache=cache, force=force, iris_colour=iris_colour,
     )
     request = RetouchRequest(photo=photo, output=output or default_output(photo), refs=list(ref), ref_dir=ref_dir,
                              overwrite=overwrite, report=report, compare=compare, options=options)

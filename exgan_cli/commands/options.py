@@ -96,6 +96,12 @@ def detail() -> Any:
     return typer.Option(True, "--detail/--no-detail", help=DETAIL_HELP)
 
 
+def iris_colour() -> Any:
+    return typer.Option(True, "--iris-colour/--no-iris-colour",
+                        help="Give the new irises the reference's hue (faces of 150 px and more); "
+                             "--no-iris-colour keeps the generator's own colour.")
+
+
 def best_of() -> Any:
     return typer.Option(2, "--best-of", min=1, help=BEST_OF_HELP)
 
@@ -115,7 +121,7 @@ def force(help: str) -> Any:
 def retouch_options(
     *, detector: Detector, device: Device, weights: Optional[str], min_face: Optional[float],
     identity_threshold: Optional[float], detail: bool, self_check: bool, best_of: int, cache: bool, force: bool,
-    faces: str = "closed", face_index: Optional[int] = None, any_identity: bool = False,
+    faces: str = "closed", face_index: Optional[int] = None, any_identity: bool = False, iris_colour: bool = True,
 ):
     """The ``RetouchOptions`` these flags describe (imported here, when a command runs)."""
     from exgan_cli.options import BlendConfig, RetouchOptions, SelfCheckConfig
@@ -124,5 +130,5 @@ def retouch_options(
         faces=faces, face_index=face_index, detector=detector.value, min_face=min_face,
         any_identity=any_identity, identity_threshold=identity_threshold, cache=cache, best_of=best_of, force=force,
         weights=weights, device=device.value,
-        blend=BlendConfig(detail=detail), self_check=SelfCheckConfig(enabled=self_check),
+        blend=BlendConfig(detail=detail, iris_colour=iris_colour), self_check=SelfCheckConfig(enabled=self_check),
     )

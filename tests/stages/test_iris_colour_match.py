@@ -62,3 +62,33 @@ def test_nothing_to_match_leaves_the_photo(portrait):
     rgb, lm = portrait
     assert match_iris_colour(rgb, lm, None) is rgb
     assert match_iris_colour(rgb, lm + 10_000, iris_colour(rgb, lm)) is rgb  # eyes outside the photo
+
+
+def test_open_eyes_matches_the_iris_colour_unless_told_not_to(tmp_path):
+    """End to end on the light-eyed portrait repainted from another photo of her: the new irises
+    are closer to the reference's colour with the match than with --no-iris-colour, and the two
+    outputs differ only around the eyes."""
+    from typer.testing import CliRunner
+
+    from exgan_cli.cli import app
+    from exgan_cli.stages.selfcheck import ReferenceEyes
+
+    from conftest import DATA
+
+    photo, ref = DATA / "photos" / "img6.jpg", DATA / "photos" / "img4.jpg"
+    outs = {}
+    for flag in ("--iris-colour", "--no-iris-colour"):
+        out = tmp_path / f"{flag}.png"
+        run = CliRunner().invoke(app, ["open-eyes", str(photo), "--ref", str(ref), "--faces", "all", "--no-self-check",
+                                       "--no-cache", "-o", str(out), flag, "--quiet"])
+        assert run.exit_code == 0, run.output
+        outs[flag] = load_image(out).pixels
+    ref_rgb = load_image(ref).pixels
+    ref_colour = ReferenceEyes.measure(ref_rgb, faces.largest_face(faces.detect_faces(ref_rgb)).landmarks).colour
+    face = faces.largest_face(faces.detect_faces(outs["--iris-colour"]))
+    matched, raw = (iris_colour(outs[f], face.landmarks) for f in ("--iris-colour", "--no-iris-colour"))
+    chroma = lambda c: float(np.linalg.norm(c.lab[1:] - ref_colour.lab[1:]))  # noqa: E731
+    assert chroma(matched) < chroma(raw) - 1.0
+    changed = np.argwhere(np.any(outs["--iris-colour"] != outs["--no-iris-colour"], axis=2))
+    eyes, width = face.landmarks[36:48], faces.face_width(face)
+    assert changed[:, 1].min() >= eyes[:, 0].min() - 0.1 * width and changed[:, 1].max() <= eyes[:, 0].max() + 0.1 * width
