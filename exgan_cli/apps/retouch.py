@@ -272,11 +272,11 @@ def _retouch_face(out: np.ndarray, job: FaceJob, pending: list, candidates, mode
     while pending:
         for choice, gen, ref in pending:
             pasted = _paste_face(out, job.face, choice, job.aligned, gen, ref, model, options)
+            tc = time.perf_counter()  # the refit was the check's: its time stays there
             after = facelib.refit_face(pasted, job.face)  # the new eyes' landmarks
             unmatched = pasted
             if options.blend.iris_colour and facelib.face_width(after) >= selfcheck.COLOUR_MIN_FACE:
                 pasted = match_iris_colour(pasted, after.landmarks, reference_eyes(choice.candidate).colour)
-            tc = time.perf_counter()
             check = selfcheck.check_face(
                 pasted, job.face, choice.candidate.descriptor, choice.distance, threshold, check_cfg,
                 reference_eyes(choice.candidate) if check_cfg.enabled else None, refitted=after,

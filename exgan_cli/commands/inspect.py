@@ -97,7 +97,7 @@ def _plan(c: dict) -> str:
                      f"match: {b - c['raw_blueness_max_drop']:+.1f})")
         parts.append(text)
     elif c.get("colour_tested") is False:
-        parts.append("iris colour not tested (a face under 150 px)")
+        parts.append(f"iris colour not tested (a face under {c.get('colour_min_face', 150):.0f} px)")
     parts.append(f"identity distance <= {c['identity_max']:.2f}")
     return "; ".join(parts)
 

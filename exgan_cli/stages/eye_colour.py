@@ -118,10 +118,12 @@ def _skin_gain(cheeks: np.ndarray) -> np.ndarray:
 
 
 def _relative(iris: np.ndarray, gain: np.ndarray) -> IrisColour:
-    """The IrisColour of iris band pixels (N >= 2, RGB): trimmed, neutralised by ``gain``."""
+    """The IrisColour of iris band pixels (N >= 1, RGB): trimmed (unless that leaves none, as it
+    can with very few pixels), neutralised by ``gain``."""
     lum = luminance(iris)
     lo, hi = np.percentile(lum, TRIM)
-    iris = iris[(lum >= lo) & (lum <= hi)]
+    kept = (lum >= lo) & (lum <= hi)
+    iris = iris[kept] if kept.any() else iris
     rel = np.median(_lab(np.clip(iris * gain, 0, 255)), axis=0) - _lab(SKIN)[0]
     return IrisColour(rel.astype(np.float64), len(iris))
 
@@ -172,9 +174,12 @@ def match_iris_colour(rgb: np.ndarray, landmarks: np.ndarray, target: IrisColour
         y0, y1, x0, x1 = window
         patch = rgb[y0:y1, x0:x1].astype(np.float32)
         lab = cv2.cvtColor(np.clip(patch * gain, 0, 255) / 255.0, cv2.COLOR_RGB2LAB)
-        moved = cv2.cvtColor(lab + weight[..., None] * delta, cv2.COLOR_LAB2RGB) * 255.0 / gain
+        # the change is the difference of two conversions back, so that their rounding cancels
+        # and a pixel of zero weight stays exactly as it was
+        moved = cv2.cvtColor(lab + weight[..., None] * delta, cv2.COLOR_LAB2RGB)
+        base = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
         out = rgb.copy() if out is None else out
-        out[y0:y1, x0:x1] = np.clip(np.rint(patch + (moved - np.clip(patch * gain, 0, 255) / gain)), 0, 255).astype(np.uint8)
+        out[y0:y1, x0:x1] = np.clip(np.rint(patch + (moved - base) * 255.0 / gain), 0, 255).astype(np.uint8)
     return rgb if out is None else out
 
 
@@ -182,8 +187,8 @@ def _iris_weight(rgb: np.ndarray, eye: np.ndarray) -> tuple[tuple[int, int, int,
     """(window (y0, y1, x0, x1), weight in [0, 1] over it) of one eye's iris band: 1 inside the
     contour's central band on pixels no brighter than the band's 60th luminance percentile,
     falling to 0 at its 85th (the white) and over a soft edge of ~6% of the eye's width. (Not
-    exemplar.iris_weight, made for training's iris loss: that one weighs the pupil less and ends at
-    the contour, and recoloured with it, an iris keeps more of its cast.)"""
+    exemplar.iris_weight, made for training's iris loss: that one weighs the pupil less and has no
+    soft edge, and recoloured with it, an iris keeps more of its cast: seen on the labelled cases.)"""
     import cv2
 
     h, w = rgb.shape[:2]

@@ -44,6 +44,12 @@ with no iris, pupil or lid line on a laughing face) passed it. A result now also
     squinting). Tighter than what real eyes allow between two photos (the bluer eye's b* fell by
     up to 12.9, by more than 4 in 28% of the pairs: benchmarks/real_eyes.py --pairs), because a
     result is painted from the reference relit to this face and should follow its colour closely.
+    Since the pipeline moves the new irises to the reference's hue (eye_colour.match_iris_colour),
+    these tests judge what the match left: they fail where it could not move an iris (too few
+    pixels, clipping, lightness, which it keeps). The generator's own irises, before the match,
+    are judged too: a blue-violet cast stronger than RAW_BLUENESS_TOLERANCE marks a failed
+    in-painting that the match would hide (its a*, a brown iris for a light one, is repaired, not
+    refused).
 
 A face that fails is retried with the next best reference (references.choose_reference with
 the failed ones excluded); when every usable reference fails, the face is left exactly as it
@@ -209,7 +215,9 @@ def check_face(
 ) -> CheckResult:
     """Judge the face at ``face.box`` in the retouched photo ``result`` (RGB uint8); with
     ``reference`` (ReferenceEyes of the reference face used) also its contrast and colour.
-    ``refitted``: the face already fitted again on ``result`` (faces.refit_face), when at hand.
+    ``refitted``: the face already fitted again on ``result`` (faces.refit_face), when at hand; the
+    pipeline fits it on the result before its irises are recoloured (the match keeps every pixel's
+    lightness: the landmarks hold).
     ``unmatched``: the result before its irises were matched to the reference's colour, whose
     own colour cast is judged too (RAW_BLUENESS_TOLERANCE)."""
     from exgan_cli.stages import eye_state as eyes, faces as facelib
@@ -241,8 +249,10 @@ def check_face(
     ):
         mine, eyes_each = iris_colour(result, after.landmarks), eye_colours(result, after.landmarks)
         reasons += _colour_reasons(mine, eyes_each, reference.colour, cfg, measures)
-        if unmatched is not None:
-            reasons += _raw_cast_reasons(eye_colours(unmatched, after.landmarks), reference.colour, cfg, measures)
+    if unmatched is not None and reference is not None and reference.colour is not None and (
+        np.isfinite(cfg.raw_blueness_tolerance) and facelib.face_width(after) >= COLOUR_MIN_FACE
+    ):
+        reasons += _raw_cast_reasons(eye_colours(unmatched, after.landmarks), reference.colour, cfg, measures)
     descriptor = facelib.face_descriptor(result, after)
     d = facelib.descriptor_distance(descriptor, reference_descriptor)
     if d > limit:
