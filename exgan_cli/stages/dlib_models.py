@@ -77,10 +77,15 @@ def cnn_detector() -> Any:
 
 
 @contextlib.contextmanager
-def locked_cnn() -> Iterator[Any]:
-    """The CNN face detector, lent to this thread alone."""
-    with _CNN_LOCK:
-        yield cnn_detector()
+def _lent(lock: threading.Lock, load: Any) -> Iterator[Any]:
+    """``load()``'s model, lent to this thread alone while the block runs."""
+    with lock:
+        yield load()
+
+
+def locked_cnn() -> contextlib.AbstractContextManager:
+    """The CNN face detector, lent to this thread alone (``with locked_cnn() as cnn:``)."""
+    return _lent(_CNN_LOCK, cnn_detector)
 
 
 @functools.lru_cache(maxsize=None)
@@ -91,11 +96,9 @@ def face_encoder() -> Any:
     return dlib.face_recognition_model_v1(_model_file("dlib_face_recognition_resnet_model_v1.dat"))
 
 
-@contextlib.contextmanager
-def locked_encoder() -> Iterator[Any]:
-    """The descriptor network, lent to this thread alone."""
-    with _ENCODER_LOCK:
-        yield face_encoder()
+def locked_encoder() -> contextlib.AbstractContextManager:
+    """The descriptor network, lent to this thread alone (``with locked_encoder() as encoder:``)."""
+    return _lent(_ENCODER_LOCK, face_encoder)
 
 
 @functools.lru_cache(maxsize=None)
