@@ -11,6 +11,8 @@ each face gets a heading line (index, box, detector, what happened) and then one
       why             best of 3 usable: identity distance 0.36, pose diff yaw 13 deg, ...
       eyes after      open: EAR L/R 0.21/0.19, P closed 0.00
       identity after  0.459
+      checked         contrast 0.20 >= 0.19, detail R 2.39 >= 0.60, iris colour not judged
+                      (face under 150 px), identity 0.44 <= 0.60
     wrote out.jpg (8.9 s, weights weights/exgan-reference-128)
 """
 
@@ -109,9 +111,37 @@ def face_rows(f) -> list[tuple[str, str]]:
         rows.append(("self-check", f"passed with reference {which}; failed it:"))
         for a in failed:
             rows.append(("", f"{_name(a['reference']['path'])}: {', '.join(a['reasons'])}"))
+    if check.get("enabled") and f.status == "retouched" and isinstance(check.get("kept"), int) and attempts:
+        rows.append(("checked", checked_line(attempts[check["kept"]])))
     elif check and not check.get("enabled") and f.status == "retouched":
         rows.append(("self-check", "off: result not checked"))
     return [(k, v) for k, v in rows if v]
+
+
+def checked_line(a: dict) -> str:
+    """What the kept result passed, measure against limit ("contrast 0.40 >= 0.19, detail R 2.39 >=
+    0.60, iris colour not judged (face under 150 px), identity 0.44 <= 0.60"): a photographer sees
+    how close each call was, and which tests did not apply to this face."""
+    from exgan_cli.stages.selfcheck import COLOUR_MIN_FACE
+
+    def has(*keys: str) -> bool:
+        return all(a.get(k) is not None for k in keys)
+
+    parts = []
+    if has("eye_contrast", "eye_contrast_min"):
+        parts.append(f"contrast {a['eye_contrast']:.2f} >= {a['eye_contrast_min']:.2f}")
+    if has("sharpness", "sharpness_min"):
+        parts.append(f"detail R {a['sharpness']:.2f} >= {a['sharpness_min']:.2f}")
+    if has("colour", "redness", "blueness"):
+        parts.append(f"iris colour CIE76 {a['colour']:.1f} <= {a['colour_max']:.0f}, a* {a['redness']:.1f} <= "
+                     f"{a['redness_max']:.1f}, bluer by {a['blueness']:.1f} <= {a['blueness_max']:.1f}")
+        if has("raw_blueness", "raw_blueness_max"):
+            parts.append(f"the generator's own cast {a['raw_blueness']:.1f} <= {a['raw_blueness_max']:.1f}")
+    elif a.get("colour_tested") is False:
+        parts.append(f"iris colour not judged (face under {COLOUR_MIN_FACE:.0f} px)")
+    if has("identity_after", "identity_limit"):
+        parts.append(f"identity {a['identity_after']:.2f} <= {a['identity_limit']:.2f}")
+    return ", ".join(parts)
 
 
 def print_summary(console: Console, outcome, seconds: float) -> None:

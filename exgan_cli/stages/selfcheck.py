@@ -244,9 +244,12 @@ def check_face(
         measures.update(sharpness=r, sharpness_min=floor)
         if not r >= floor:  # nan (eye boxes too small to measure) fails too
             reasons.append(f"eyes softer than the face (R {r:.2f} < {floor:.2f}, real eyes of a {width:.0f} px face)")
-    if reference is not None and np.isfinite(cfg.colour_tolerance) and reference.colour is not None and (
+    colour_tested = reference is not None and np.isfinite(cfg.colour_tolerance) and reference.colour is not None and (
         facelib.face_width(after) >= COLOUR_MIN_FACE
-    ):
+    )
+    if reference is not None:
+        measures["colour_tested"] = bool(colour_tested)  # the report says when the colour was not judged
+    if colour_tested:
         mine, eyes_each = iris_colour(result, after.landmarks), eye_colours(result, after.landmarks)
         reasons += _colour_reasons(mine, eyes_each, reference.colour, cfg, measures)
     if unmatched is not None and reference is not None and reference.colour is not None and (

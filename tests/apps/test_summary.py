@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from exgan_cli.commands.summary import Fields, eyes_line, print_summary
+from exgan_cli.commands.summary import Fields, checked_line, eyes_line, print_summary
 
 REFS = "/home/someone/Pictures/Family/2023 summer holiday in Brittany/references for grandma"
 WHY2 = ("best of 5 usable: identity distance 0.36, pose diff yaw 13 deg, pitch 10 deg, eyes open "
@@ -59,13 +59,22 @@ FAILED_EYES = "eyes not open after in-painting (EAR 0.14/0.12, P(closed) 0.91)"
 FAILED_ID = "identity moved away from the reference (distance 0.71 > 0.60)"
 
 
+# the kept attempt's measures (selfcheck.CheckResult.to_dict) on a 420 px face: colour judged
+PASSED = {"eye_contrast": 0.4012, "eye_contrast_min": 0.1925, "sharpness": 2.3886, "sharpness_min": 0.7,
+          "colour_tested": True, "colour": 6.31, "colour_max": 25.0, "redness": 1.22, "redness_max": 4.0,
+          "blueness": 0.35, "blueness_max": 4.0, "raw_blueness": 2.1, "raw_blueness_max": 7.0,
+          "identity_after": 0.4592, "identity_limit": 0.6}
+CHECKED = ("contrast 0.40 >= 0.19, detail R 2.39 >= 0.70, iris colour CIE76 6.3 <= 25, a* 1.2 <= 4.0, bluer by 0.3 <= 4.0, "
+           "the generator's own cast 2.1 <= 7.0, identity 0.46 <= 0.60")
+
+
 def outcome(written: bool = True) -> Outcome:
     r1, r2, r3 = ref("IMG_20230714_183012_grandma_garden.jpg", 0.3638), ref("IMG_20230716_101500.jpg", 0.4051), ref("DSC_0042.JPG", 0.4497)
     faces = [
         Face(0, (1204, 918, 1651, 1365), "hog", eyes(0.09, 0.07, True, 0.97), "retouched",
              eyes_after=eyes(0.21, 0.19, False, 0.0), reference=r2, identity_after=0.4592,
              self_check={"enabled": True, "passed": True, "kept": 1,
-                         "attempts": [attempt(r1, False, [FAILED_EYES, FAILED_ID]), attempt(r2, True, [])]}),
+                         "attempts": [attempt(r1, False, [FAILED_EYES, FAILED_ID]), {**attempt(r2, True, []), **PASSED}]}),
         Face(1, (2210, 1002, 2598, 1390), "cnn", eyes(0.11, 0.10, True, 0.88), "failed self-check",
              message=f"no reference gave eyes that pass the self-check: {Path(r1['path']).name} (face 1): {FAILED_EYES}; "
                      f"{Path(r3['path']).name} (face 1): {FAILED_ID}",
@@ -116,6 +125,7 @@ def test_summary_fits_and_is_whole(width):
         "eyes after open: EAR L/R 0.21/0.19, P closed 0.00",
         "identity after 0.459",
         f"self-check passed with reference 2 of 2 tried; failed it: IMG_20230714_183012_grandma_garden.jpg: {FAILED_EYES}, {FAILED_ID}",
+        f"checked {CHECKED}",
         "face 1 (box 2210,1002,2598,1390, cnn): failed self-check, left as it was",
         f"note {o.faces[1].message}",
         "face 2 (box 310,1100,640,1430, hog): no reference",
@@ -157,6 +167,15 @@ def test_fields_narrow_console_stacks_values():
     lines = console.export_text().splitlines()
     assert lines[:3] == ["  identity after", "    0.459", "  why"]
     assert max(map(len, lines)) <= 30 and "…" not in "".join(lines)
+
+
+def test_checked_line_says_what_was_not_judged():
+    assert checked_line(PASSED) == CHECKED
+    small = {k: v for k, v in PASSED.items() if not k.startswith(("colour", "redness", "blueness", "raw_"))}
+    small["colour_tested"] = False  # a face under selfcheck.COLOUR_MIN_FACE
+    assert checked_line(small) == ("contrast 0.40 >= 0.19, detail R 2.39 >= 0.70, iris colour not judged (face under 150 px), "
+                                   "identity 0.46 <= 0.60")
+    assert checked_line({}) == ""  # an old report without measures: no line
 
 
 def test_eyes_line():

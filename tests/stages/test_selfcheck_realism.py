@@ -94,9 +94,11 @@ def test_the_measures_and_limits_are_reported(chavez, light_eyed):
     d = _check(rgb, face, rgb, face).to_dict()
     for k in ("eye_contrast", "eye_contrast_min", "sharpness", "sharpness_min", "colour", "colour_max", "redness", "redness_max"):
         assert k in d
+    assert d["colour_tested"] is True
     (rgb, face), (ref, ref_face) = chavez
     d = _check(rgb, face, ref, ref_face).to_dict()
     assert "sharpness" in d and "colour" not in d  # a ~100 px face: its irises are too small to measure
+    assert d["colour_tested"] is False  # and the report says so (the summary's "iris colour not judged")
 
 
 def test_force_retouches_past_the_pose_limit_and_says_so(tmp_path, tiny_model):
