@@ -172,6 +172,13 @@ def check_measures(result: np.ndarray, landmarks: np.ndarray, ref: np.ndarray, r
             -float(closed) if closed is not None else float("nan"), -de, -dl]
 
 
+def lightness(bands: np.ndarray) -> np.ndarray:
+    """CIELAB L* (0-100) of uint8 RGB bands."""
+    import cv2
+
+    return np.stack([cv2.cvtColor(np.ascontiguousarray(b), cv2.COLOR_RGB2LAB)[..., 0] for b in bands]).astype(np.float32) * (100 / 255)
+
+
 def eye_tensor(bands: np.ndarray):
     """(N, 32, 96, 3) bands -> (2N, 3, 32, 48): each face's left eye, then its right eye mirrored
     (one network judges both; a face is as good as its worse eye)."""
@@ -252,7 +259,7 @@ def score(out: Path, labels: Path, cases: list[str]) -> None:
     spec = json.loads(labels.read_text())
     with np.load(out / "pool.npz") as z:
         index = {k: i for i, k in enumerate(z["keys"])}
-        pool = {k: z[k] for k in ("result", "measures")}
+        pool = {k: z[k] for k in ("result", "measures", "truth")}
     missing = [k for k in spec["labels"] if k not in index]
     if missing:
         sys.exit(f"{len(missing)} labelled pairs are not in {out}/pool.npz (made from other data?), e.g. {missing[0]}")
@@ -267,6 +274,8 @@ def score(out: Path, labels: Path, cases: list[str]) -> None:
     for j, name in enumerate(MEASURES):
         print(f"  AUC {auc(pool['measures'][idx, j], good):.2f}  {name}")
     bands = pool["result"][idx]
+    truth = np.abs(lightness(bands) - lightness(pool["truth"][idx])).mean(axis=(1, 2))
+    print(f"  AUC {auc(-truth, good):.2f}  for comparison: -L* distance to the true eyes (which no check can know)")
     folds = np.arange(len(keys)) % 5
     cv = np.zeros(len(keys))
     for f in range(5):
