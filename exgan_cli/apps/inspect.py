@@ -70,7 +70,7 @@ def self_check_plan(face_width: float, reference, threshold: float, d_best: floa
         "eye_contrast_min": _r(None if ref.contrast is None else cfg.contrast_ratio * ref.contrast, 3),
         "sharpness_min": _r(selfcheck.sharpness_floor(face_width), 2),
         "reference_iris_lab": colour,  # L*, a*, b* relative to the skin
-        "colour_tested": bool(face_width >= selfcheck.COLOUR_MIN_FACE),  # smaller irises are too few pixels
+        "colour_tested": selfcheck.colour_measurable(face_width),  # smaller irises are too few pixels
         "colour_min_face": selfcheck.COLOUR_MIN_FACE,
         "redness_max_difference": cfg.redness_tolerance,
         "blueness_max_drop": cfg.blueness_tolerance,  # either eye's b* at most this below the reference's

@@ -275,7 +275,7 @@ def _retouch_face(out: np.ndarray, job: FaceJob, pending: list, candidates, mode
             tc = time.perf_counter()  # the refit was the check's: its time stays there
             after = facelib.refit_face(pasted, job.face)  # the new eyes' landmarks
             unmatched = pasted
-            if options.blend.iris_colour and facelib.face_width(after) >= selfcheck.COLOUR_MIN_FACE:
+            if options.blend.iris_colour and selfcheck.colour_measurable(facelib.face_width(after)):
                 pasted = match_iris_colour(pasted, after.landmarks, reference_eyes(choice.candidate).colour)
             check = selfcheck.check_face(
                 pasted, job.face, choice.candidate.descriptor, choice.distance, threshold, check_cfg,

@@ -11,8 +11,8 @@ each face gets a heading line (index, box, detector, what happened) and then one
       why             best of 3 usable: identity distance 0.36, pose diff yaw 13 deg, ...
       eyes after      open: EAR L/R 0.21/0.19, P closed 0.00
       identity after  0.459
-      checked         contrast 0.20 >= 0.19, detail R 2.39 >= 0.60, iris colour not judged
-                      (face under 150 px), identity 0.44 <= 0.60
+      checked         contrast 0.20 >= 0.19, detail R 2.39 >= 0.60, iris colour not tested
+                      (a face under 150 px), identity 0.44 <= 0.60
     wrote out.jpg (8.9 s, weights weights/exgan-reference-128)
 """
 
@@ -120,7 +120,7 @@ def face_rows(f) -> list[tuple[str, str]]:
 
 def checked_line(a: dict) -> str:
     """What the kept result passed, measure against limit ("contrast 0.40 >= 0.19, detail R 2.39 >=
-    0.60, iris colour not judged (face under 150 px), identity 0.44 <= 0.60"): a photographer sees
+    0.60, iris colour not tested (a face under 150 px), identity 0.44 <= 0.60"): a photographer sees
     how close each call was, and which tests did not apply to this face."""
     from exgan_cli.stages.selfcheck import COLOUR_MIN_FACE
 
@@ -138,7 +138,7 @@ def checked_line(a: dict) -> str:
         if has("raw_blueness", "raw_blueness_max"):
             parts.append(f"the generator's own cast {a['raw_blueness']:.1f} <= {a['raw_blueness_max']:.1f}")
     elif a.get("colour_tested") is False:
-        parts.append(f"iris colour not judged (face under {COLOUR_MIN_FACE:.0f} px)")
+        parts.append(f"iris colour not tested (a face under {COLOUR_MIN_FACE:.0f} px)")
     if has("identity_after", "identity_limit"):
         parts.append(f"identity {a['identity_after']:.2f} <= {a['identity_limit']:.2f}")
     return ", ".join(parts)

@@ -174,6 +174,12 @@ def eye_colours(rgb: np.ndarray, landmarks: np.ndarray) -> list[Any]:
     return out
 
 
+def colour_measurable(face_width: float) -> bool:
+    """Whether a face this wide has irises of enough pixels to read their colour (COLOUR_MIN_FACE):
+    the one rule for the iris colour match, the colour tests, inspect's plan and the report."""
+    return bool(face_width >= COLOUR_MIN_FACE)
+
+
 def sharpness_floor(face_width: float) -> float:
     """The lowest R of real open eyes of a face this wide (SHARPNESS_FLOOR)."""
     floor = 0.0
@@ -244,16 +250,15 @@ def check_face(
         measures.update(sharpness=r, sharpness_min=floor)
         if not r >= floor:  # nan (eye boxes too small to measure) fails too
             reasons.append(f"eyes softer than the face (R {r:.2f} < {floor:.2f}, real eyes of a {width:.0f} px face)")
-    colour_tested = reference is not None and np.isfinite(cfg.colour_tolerance) and reference.colour is not None and (
-        facelib.face_width(after) >= COLOUR_MIN_FACE
-    )
+    measurable = colour_measurable(facelib.face_width(after))
+    colour_tested = reference is not None and np.isfinite(cfg.colour_tolerance) and reference.colour is not None and measurable
     if reference is not None:
         measures["colour_tested"] = bool(colour_tested)  # the report says when the colour was not judged
     if colour_tested:
         mine, eyes_each = iris_colour(result, after.landmarks), eye_colours(result, after.landmarks)
         reasons += _colour_reasons(mine, eyes_each, reference.colour, cfg, measures)
     if unmatched is not None and reference is not None and reference.colour is not None and (
-        np.isfinite(cfg.raw_blueness_tolerance) and facelib.face_width(after) >= COLOUR_MIN_FACE
+        np.isfinite(cfg.raw_blueness_tolerance) and measurable
     ):
         reasons += _raw_cast_reasons(eye_colours(unmatched, after.landmarks), reference.colour, cfg, measures)
     descriptor = facelib.face_descriptor(result, after)

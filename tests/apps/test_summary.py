@@ -173,7 +173,7 @@ def test_checked_line_says_what_was_not_judged():
     assert checked_line(PASSED) == CHECKED
     small = {k: v for k, v in PASSED.items() if not k.startswith(("colour", "redness", "blueness", "raw_"))}
     small["colour_tested"] = False  # a face under selfcheck.COLOUR_MIN_FACE
-    assert checked_line(small) == ("contrast 0.40 >= 0.19, detail R 2.39 >= 0.70, iris colour not judged (face under 150 px), "
+    assert checked_line(small) == ("contrast 0.40 >= 0.19, detail R 2.39 >= 0.70, iris colour not tested (a face under 150 px), "
                                    "identity 0.46 <= 0.60")
     assert checked_line({}) == ""  # an old report without measures: no line
 

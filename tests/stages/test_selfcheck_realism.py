@@ -98,7 +98,7 @@ def test_the_measures_and_limits_are_reported(chavez, light_eyed):
     (rgb, face), (ref, ref_face) = chavez
     d = _check(rgb, face, ref, ref_face).to_dict()
     assert "sharpness" in d and "colour" not in d  # a ~100 px face: its irises are too small to measure
-    assert d["colour_tested"] is False  # and the report says so (the summary's "iris colour not judged")
+    assert d["colour_tested"] is False  # and the report says so (the summary's "iris colour not tested")
 
 
 def test_force_retouches_past_the_pose_limit_and_says_so(tmp_path, tiny_model):
