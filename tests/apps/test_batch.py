@@ -164,6 +164,7 @@ def test_only_the_persons_closed_eyes_change(tmp_path, tiny_weights, chavez_dir)
     assert (out / "trip" / "with_powell.png").is_file()  # the album's layout is kept
     assert not (out / "powell.jpg").exists()  # nothing to do: not written without --copy-unchanged
     assert recs["powell.jpg"]["status"] == "unchanged"
+    assert sorted(p.name for p in out.iterdir()) == ["pair.png", "report.jsonl", "trip"]  # no lock file left
 
 
 def test_group_photo_only_the_persons_face(tmp_path, tiny_weights):
@@ -460,6 +461,22 @@ def test_cli_exit_codes(tmp_path, tiny_weights, chavez_dir):
     assert res.exit_code == 2
     # None of these wrote anything.
     assert not (tmp_path / "album_open").exists() and not (album / "out").exists()
+
+
+def test_lock_one_run_at_a_time_and_no_lock_file_left(tmp_path):
+    from exgan_cli.apps.batch.album import LOCK_NAME, locked
+    from exgan_cli.errors import OutputError
+
+    with locked(tmp_path):
+        assert (tmp_path / LOCK_NAME).is_file()
+        with pytest.raises(OutputError, match="another exgan batch run is writing to this folder"):
+            with locked(tmp_path):
+                pass
+    assert not (tmp_path / LOCK_NAME).exists()
+    (tmp_path / LOCK_NAME).write_bytes(b"")  # left by a run killed with -9: taken over, then removed
+    with locked(tmp_path):
+        pass
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_library_raises_before_writing(tmp_path, tiny_weights, chavez_dir):

@@ -124,18 +124,34 @@ def copy_atomic(src: Path, dst: Path, overwrite: bool) -> None:
 
 @contextlib.contextmanager
 def locked(out_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on out_dir for the run (released by the OS even on kill -9)."""
+    """Hold an exclusive lock on out_dir for the run (released by the OS even on kill -9).
+
+    The lock file is removed when the run ends, still under the lock; a run that opened the
+    file just before it was removed finds, once it holds the lock, that its file is no longer
+    the one named LOCK_NAME, and takes the lock again on a new file.
+    """
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock
         yield
         return
-    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    path = out_dir / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            os.close(fd)
             raise OutputError(f"{out_dir}: another exgan batch run is writing to this folder") from None
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # removed by the run that held it: lock the new file
+    try:
         yield
     finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
         os.close(fd)
