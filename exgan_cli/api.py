@@ -52,17 +52,23 @@ def open_eyes(
     reference used, the self-check's verdicts). ``model``: from ``load_model``, to reuse it across
     photos (default: ``options.weights``, else the bundled reference model). Nothing is written.
     """
+    from exgan_cli.apps.inputs import require_usable
     from exgan_cli.apps.retouch import retouch
-    from exgan_cli.errors import NoFaceError
+    from exgan_cli.errors import NoFaceError, NoReferenceError
 
     options = options or RetouchOptions()
     pixels = _pixels(photo)
+    name = photo if not isinstance(photo, np.ndarray) else "photo"
     faces, states = find_faces(pixels, options)
     if not faces:
-        raise NoFaceError(f"{photo if not isinstance(photo, np.ndarray) else 'photo'}: no face found")
-    candidates, _ = load_references([Path(r) for r in refs], None if ref_dir is None else Path(ref_dir), options)
+        raise NoFaceError(f"{name}: no face found")
+    candidates, rejected = load_references([Path(r) for r in refs], None if ref_dir is None else Path(ref_dir), options)
+    require_usable(name, candidates, rejected)  # as open-eyes says it: which reference, and why
     model = model if model is not None else load_model(options.weights, options.device)
-    return retouch(pixels, candidates, model, options, faces=faces, states=states)
+    try:
+        return retouch(pixels, candidates, model, options, faces=faces, states=states)
+    except NoReferenceError as e:  # every face's references rejected (another person, eyes closed)
+        raise NoReferenceError(f"{name}: {e}") from None
 
 
 def inspect(photo: PathLike, refs: Sequence[PathLike] = (), *, ref_dir: PathLike | None = None,

@@ -52,6 +52,16 @@ def load_references(refs: Sequence[Path] = (), ref_dir: Path | None = None,
     return candidates, [{"path": str(r.path), "face": r.face_index, "reason": r.reason} for r in rejections]
 
 
+def require_usable(photo: object, candidates: list, rejected: list[dict]) -> None:
+    """NoReferenceError naming ``photo`` and why each reference photo was rejected ("a.jpg: no
+    usable reference: noface.jpg: no face found") when no reference face is left to choose from."""
+    from exgan_cli.errors import NoReferenceError
+
+    if not candidates:
+        why = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rejected) or "none found"
+        raise NoReferenceError(f"{photo}: no usable reference: {why}")
+
+
 def load_model(weights: str | Path | None = None, device: str = "auto", engine: str = "auto"):
     """A generator ready to in-paint: a model folder, a Hub id OWNER/NAME[@REVISION], or None for
     the bundled default (model.weights.Pretrained).

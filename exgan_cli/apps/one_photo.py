@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from exgan_cli.options import RetouchOptions
-from exgan_cli.errors import BadInputError, NoFaceError, NoReferenceError, SelfCheckError
+from exgan_cli.errors import NoFaceError, NoReferenceError, SelfCheckError
 
 
 @dataclass
@@ -58,14 +58,14 @@ class Outcome:
 
 
 def check_outputs(request: RetouchRequest) -> None:
-    """Refuse outputs that would overwrite the input or an existing file (before any work)."""
-    if not request.photo.is_file():
-        raise BadInputError(f"{request.photo}: no such file")
-    from exgan_cli.files.images import check_output
+    """Refuse, before any work, a photo that is not a file, and outputs that would overwrite the
+    input or an existing file, or that no image format is written to (the photo and --compare)."""
+    from exgan_cli.files.images import check_output, check_photo_path
 
-    for path in (request.output, request.report, request.compare):
+    check_photo_path(request.photo)
+    for path, image in ((request.output, True), (request.compare, True), (request.report, False)):
         if path is not None:
-            check_output(path, overwrite=request.overwrite, inputs=[request.photo])
+            check_output(path, overwrite=request.overwrite, inputs=[request.photo], image=image)
 
 
 def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] = None) -> Outcome:
@@ -74,7 +74,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     Raises an ExganError subclass, with nothing written, for a bad input, no face, no usable
     reference, or when no retouched face passes the self-check (or the pose limit).
     """
-    from exgan_cli.apps.inputs import find_faces, load_model_in_background, load_references_in_background
+    from exgan_cli.apps.inputs import find_faces, load_model_in_background, load_references_in_background, require_usable
     from exgan_cli.files.images import drop_prepared, load_image, prepare_save
     from exgan_cli.stages.dlib_models import preload_landmarks
 
@@ -110,9 +110,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
     except NoReferenceError as e:
         raise NoReferenceError(f"{request.photo}: {e}") from None
     timings["references"] = time.perf_counter() - t  # the wait for them: they load beside the detection
-    if not candidates:
-        why = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rejected) or "none found"
-        raise NoReferenceError(f"{request.photo}: no usable reference: {why}")
+    require_usable(request.photo, candidates, rejected)
 
     prepare_save(request.output, image)  # the input JPEG's coefficients read while the faces are retouched
     try:

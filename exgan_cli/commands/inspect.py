@@ -29,12 +29,10 @@ def inspect(
     """Show the faces exgan finds in PHOTO: detector, eye state (classifier P(closed) and EARs),
     head pose, eye masks, and with references the identity distances and which references are usable.
     """
-    from exgan_cli.errors import BadInputError
-    from exgan_cli.files.images import check_output, load_image, save_image
+    from exgan_cli.files.images import check_output, check_photo_path, load_image, save_image
     from exgan_cli.apps.inspect import draw_inspection, inspect_photo
 
-    if not photo.is_file():
-        raise BadInputError(f"{photo}: no such file")
+    check_photo_path(photo)
     if draw is not None:
         check_output(draw, overwrite=overwrite, inputs=[photo], image=True)
     info = inspect_photo(photo, ref, ref_dir, detector=detector.value, identity_threshold=identity_threshold, weights=weights, cache=cache)

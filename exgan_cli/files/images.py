@@ -84,13 +84,22 @@ def _one_line(exc: BaseException) -> str:
     return text[:200]
 
 
-def load_image(path: str | os.PathLike) -> LoadedImage:
-    """Read a JPEG, PNG or WebP photo as upright RGB; BadInputError (one line) if it can't."""
+def check_photo_path(path: str | os.PathLike) -> Path:
+    """BadInputError unless ``path`` names a file: missing, a folder (one photo is wanted), or
+    something else (a device, a socket)."""
     path = Path(path)
+    if path.is_dir():
+        raise _bad(path, "is a folder, not a photo (give one photo file; `exgan batch` takes a folder)")
     if not path.exists():
         raise _bad(path, "no such file")
     if not path.is_file():
-        raise _bad(path, "not a file")
+        raise _bad(path, "not a regular file")
+    return path
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    """Read a JPEG, PNG or WebP photo as upright RGB; BadInputError (one line) if it can't."""
+    path = check_photo_path(path)
     if path.stat().st_size == 0:
         raise _bad(path, "empty file (0 bytes)")
     # A truncated photo must fail, not come back with a grey bottom half.

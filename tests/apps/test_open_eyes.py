@@ -154,6 +154,28 @@ def test_bad_photo_one_line_exit_code_no_output(kind, tmp_path, tiny_model):
     assert not list(tmp_path.glob("*_open*")) and not list(tmp_path.glob(".*tmp*"))
 
 
+def test_a_folder_given_as_the_photo_is_called_a_folder(tmp_path, tiny_model):
+    folder = tmp_path / "folder.jpg"
+    folder.mkdir()
+    for command in (["open-eyes"], ["inspect"]):
+        res = runner.invoke(app, [*command, str(folder), "--ref", str(CHAVEZ_OPEN[0])])
+        assert res.exit_code == errors.EXIT_BAD_INPUT, res.output
+        assert res.output.strip().splitlines() == [f"error: {folder}: is a folder, not a photo (give one photo file; "
+                                                   "`exgan batch` takes a folder)"]
+
+
+@pytest.mark.parametrize("name", ["out.gif", "out.txt", "out"])
+def test_unsupported_output_suffix_is_refused_before_any_work(name, photo, tmp_path):
+    """Checked with the other output checks, before the model or the photo is read: a model that
+    does not exist would be the error otherwise (exit 6), and a --compare file is held to it too."""
+    for flag in ("-o", "--compare"):
+        res = run(photo, "--ref", CHAVEZ_OPEN[0], "--weights", tmp_path / "no-such-model", flag, tmp_path / name)
+        assert res.exit_code == errors.EXIT_OUTPUT, res.output
+        assert res.output.strip().splitlines() == [
+            f"error: {tmp_path / name}: cannot write {Path(name).suffix or '(no suffix)'} files (use .jpg, .jpeg, .png or .webp)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chavez.jpg"]
+
+
 def test_no_face(tmp_path, tiny_model):
     src = tmp_path / "wall.png"
     rng = np.random.default_rng(0)

@@ -261,8 +261,10 @@ def test_bad_inputs_raise_one_line_naming_file(tmp_path):
 def test_missing_and_folder(tmp_path):
     with pytest.raises(BadInputError, match="no such file"):
         load_image(tmp_path / "nope.jpg")
-    with pytest.raises(BadInputError, match="not a file"):
-        load_image(tmp_path)
+    folder = tmp_path / "folder.jpg"  # named like a photo: still said to be a folder
+    folder.mkdir()
+    with pytest.raises(BadInputError, match=r"folder\.jpg: is a folder, not a photo"):
+        load_image(folder)
 
 
 # ---------------------------------------------------------------------------------------
