@@ -8,7 +8,7 @@ import pytest
 
 import exgan_cli
 from exgan_cli.errors import BadInputError, NoFaceError, NoReferenceError
-from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, DATA, GROUP, GROUP_FACES
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, DATA, GROUP, GROUP_FACES, POWELL
 
 EXAMPLE = DATA.parent.parent / "examples" / "hugo_chavez_closed.jpg"
 EXAMPLE_REFS = sorted((DATA.parent.parent / "examples" / "refs").glob("*.jpg"))
@@ -73,6 +73,14 @@ def test_api_and_cli_write_the_same_bytes(tmp_path, model):
     assert api_out.read_bytes() == cli_out.read_bytes()
 
 
+def test_reasons_count_every_reference_given(model):
+    """Three references, one turned beyond the pose limit: "#2 of 2 usable" says where the third went."""
+    result = exgan_cli.open_eyes(CHAVEZ_CLOSED, refs=CHAVEZ_OPEN, model=model)
+    whys = [a["reference"]["why"] for a in result.faces[0].self_check["attempts"]]
+    assert len(whys) == 2 and whys[0].startswith("best of 2 usable") and whys[1].startswith("#2 of 2 usable")
+    assert all(" usable (and 1 beyond the pose limit: Hugo_Chavez_0020.jpg): identity distance " in w for w in whys)
+
+
 def test_inspect_sees_the_closed_eyes_and_judges_each_reference():
     info = exgan_cli.inspect(CHAVEZ_CLOSED, refs=CHAVEZ_OPEN)
     assert [f["eye_state"] for f in info["faces"]] == ["closed"]
@@ -88,7 +96,29 @@ def test_errors_are_exgan_errors(tmp_path):
         exgan_cli.open_eyes(CHAVEZ_CLOSED, refs=[])
     with pytest.raises(BadInputError, match="nope.jpg"):
         exgan_cli.open_eyes(tmp_path / "nope.jpg", refs=CHAVEZ_OPEN)
+    with pytest.raises(BadInputError, match="is a folder"):
+        exgan_cli.open_eyes(tmp_path, refs=CHAVEZ_OPEN)
     assert issubclass(NoFaceError, exgan_cli.ExganError)
+
+
+def test_unusable_reference_is_named_as_the_cli_names_it(tmp_path):
+    """A reference without a face: the API's error names the photo, the reference and why, in the
+    very words of `exgan open-eyes` (not "no reference photos given")."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from exgan_cli.cli import app
+
+    noface = tmp_path / "noface.jpg"
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(noface)
+    with pytest.raises(NoReferenceError) as info:
+        exgan_cli.open_eyes(CHAVEZ_CLOSED, refs=[noface])
+    assert str(info.value) == f"{CHAVEZ_CLOSED}: no usable reference: noface.jpg: no face found"
+    res = CliRunner().invoke(app, ["open-eyes", str(CHAVEZ_CLOSED), "--ref", str(noface), "-o", str(tmp_path / "o.jpg")])
+    assert res.exit_code == NoReferenceError.exit_code and res.output.strip() == f"error: {info.value}"
+    # Another person's photo: rejected face by face, and still the photo named.
+    with pytest.raises(NoReferenceError, match=rf"^{CHAVEZ_CLOSED}: face 0: no usable reference: .*another person"):
+        exgan_cli.open_eyes(CHAVEZ_CLOSED, refs=[POWELL[0]])
 
 
 def test_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):

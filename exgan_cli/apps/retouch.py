@@ -23,7 +23,8 @@ from exgan_cli.stages.eye_colour import match_iris_colour
 from exgan_cli.errors import NoFaceError, NoReferenceError
 from exgan_cli.options import RetouchOptions
 from exgan_cli.stages.pose import expression, head_pose, pose_difference
-from exgan_cli.stages.generate import AlignedFace, align_for_model, exemplar_batch, inpaint_crops
+from exgan_cli.stages.warp import warp_source
+from exgan_cli.stages.generate import AlignedFace, Generated, align_for_model, exemplar_batch, generate_crops
 
 
 @dataclass
@@ -197,7 +198,8 @@ def _plan_face(rgb, i: int, f, candidates, model, options: RetouchOptions, thres
     pick = dict(identity_threshold=threshold, any_identity=options.any_identity, target_width=facelib.face_width(f),
                 target_expression=face_expression)
     try:
-        choice = reference_choice.choose_reference(desc, pose, candidates, exclude=excluded, **pick)
+        choice = reference_choice.choose_reference(desc, pose, candidates, exclude=excluded,
+                                                   exclude_reason="beyond the pose limit", **pick)
     except NoReferenceError as e:
         try:  # would one have been usable but for the pose limit?
             nearest = reference_choice.choose_reference(desc, pose, candidates, **pick) if excluded else None
@@ -225,19 +227,20 @@ def _plan_face(rgb, i: int, f, candidates, model, options: RetouchOptions, thres
     return FaceJob(i, f, desc, pose, face_expression, excluded, choices, align_for_model(rgb, f.landmarks, model))
 
 
-def _generate(jobs: list[FaceJob], model) -> list[list[tuple[Any, np.ndarray, AlignedFace]]]:
-    """One generator call for every (face, reference) pair of the first round; per job, (choice, raw output, aligned reference)."""
+def _generate(jobs: list[FaceJob], model) -> list[list[tuple[Any, Generated, AlignedFace]]]:
+    """One generator call for every (face, reference) pair of the first round; per job, (choice,
+    its generator output, aligned reference)."""
     pairs = [(k, c) for k, job in enumerate(jobs) for c in job.choices]
     refs = [align_for_model(c.candidate.pixels, c.candidate.face.landmarks, model) for _, c in pairs]
-    raw = inpaint_crops(
+    out = generate_crops(
         model,
         np.stack([jobs[k].aligned.crop for k, _ in pairs]),
         np.stack([jobs[k].aligned.mask for k, _ in pairs]),
         exemplar_batch(model, [jobs[k].aligned for k, _ in pairs], refs),
     )
-    generated: list[list[tuple[Any, np.ndarray, AlignedFace]]] = [[] for _ in jobs]
-    for (k, c), gen, ref in zip(pairs, raw, refs):
-        generated[k].append((c, gen, ref))
+    generated: list[list[tuple[Any, Generated, AlignedFace]]] = [[] for _ in jobs]
+    for i, ((k, c), ref) in enumerate(zip(pairs, refs)):
+        generated[k].append((c, out.item(i), ref))
     return generated
 
 
@@ -300,7 +303,7 @@ def _retouch_face(out: np.ndarray, job: FaceJob, pending: list, candidates, mode
             break
         tg = time.perf_counter()
         ref = align_for_model(choice.candidate.pixels, choice.candidate.face.landmarks, model)
-        gen = inpaint_crops(model, job.aligned.crop[None], job.aligned.mask[None], exemplar_batch(model, [job.aligned], [ref]))[0]
+        gen = generate_crops(model, job.aligned.crop[None], job.aligned.mask[None], exemplar_batch(model, [job.aligned], [ref])).item(0)
         spent["generate"] += time.perf_counter() - tg
         pending = [(choice, gen, ref)]
     best = _report_outcome(report, job, kept, attempts)
@@ -332,9 +335,10 @@ def _report_outcome(report: FaceReport, job: FaceJob, kept: list, attempts: list
     return best
 
 
-def _paste_face(out: np.ndarray, face, choice, prep: AlignedFace, gen: np.ndarray, ref: AlignedFace, model, options: RetouchOptions) -> np.ndarray:
-    """``out`` with one generated face (raw generator output ``gen``) colour-matched and pasted back."""
-    colour = match_colour(gen, prep.crop, prep.boxes, options.blend)
+def _paste_face(out: np.ndarray, face, choice, prep: AlignedFace, gen: Generated, ref: AlignedFace, model, options: RetouchOptions) -> np.ndarray:
+    """``out`` with one generated face (``gen``: one face's generator output) colour-matched and
+    pasted back; a warp model's field takes the reference photo's own pixels (stages/warp.py)."""
+    colour = match_colour(gen.raw, prep.crop, prep.boxes, options.blend)
     # G is only trained inside its holes (masked L1 on the composite), but the feathered alpha
     # reaches a little beyond them: there, blend the real crop, not G's untrained output.
     # On real closed eyes this cuts the change of the skin on the boxes' border by 23%
@@ -346,5 +350,8 @@ def _paste_face(out: np.ndarray, face, choice, prep: AlignedFace, gen: np.ndarra
     if options.blend.detail:  # full-resolution detail from the reference photo (detail.py)
         c = choice.candidate
         source = DetailSource(face.landmarks, Exemplar(c.pixels, c.face.landmarks, ref.matrix), options.blend.detail_cfg)
-    pasted, _ = paste_back(out, colour, alpha, prep.matrix, source)
+    warp = None
+    if gen.flow is not None and options.blend.warp:
+        warp = warp_source(model, prep, ref, choice.candidate.pixels, gen.flow, gen.weight)
+    pasted, _ = paste_back(out, colour, alpha, prep.matrix, source, warp)
     return pasted

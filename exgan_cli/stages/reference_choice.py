@@ -62,6 +62,7 @@ class Choice:
     # Every candidate, best first, usable ones then rejected ones:
     # (candidate, score or None if rejected, distance, reasons or the rejection reason).
     ranking: list[tuple[Candidate, float | None, float, str]] = field(default_factory=list)
+    aside: str = ""  # " (and 1 beyond the pose limit: ref.jpg)": candidates set aside by choose_reference's exclude
 
     def ranking_candidates(self) -> list[Candidate]:
         """The usable candidates, best first."""
@@ -144,6 +145,7 @@ def choose_reference(
     identity_threshold: float = SAME_PERSON_THRESHOLD,
     any_identity: bool = False,
     exclude: Iterable = (),
+    exclude_reason: str = "already tried",
     rejections: Sequence[Rejection] = (),
     target_width: float | None = None,
     target_expression: Expression | None = None,
@@ -154,7 +156,9 @@ def choose_reference(
     ``identity_threshold`` from the target's descriptor (another person). Scores the rest
     (WEIGHTS; deterministic: ties go to the smaller distance, then path and face index).
     ``exclude``: candidates (or (path, face index) keys) already tried, e.g. by a self-check
-    retrying with the next best reference. ``rejections`` from ``load_candidates`` are only
+    retrying with the next best reference, or references beyond the pose limit; ``exclude_reason``
+    says why, and the reasons' "N usable" mentions the faces set aside for it alone (a user who gave
+    three references reads "#2 of 2 usable (and 1 beyond the pose limit: c.jpg)"). ``rejections`` from ``load_candidates`` are only
     used to explain a NoReferenceError. ``target_pose`` None: pose is not scored.
     ``target_width``: the target face's width (``faces.face_width``); on a face wider than
     FULL_WIDTH the resolution term is relative to it (a reference as wide as the target
@@ -171,7 +175,7 @@ def choose_reference(
         distance = float("nan") if target_descriptor is None else descriptor_distance(target_descriptor, cand.descriptor)
         why: list[str] = []
         if cand.key in excluded:
-            why.append("already tried")
+            why.append(exclude_reason)
         if not any_identity and not distance <= identity_threshold:
             why.append(f"another person (distance {distance:.2f} > {identity_threshold:.2f})")
         if cand.eye.closed:
@@ -196,9 +200,11 @@ def choose_reference(
         error = NoReferenceError(f"no usable reference: {_summary(lines)}")
         error.ranking = ranking  # every candidate with its rejection reason (for `exgan inspect`)
         raise error
+    aside = [c.label for c, _, t in rejected if t == exclude_reason]
+    aside_text = f" (and {len(aside)} {exclude_reason}: {', '.join(aside[:MAX_LISTED])})" if aside else ""
     best, score, distance, text = usable[0]
-    reasons = f"best of {len(usable)} usable: {text}"
-    return Choice(candidate=best, distance=distance, score=score, reasons=reasons, ranking=ranking)
+    reasons = f"best of {len(usable)} usable{aside_text}: {text}"
+    return Choice(candidate=best, distance=distance, score=score, reasons=reasons, ranking=ranking, aside=aside_text)
 
 
 def top_choices(choice: Choice, n: int) -> list[Choice]:
@@ -207,5 +213,6 @@ def top_choices(choice: Choice, n: int) -> list[Choice]:
     usable = [(c, s, d, t) for c, s, d, t in choice.ranking if s is not None]
     out = [choice]
     for k, (cand, score, distance, text) in enumerate(usable[1:n], start=2):
-        out.append(Choice(candidate=cand, distance=distance, score=score, reasons=f"#{k} of {len(usable)} usable: {text}", ranking=choice.ranking))
+        out.append(Choice(candidate=cand, distance=distance, score=score, reasons=f"#{k} of {len(usable)} usable{choice.aside}: {text}",
+                          ranking=choice.ranking, aside=choice.aside))
     return out
