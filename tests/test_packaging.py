@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -170,3 +171,21 @@ def test_unpacked_wheel_finds_its_own_weights(wheel, tmp_path):
         f"exgan {__version__} (Python {platform.python_version()})\n"
         f"default weights: {package / '_weights'} (packaged with exgan)\n"
     )
+
+
+ABSOLUTE_PATH = re.compile(r"""(?:^|[\s"'`(=\[])(/[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]*|[A-Za-z]:\\[^\s"']+)""", re.M)
+
+
+def test_absolute_path_finder():
+    found = [m.group(1) for m in ABSOLUTE_PATH.finditer('"data_dir": "/work/shared/data/lfw", --cache /home/a/c.npz, '
+                                                          'C:\\data\\lfw; 2.0 photos/s, ../shared/data, https://x.org/a/b')]
+    assert found == ["/work/shared/data/lfw", "/home/a/c.npz", "C:\\data\\lfw;"]
+
+
+def test_shipped_configs_and_docs_name_no_machine_path():
+    """Model configs, model cards and the docs name data by its path relative to the repository
+    (../shared/data/lfw) or by what it is: never by where it lay on the machine they were made on."""
+    files = [*WEIGHTS.glob("*/config.json"), *WEIGHTS.glob("*/README.md"), *(ROOT / "docs").glob("*.md"), ROOT / "README.md"]
+    assert len(files) > 10
+    found = [f"{f.relative_to(ROOT)}: {m.group(1)}" for f in files for m in ABSOLUTE_PATH.finditer(f.read_text())]
+    assert not found, found
