@@ -140,6 +140,25 @@ def test_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "example_open_api.jpg").stat().st_size > 0
 
 
+def test_readme_examples_leave_nothing_untracked_in_the_checkout():
+    """What the README's quick start and Python API write in the checkout's root is ignored by git
+    (.gitignore), so `git status` stays clean after a user ran them as written."""
+    import re
+    import shutil
+    import subprocess
+
+    root = DATA.parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    readme = (root / "README.md").read_text()
+    quick = re.search(r"## Quick start.*?```bash\n(.*?)```", readme, re.S).group(1)
+    api = re.search(r"## Python API.*?```python\n(.*?)```", readme, re.S).group(1)
+    written = re.findall(r"(?:-o|--compare) (\S+)", quick) + re.findall(r"save_photo\(\w+, \"([^\"]+)\"", api)
+    assert sorted(written) == ["example_compare.jpg", "example_open.jpg", "example_open_api.jpg"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=root, capture_output=True, text=True).stdout
+    assert sorted(ignored.split()) == sorted(written)
+
+
 def test_each_face_eye_state_is_computed_once(monkeypatch, model):
     """find_faces judges each face's eyes once; retouch is handed them and never judges them again
     (the self-check judges the *result*, a new array)."""
