@@ -9,9 +9,11 @@ from __future__ import annotations
 import typer
 
 from exgan_cli.commands import batch, evaluate, export, inspect, open_eyes, train
+from exgan_cli.commands.help import Command, Group
 
 app = typer.Typer(
     name="exgan",
+    cls=Group,
     help="Open closed eyes in photos of people with Exemplar GANs (reference photos of the same person).",
     no_args_is_help=True,
     add_completion=False,
@@ -42,12 +44,9 @@ def _options(
     pass
 
 
-app.command("open-eyes")(open_eyes.open_eyes)
-app.command("batch")(batch.batch)
-app.command("train")(train.train)
-app.command("export")(export.export)
-app.command("evaluate")(evaluate.evaluate)
-app.command("inspect")(inspect.inspect)
+for _name, _function in (("open-eyes", open_eyes.open_eyes), ("batch", batch.batch), ("train", train.train),
+                         ("export", export.export), ("evaluate", evaluate.evaluate), ("inspect", inspect.inspect)):
+    app.command(_name, cls=Command)(_function)
 
 
 def main() -> None:

@@ -14,16 +14,16 @@ from exgan_cli.commands.options import Detector, Device
 
 @guarded
 def batch(
-    album: Path = typer.Argument(..., help="Folder of photos (walked recursively)."),
-    person_dir: Path = typer.Option(..., "--person-dir", "-p", help="Folder of photos of the person, one face each: who to retouch, and the references."),
-    output: Optional[Path] = opt.output("Output folder, same layout as the album (default: ALBUM_open beside the album; never inside it)."),
+    album: Path = typer.Argument(..., metavar="ALBUM", help="Folder of photos (walked recursively)."),
+    person_dir: Path = typer.Option(..., "--person-dir", "-p", metavar="DIR", help="Folder of photos of the person, one face each: who to retouch, and the references."),
+    output: Optional[Path] = opt.output("Output folder, same layout as the album (default: ALBUM_open beside the album; never inside it).", metavar="DIR"),
     overwrite: bool = opt.overwrite("Redo outputs that already exist (default: skip them, so a re-run resumes)."),
     copy_unchanged: bool = typer.Option(False, "--copy-unchanged", help="Also copy photos with nothing to retouch (byte-identical)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, help="Processes decoding and detecting photos (default: the number of CPU cores; 0: none, all in this process)."),
     min_face: Optional[float] = opt.min_face("Smallest face width to look for, in pixels (default: 40). Larger values spare dlib's upsampling (~4x faster detection), e.g. 250 for albums of 2-12 MP photos; smaller faces may be missed."),
     identity_threshold: Optional[float] = opt.identity_threshold("Max identity distance for a face to be the person's: mean of its dlib descriptor distances to the 3 closest person photos (default: 0.6).", min=0.01),
-    all_faces: bool = typer.Option(False, "--all-faces", help="Retouch every face of the person, open-eyed ones too."),
-    identify_all: bool = typer.Option(False, "--identify-all", help="Measure the identity of every face for the report (slower)."),
+    all_faces: bool = typer.Option(False, "--all-faces", help="Retouch every face of the person, open-eyed ones too.", rich_help_panel=opt.FACES_PANEL),
+    identify_all: bool = typer.Option(False, "--identify-all", help="Measure the identity of every face for the report (slower).", rich_help_panel=opt.FACES_PANEL),
     weights: Optional[str] = opt.weights("Model folder or Hub id OWNER/NAME@REVISION (default: the bundled reference model)."),
     device: Device = opt.device(),
     detector: Detector = opt.detector(),

@@ -25,6 +25,10 @@ if TYPE_CHECKING:  # the library is imported when the command runs (it needs num
     from exgan_cli.evaluation.protocol import EvalResult
 
 
+# The rarer flags' help panels (commands/help.py).
+_FACES, _METHODS = "Faces", "Methods and machine"
+
+
 def _check_output(path: Optional[Path], overwrite: bool, image: bool = False) -> None:
     """Refuse a bad --json/--grid before any work ('-': stdout, nothing to check)."""
     from exgan_cli.files.images import check_output
@@ -216,23 +220,23 @@ def _write_outputs(result: "EvalResult | ClosedResult", json_out: Optional[Path]
 
 @guarded
 def evaluate(
-    data: Optional[Path] = typer.Option(None, "--data", help="Open-eyed faces, one sub-folder per person (e.g. LFW): the paper's protocol."),
-    closed: Optional[Path] = typer.Option(None, "--closed", help="Per-person folders with real closed-eyed photos and open-eyed references: run open-eyes on them."),
-    weights: list[str] = typer.Option([], "--weights", help="Model folder or Hub id (repeatable) (default: the bundled model, if any)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Aligned-face cache (.npz) at the first model's resolution (default: under $EXGAN_CACHE_DIR/datasets)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write means, 95% CIs and per-image rows as JSON ('-': stdout)."),
+    data: Optional[Path] = typer.Option(None, "--data", metavar="DIR", help="Open-eyed faces, one sub-folder per person (e.g. LFW): the paper's protocol."),
+    closed: Optional[Path] = typer.Option(None, "--closed", metavar="DIR", help="Per-person folders with real closed-eyed photos and open-eyed references: run open-eyes on them."),
+    weights: list[str] = typer.Option([], "--weights", metavar="MODEL", help="Model folder or Hub id (repeatable) (default: the bundled model, if any)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", metavar="FILE", help="Aligned-face cache (.npz) at the first model's resolution (default: under $EXGAN_CACHE_DIR/datasets)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write means, 95% CIs and per-image rows as JSON ('-': stdout)."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write an image: masked | reference | each method | truth, a few faces."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many faces (a seeded subset of persons)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the subset, the person order (wrong references) and the bootstrap."),
-    per_person: int = typer.Option(10, "--per-person", help="Photos per person considered, first by name (0: all)."),
-    min_ear: float = typer.Option(0.2, "--min-ear", help="Open-eyed faces: both eye aspect ratios at least this."),
-    baselines: str = typer.Option("telea,navier-stokes,poisson-copy", "--baselines", help="Comma-separated baselines, or 'none'."),
-    device: str = typer.Option("auto", "--device", help="Where the generators run: auto, cpu, cuda or cuda:N."),
-    detector: str = typer.Option("hog", "--detector", help="--closed: face detector, hog, cnn or auto (HOG, then CNN when HOG finds none)."),
-    self_check: bool = typer.Option(True, "--self-check/--no-self-check", help="--closed: run the pipeline's self-check as open-eyes does (faces that fail it are left as they were and counted); --no-self-check measures the raw pipeline."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Faces per generator call."),
-    workers: int = typer.Option(0, "--workers", help="Processes preparing the face cache (0: all cores)."),
-    grid_rows: int = typer.Option(6, "--grid-rows", help="Faces in the grid."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many faces (a seeded subset of persons).", rich_help_panel=_FACES),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset, the person order (wrong references) and the bootstrap.", rich_help_panel=_FACES),
+    per_person: int = typer.Option(10, "--per-person", help="Photos per person considered, first by name (0: all).", rich_help_panel=_FACES),
+    min_ear: float = typer.Option(0.2, "--min-ear", help="Open-eyed faces: both eye aspect ratios at least this.", rich_help_panel=_FACES),
+    baselines: str = typer.Option("telea,navier-stokes,poisson-copy", "--baselines", metavar="NAMES", help="Comma-separated baselines, or 'none'.", rich_help_panel=_METHODS),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="Where the generators run: auto, cpu, cuda or cuda:N.", rich_help_panel=_METHODS),
+    detector: str = typer.Option("hog", "--detector", metavar="hog|cnn|auto", help="--closed: face detector, hog, cnn or auto (HOG, then CNN when HOG finds none).", rich_help_panel=_FACES),
+    self_check: bool = typer.Option(True, "--self-check/--no-self-check", help="--closed: run the pipeline's self-check as open-eyes does (faces that fail it are left as they were and counted); --no-self-check measures the raw pipeline.", rich_help_panel=_FACES),
+    batch_size: int = typer.Option(16, "--batch-size", help="Faces per generator call.", rich_help_panel=_METHODS),
+    workers: int = typer.Option(0, "--workers", help="Processes preparing the face cache (0: all cores).", rich_help_panel=_METHODS),
+    grid_rows: int = typer.Option(6, "--grid-rows", help="Faces in the grid.", rich_help_panel=_METHODS),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --json/--grid files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or tables; only errors (and --json -)."),
 ) -> None:

@@ -12,8 +12,8 @@ from exgan_cli.commands.common import console, guarded
 
 @guarded
 def export(
-    run_dir: Path = typer.Argument(..., help="Run folder written by `exgan train` (holds checkpoint.safetensors)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Weights folder to write: model.safetensors, config.json, README.md."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run folder written by `exgan train` (holds checkpoint.safetensors)."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Weights folder to write: model.safetensors, config.json, README.md."),
     card_extra: Optional[Path] = typer.Option(None, "--card-extra", help="Markdown file appended to the model card."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an existing, non-empty folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),

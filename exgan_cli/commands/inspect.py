@@ -15,7 +15,7 @@ from exgan_cli.commands.options import Detector
 
 @guarded
 def inspect(
-    photo: Path = typer.Argument(..., help="Photo to inspect (JPEG, PNG or WebP); it is never modified."),
+    photo: Path = typer.Argument(..., metavar="PHOTO", help="Photo to inspect (JPEG, PNG or WebP); it is never modified."),
     ref: list[Path] = opt.ref("Reference photo (repeatable): identity distance and usability per face."),
     ref_dir: Optional[Path] = opt.ref_dir(),
     as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of tables."),
@@ -38,7 +38,7 @@ def inspect(
     info = inspect_photo(photo, ref, ref_dir, detector=detector.value, identity_threshold=identity_threshold, weights=weights, cache=cache)
     if draw is not None:
         image = load_image(photo)
-        save_image(draw_inspection(image.pixels, info), draw, like=image, overwrite=overwrite)
+        save_image(draw_inspection(image.pixels, info), draw, like=image, overwrite=overwrite, keep_kind=False)
         info["drawn"] = str(draw)
     if as_json:
         print(json.dumps(info, indent=2))

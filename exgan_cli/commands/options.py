@@ -35,6 +35,9 @@ class Faces(str, Enum):
 DETECTOR_HELP = "Face detector: auto (HOG, then dlib's CNN when HOG finds no face), HOG (fast) or CNN (MMOD)."
 DETAIL_HELP = ("Give the new eyes the photo's full-resolution detail and grain (from the reference photo); "
                "--no-detail pastes the generator's 128 px eyes upscaled.")
+# The rarer flags have help panels of their own (commands/help.py lays them out).
+FACES_PANEL = "Faces and references"
+MODEL_PANEL = "Model and retouch"
 BEST_OF_HELP = ("In-paint each face with up to N of its best references and keep the result closest to the face's own "
                 "identity (2: a quarter less identity change on real closed eyes, ~0.2 s more per face on a 12 MP photo; "
                 "1: the best-ranked reference only).")
@@ -45,15 +48,15 @@ BEST_OF_HELP = ("In-paint each face with up to N of its best references and keep
 
 
 def ref(help: str) -> Any:
-    return typer.Option([], "--ref", "-r", help=help)
+    return typer.Option([], "--ref", "-r", metavar="PHOTO", help=help)
 
 
 def ref_dir() -> Any:
-    return typer.Option(None, "--ref-dir", help="Folder of reference photos.")
+    return typer.Option(None, "--ref-dir", metavar="DIR", help="Folder of reference photos.")
 
 
-def output(help: str) -> Any:
-    return typer.Option(None, "--output", "-o", help=help)
+def output(help: str, metavar: str = "PATH") -> Any:
+    return typer.Option(None, "--output", "-o", metavar=metavar, help=help)
 
 
 def overwrite(help: str) -> Any:
@@ -69,15 +72,15 @@ def quiet(help: str) -> Any:
 
 
 def detector(help: str = DETECTOR_HELP) -> Any:
-    return typer.Option(Detector.auto, "--detector", help=help)
+    return typer.Option(Detector.auto, "--detector", help=help, rich_help_panel=FACES_PANEL)
 
 
 def min_face(help: str) -> Any:
-    return typer.Option(None, "--min-face", min=10, help=help)
+    return typer.Option(None, "--min-face", min=10, metavar="PX", help=help, rich_help_panel=FACES_PANEL)
 
 
 def identity_threshold(help: str, min: Optional[float] = None) -> Any:
-    return typer.Option(None, "--identity-threshold", min=min, help=help)
+    return typer.Option(None, "--identity-threshold", min=min, help=help, rich_help_panel=FACES_PANEL)
 
 
 # ---------------------------------------------------------------------------------------
@@ -85,37 +88,37 @@ def identity_threshold(help: str, min: Optional[float] = None) -> Any:
 
 
 def weights(help: str) -> Any:
-    return typer.Option(None, "--weights", help=help)
+    return typer.Option(None, "--weights", metavar="MODEL", help=help, rich_help_panel=MODEL_PANEL)
 
 
 def device() -> Any:
-    return typer.Option(Device.auto, "--device", help="Where the generator runs: auto (a CUDA GPU when there is one, else the CPU, where it runs in numpy without importing torch), cpu or cuda.")
+    return typer.Option(Device.auto, "--device", rich_help_panel=MODEL_PANEL, help="Where the generator runs: auto (a CUDA GPU when there is one, else the CPU, where it runs in numpy without importing torch), cpu or cuda.")
 
 
 def detail() -> Any:
-    return typer.Option(True, "--detail/--no-detail", help=DETAIL_HELP)
+    return typer.Option(True, "--detail/--no-detail", help=DETAIL_HELP, rich_help_panel=MODEL_PANEL)
 
 
 def iris_colour() -> Any:
-    return typer.Option(True, "--iris-colour/--no-iris-colour",
+    return typer.Option(True, "--iris-colour/--no-iris-colour", rich_help_panel=MODEL_PANEL,
                         help="Give the new irises the reference's hue (faces of 150 px and more); "
                              "--no-iris-colour keeps the generator's own colour.")
 
 
 def best_of() -> Any:
-    return typer.Option(2, "--best-of", min=1, help=BEST_OF_HELP)
+    return typer.Option(2, "--best-of", min=1, help=BEST_OF_HELP, rich_help_panel=MODEL_PANEL)
 
 
 def cache(help: str) -> Any:
-    return typer.Option(True, "--cache/--no-cache", help=help)
+    return typer.Option(True, "--cache/--no-cache", help=help, rich_help_panel=MODEL_PANEL)
 
 
 def self_check(help: str) -> Any:
-    return typer.Option(True, "--self-check/--no-self-check", help=help)
+    return typer.Option(True, "--self-check/--no-self-check", help=help, rich_help_panel=MODEL_PANEL)
 
 
 def force(help: str) -> Any:
-    return typer.Option(False, "--force", help=help)
+    return typer.Option(False, "--force", help=help, rich_help_panel=FACES_PANEL)
 
 
 def retouch_options(

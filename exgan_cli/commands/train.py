@@ -71,6 +71,10 @@ def build_config(
         raise typer.BadParameter(str(e)) from None
 
 
+# The rarer flags' help panels (commands/help.py).
+_MODEL, _STEPS, _LOGS, _MACHINE = "Model", "Optimisation", "Logs and checkpoints", "Machine"
+
+
 def _progress_columns():
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -98,33 +102,33 @@ def _info_text(info: dict) -> str:
 
 @guarded
 def train(
-    data: Optional[Path] = typer.Option(None, "--data", help="Data folder: one sub-folder of photos per person (e.g. LFW)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Aligned-face cache (.npz) (default: $EXGAN_CACHE_DIR/datasets/<folder>-<res>-<hash>.npz, EXGAN_CACHE_DIR=~/.cache/exgan)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<date>-<time>-<mode>-<res>; with --resume, that folder)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON recipe (train/*.json); flags override it."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoint."),
+    data: Optional[Path] = typer.Option(None, "--data", metavar="DIR", help="Data folder: one sub-folder of photos per person (e.g. LFW). Required unless --cache, --resume or the --config recipe names the data."),
+    cache: Optional[Path] = typer.Option(None, "--cache", metavar="FILE", help="Aligned-face cache (.npz) (default: in $EXGAN_CACHE_DIR/datasets, ~/.cache/exgan/datasets unset, named after the data folder, resolution and settings)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="Run folder (default: runs/DATE-TIME-MODE-RESOLUTION; with --resume, that folder)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", metavar="FILE", help="JSON recipe (train/*.json); flags override it."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="DIR", help="Continue the run in this folder from its checkpoint."),
     prepare_only: bool = typer.Option(False, "--prepare-only", help="Only build the face cache (detect, align, eye state), then stop."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Processes that prepare the cache (default: all cores)."),
-    mode: Optional[Mode] = typer.Option(None, "--mode", help="Exemplar: reference photo, eye code, or none (baseline) (default: reference)."),
-    resolution: Optional[int] = typer.Option(None, "--resolution", help="Aligned face size in pixels, a multiple of 32 (default: 128)."),
-    base_channels: Optional[int] = typer.Option(None, "--base-channels", help="Generator width (default: 32)."),
-    n_blocks: Optional[int] = typer.Option(None, "--n-blocks", help="Dilated residual blocks in G (default: 4)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per step and process (default: 16)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Total steps (a resumed run continues to this) (default: 50000)."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop (with a checkpoint) once the run has trained this many minutes in all, resumes included (default: no limit)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate of G (default: 1e-4)."),
-    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="EMA of G's weights per step (default: 0.999)."),
-    log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps between log.jsonl lines (default: 50)."),
-    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Steps between validation scores (default: 1000)."),
-    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Steps between sample grids (default: 1000)."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints (default: 1000)."),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Persons held out for validation (default: 0.05)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: auto)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: 0)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
-    set_: list[str] = typer.Option([], "--set", help="Any other setting, KEY=VALUE (e.g. model.d_channels=16, min_ear=0.22); repeatable."),
-    export: Optional[Path] = typer.Option(None, "--export", help="When done, export the model to this weights folder."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Any other setting (e.g. model.d_channels=16, min_ear=0.22); repeatable."),
+    export: Optional[Path] = typer.Option(None, "--export", metavar="DIR", help="When done, export the model to this weights folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only errors and the result."),
+    mode: Optional[Mode] = typer.Option(None, "--mode", help="Exemplar: reference photo, eye code, or none (baseline) (default: reference).", rich_help_panel=_MODEL),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Aligned face size in pixels, a multiple of 32 (default: 128).", rich_help_panel=_MODEL),
+    base_channels: Optional[int] = typer.Option(None, "--base-channels", help="Generator width (default: 32).", rich_help_panel=_MODEL),
+    n_blocks: Optional[int] = typer.Option(None, "--n-blocks", help="Dilated residual blocks in G (default: 4).", rich_help_panel=_MODEL),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per step and process (default: 16).", rich_help_panel=_STEPS),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate of G (default: 1e-4).", rich_help_panel=_STEPS),
+    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="EMA of G's weights per step (default: 0.999).", rich_help_panel=_STEPS),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Persons held out for validation (default: 0.05).", rich_help_panel=_STEPS),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: 0).", rich_help_panel=_STEPS),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps between log.jsonl lines (default: 50).", rich_help_panel=_LOGS),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Steps between validation scores (default: 1000).", rich_help_panel=_LOGS),
+    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Steps between sample grids (default: 1000).", rich_help_panel=_LOGS),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints (default: 1000).", rich_help_panel=_LOGS),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes that prepare the cache (default: all cores).", rich_help_panel=_MACHINE),
+    device: Optional[str] = typer.Option(None, "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: auto).", rich_help_panel=_MACHINE),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice).", rich_help_panel=_MACHINE),
 ) -> None:
     """Train an ExGAN model on a one-folder-per-person photo set (preparing its face cache first).
 
@@ -143,6 +147,7 @@ def train(
     )
     model_flags = dict(mode=mode.value if mode else None, resolution=resolution, base_channels=base_channels, n_blocks=n_blocks)
     cfg = build_config(resume, config, flags, model_flags, set_)
+    _require_data(cfg)  # one line, before the progress bar starts
     rank = int(os.environ.get("RANK", 0))  # under torchrun only rank 0 talks
     log = (lambda msg: None) if quiet or rank else (lambda msg: console.print(msg, soft_wrap=True))
 
@@ -161,6 +166,15 @@ def train(
         result = train_run(cfg, progress=progress, log=log, command=command_line())
     if not rank:
         _report(result)
+
+
+def _require_data(cfg) -> None:
+    """DataError, naming the flags, when neither the flags, the recipe nor the resumed run give data."""
+    if not cfg.data and not cfg.cache:
+        from exgan_cli.errors import DataError
+
+        raise DataError("no data to train on: give a data folder (--data DIR), a prepared face cache (--cache FILE), "
+                        "or a run to --resume")
 
 
 def _prepare_only(cfg, progress, log, bar) -> None:
