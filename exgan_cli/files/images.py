@@ -2,11 +2,12 @@
 
 ``load_image`` gives every supported photo as the library's common form, an (H, W, 3) uint8
 RGB array upright as the camera meant it, and keeps what ``save_image`` needs to write the
-result back like the input (EXIF, ICC profile, alpha). Any file a user can hand us that is
-not a readable JPEG, PNG or WebP raises ``BadInputError`` with one line naming the file.
+result back like the input (EXIF, ICC profile, alpha, and for grey, 16-bit and CMYK photos
+their own samples: kinds.py). Any file a user can hand us that is not a readable JPEG, PNG or
+WebP raises ``BadInputError`` with one line naming the file.
 
-Writes are atomic: a temporary file in the destination folder, fsync, then ``os.replace``,
-so a crash or a full disk never leaves a half-written photo under the final name.
+Writes are atomic (atomic.py): a temporary file in the destination folder, fsync, then
+``os.replace``, so a crash or a full disk never leaves a half-written photo under the final name.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import contextlib
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -30,7 +30,9 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 from exgan_cli.errors import BadInputError, OutputError
-from exgan_cli.files.pixels import icc_colour_space, pillow_mode, to_rgb_and_alpha
+from exgan_cli.files.atomic import atomic_write_bytes, atomic_writer, one_line as _one_line  # noqa: F401 (re-exported)
+from exgan_cli.files.kinds import KindKept, as_source_kind, source_samples
+from exgan_cli.files.pixels import LUMA, icc_colour_space, luminance, pillow_mode, to_rgb_and_alpha  # noqa: F401 (LUMA, luminance: re-exported)
 
 # Decompression-bomb guard: a photo above this many pixels is refused before it is decoded
 # (250 MP = a 20,000 x 12,500 panorama; decoded it alone takes 750 MB as RGB). Pillow's own
@@ -47,16 +49,6 @@ IMAGE_SUFFIXES = tuple(SUFFIX_FORMATS)
 _ORIENTATION = 0x0112  # EXIF tag
 
 
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601 weights of R, G, B
-
-
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma of an (..., 3) RGB array as float32 (what cv2's RGB2GRAY computes, without
-    rounding)."""
-    a = np.asarray(rgb, dtype=np.float32)
-    return a[..., 0] * LUMA[0] + a[..., 1] * LUMA[1] + a[..., 2] * LUMA[2]
-
-
 @dataclass
 class LoadedImage:
     pixels: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation already applied
@@ -68,6 +60,8 @@ class LoadedImage:
     source_mode: str  # the file's Pillow mode: "RGB", "L", "CMYK", "I;16", "RGBA", "P", ...
     sha256: str | None = None  # of the bytes decoded: a later patch of the file knows it still holds
     # exactly these pixels without decoding it again (jpeg_patch.patch_jpeg)
+    samples: np.ndarray | None = None  # the file's own 16-bit or CMYK samples, upright (kinds.source_samples)
+    source_icc: bytes | None = None  # the file's grey or CMYK ICC profile, written back with its kind
 
     @property
     def size(self) -> tuple[int, int]:
@@ -77,11 +71,6 @@ class LoadedImage:
 
 def _bad(path: Path, reason: str) -> BadInputError:
     return BadInputError(f"{path}: {reason}")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]
 
 
 def check_photo_path(path: str | os.PathLike) -> Path:
@@ -133,6 +122,7 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
             icc = im.info.get("icc_profile") or None
             upright = ImageOps.exif_transpose(im) if orientation not in (1, None) else im
             pixels, alpha = to_rgb_and_alpha(upright, icc)
+            samples = source_samples(upright, data, source_mode, orientation or 1, pixels)
         except Image.DecompressionBombError as e:
             raise _bad(path, f"image too large ({_one_line(e)})") from None
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as e:
@@ -145,13 +135,14 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
                 exif_bytes = exif.tobytes()
             except Exception:  # malformed EXIF: keep the photo, drop the metadata
                 exif_bytes = None
+        source_icc = icc if icc is not None and icc_colour_space(icc) in ("GRAY", "CMYK") else None
         if icc is not None and (source_mode == "CMYK" or icc_colour_space(icc) != "RGB"):
             # A CMYK profile was applied above; a grey (or broken) one cannot describe the
             # RGB pixels we hand back. Without a profile viewers assume sRGB.
             icc = None
     return LoadedImage(
         pixels=pixels, path=path, format=fmt, exif=exif_bytes, icc=icc, alpha=alpha, source_mode=source_mode,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=hashlib.sha256(data).hexdigest(), samples=samples, source_icc=source_icc,
     )
 
 
@@ -181,63 +172,6 @@ def check_output(path: str | os.PathLike, *, overwrite: bool, inputs: Sequence[s
         raise OutputError(f"{path}: already exists (use --overwrite to replace it)")
     if not path.parent.is_dir():
         raise OutputError(f"{path}: folder {path.parent} does not exist")
-
-
-def _umask_mode() -> int:
-    """Permissions a normally created file gets (mkstemp's temp files are 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-@contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = True) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success fsync it and move it onto ``path``.
-
-    On any exception the temporary file is removed and ``path`` is left as it was. With
-    ``overwrite=False`` an existing ``path`` is an OutputError. ``mode`` is "wb" or "w".
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"atomic_writer mode must be 'wb' or 'w', not {mode!r}")
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path}: output already exists (use --overwrite to replace it)")
-    if path.is_dir():
-        raise OutputError(f"{path}: is a folder, not a file name")
-    parent = path.parent
-    if not parent.is_dir():
-        raise OutputError(f"{path}: output folder {parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write ({_one_line(e)})") from None
-    try:
-        os.fchmod(fd, _umask_mode())
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise OutputError(f"{path}: cannot write ({_one_line(e)})") from None
-        raise
-    # Make the rename itself durable (POSIX; not possible on every platform).
-    with contextlib.suppress(OSError, AttributeError):
-        dfd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> Path:
-    """Write ``data`` to ``path`` atomically (see ``atomic_writer``); returns the path."""
-    with atomic_writer(path, "wb", overwrite=overwrite) as f:
-        f.write(data)
-    return Path(path)
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -272,9 +206,12 @@ class SaveInfo:
     coding: str | None = None  # patched: the output's scans, "sequential" or "progressive"
     input_coding: str | None = None  # patched: the input's (a progressive input is written sequential,
     # the same coefficients hence the same pixels, when that keeps the size within 5%: 4x faster)
+    kind: str | None = None  # full: the input's kind of image kept ("16-bit grey", "CMYK", ...; kinds.py)
+    lost: str | None = None  # full: what of the input's kind the output format could not keep, one line
 
     def to_dict(self) -> dict:
         d = {"path": str(self.path), "method": self.method, "reason": self.reason}
+        d.update({k: v for k, v in (("kind", self.kind), ("lost", self.lost)) if v})
         if self.method == "patched":
             d.update(changed_mcus=self.changed_mcus, total_mcus=self.total_mcus, changed_blocks=self.changed_blocks,
                      sampling=self.sampling, size_ratio=round(float(self.size_ratio or 0), 4),
@@ -288,7 +225,9 @@ class SaveInfo:
             return (f"{self.path}: JPEG patched: {self.changed_mcus} of {self.total_mcus} MCUs re-encoded with the "
                     f"input's own tables ({self.sampling}), every other block unchanged; size {self.size_ratio:.3f}x"
                     + (f"; {self.input_coding} scans written {self.coding}" if self.coding != self.input_coding else ""))
-        return f"{self.path}: encoded in full" + (f" ({self.reason})" if self.reason else "")
+        kind = f"; {self.kind} as the input" if self.kind else ""
+        return (f"{self.path}: encoded in full" + (f" ({self.reason})" if self.reason else "") + kind
+                + (f"; {self.lost}" if self.lost else ""))
 
 
 def save_image(
@@ -298,12 +237,13 @@ def save_image(
     *,
     overwrite: bool = False,
     quality: int = 95,
+    keep_kind: bool = True,
 ) -> Path:
     """Write an (H, W, 3) uint8 RGB array to ``path``; format from the suffix. Returns the path.
 
     See ``save_image_info``, which this calls, for how; it also says whether a JPEG was patched.
     """
-    return save_image_info(pixels, path, like, overwrite=overwrite, quality=quality).path
+    return save_image_info(pixels, path, like, overwrite=overwrite, quality=quality, keep_kind=keep_kind).path
 
 
 def _patchable(fmt: str, like: LoadedImage | None) -> bool:
@@ -336,6 +276,7 @@ def save_image_info(
     *,
     overwrite: bool = False,
     quality: int = 95,
+    keep_kind: bool = True,
 ) -> SaveInfo:
     """Write an (H, W, 3) uint8 RGB array to ``path``; format from the suffix.
 
@@ -346,7 +287,9 @@ def save_image_info(
     for byte (jpeg_patch.py). When that cannot be done or does not verify, and for every other
     case, the whole image is encoded: with ``like`` its EXIF (orientation 1) and ICC profile
     are written back, and its alpha too when the output is PNG or WebP and the size is
-    unchanged; JPEG and WebP use ``quality``, JPEG keeps full chroma resolution (4:4:4).
+    unchanged; JPEG and WebP use ``quality``, JPEG keeps full chroma resolution (4:4:4). With
+    ``keep_kind`` a grey, 16-bit or CMYK input is written as that kind, as far as the format holds
+    it, only the changed pixels converted (kinds.py; off for drawings, which are not retouches).
     Refuses to write over the input photo, and over an existing file unless ``overwrite``.
     """
     pixels = np.asarray(pixels)
@@ -381,13 +324,18 @@ def save_image_info(
     else:
         reason = f"{like.format} input, {fmt} output" if like.format != fmt else f"{fmt} output"
 
-    im = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+    kept = as_source_kind(pixels, like, fmt) if like is not None and keep_kind else KindKept(None)
+    info = SaveInfo(path=path, method="full", reason=reason, kind=kept.kind, lost=kept.lost)
+    if kept.png is not None:  # 16-bit RGB(A) PNG
+        atomic_write_bytes(path, kept.png, overwrite=overwrite)
+        return info
+    im = kept.image or Image.fromarray(np.ascontiguousarray(pixels), "RGB")
     params: dict = {}
     if like is not None:
-        if like.alpha is not None and fmt in ("PNG", "WEBP") and like.alpha.shape == pixels.shape[:2]:
+        if kept.image is None and like.alpha is not None and fmt in ("PNG", "WEBP") and like.alpha.shape == pixels.shape[:2]:
             im.putalpha(Image.fromarray(np.ascontiguousarray(like.alpha), "L"))
-        if like.icc:
-            params["icc_profile"] = like.icc
+        if kept.icc or (like.icc and kept.image is None):
+            params["icc_profile"] = kept.icc or like.icc
         if like.exif:
             # A JPEG APP1 segment holds at most 65,533 bytes; a longer EXIF (huge maker notes)
             # is dropped rather than failing the whole write.
@@ -400,4 +348,4 @@ def save_image_info(
         params.update(quality=int(quality), method=4)
     with atomic_writer(path, "wb", overwrite=overwrite) as f:
         im.save(f, format=fmt, **params)
-    return SaveInfo(path=path, method="full", reason=reason)
+    return info

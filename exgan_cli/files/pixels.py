@@ -12,6 +12,16 @@ import numpy as np
 from PIL import Image
 
 
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601 weights of R, G, B
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma of an (..., 3) RGB array as float32 (what cv2's RGB2GRAY computes, without
+    rounding)."""
+    a = np.asarray(rgb, dtype=np.float32)
+    return a[..., 0] * LUMA[0] + a[..., 1] * LUMA[1] + a[..., 2] * LUMA[2]
+
+
 def icc_colour_space(icc: bytes) -> str | None:
     """The ICC profile's data colour space ("RGB", "GRAY", "CMYK", ...), None if unreadable."""
     try:

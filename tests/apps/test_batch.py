@@ -349,8 +349,11 @@ def test_odd_files_never_stop_the_run(tmp_path, tiny_weights, chavez_dir):
     assert recs["grey.jpg"]["save"]["method"] == recs["cmyk.jpg"]["save"]["method"] == "full"
     with Image.open(out / "rgba.png") as im:
         assert im.mode == "RGBA" and np.asarray(im)[..., 3].min() == 200
-    with Image.open(out / "cmyk.jpg") as im:
-        assert im.mode == "RGB"
+    with Image.open(out / "cmyk.jpg") as im:  # each kept as the kind of image it was (files/kinds.py)
+        assert im.mode == "CMYK"
+    with Image.open(out / "grey.jpg") as im, Image.open(out / "grey16.png") as im16:
+        assert im.mode == "L" and im16.mode == "I;16"
+    assert recs["cmyk.jpg"]["save"]["kind"] == "CMYK" and recs["grey16.png"]["save"]["kind"] == "16-bit grey"
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
 
 

@@ -93,6 +93,27 @@ def test_jpeg_keeps_format_exif_and_icc_and_input(photo, tmp_path, tiny_model):
     assert load_image(out).size == upright.size
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_grey_photo_stays_grey(bits, tmp_path, tiny_model):
+    """A black-and-white photo gets grey eyes: the output is grey (16 bits kept), and only pixels
+    around the eyes differ from the input's own samples."""
+    grey = np.asarray(Image.open(CHAVEZ_CLOSED).convert("L"))
+    samples = grey if bits == 8 else (grey.astype(np.uint16) * 256 + np.random.default_rng(0).integers(0, 256, grey.shape)).astype(np.uint16)
+    src, out, report = tmp_path / f"grey{bits}.png", tmp_path / "out.png", tmp_path / "r.json"
+    Image.fromarray(samples).save(src)
+    res = run(src, "--ref-dir", CHAVEZ_OPEN[0].parent, "--weights", tiny_model, "-o", out, "--report", report)
+    assert res.exit_code == 0, res.output
+    with Image.open(out) as im:
+        assert im.mode == ("L" if bits == 8 else "I;16")
+        changed = np.asarray(im) != samples
+    data = json.loads(report.read_text())
+    assert data["save"]["kind"] == ("grey" if bits == 8 else "16-bit grey")
+    assert changed.sum() > 200
+    ys, xs = np.nonzero(changed)
+    x0, y0, x1, y1 = data["faces"][0]["box"]
+    assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+
+
 def test_ref_dir_containing_the_photo_itself_is_fine(tmp_path, tiny_model):
     refs = tmp_path / "refs"
     shutil.copytree(CHAVEZ_OPEN[0].parent, refs)  # includes the closed photo too
