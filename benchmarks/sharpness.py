@@ -107,7 +107,7 @@ def paste_ms(img: np.ndarray, face, cand, model, detail: bool, detail_cfg=None) 
 
     prep = align_for_model(img, face.landmarks, model)
     ref = align_for_model(cand.pixels, cand.face.landmarks, model)
-    gen = pipeline.inpaint_crops(model, prep.crop[None], prep.mask[None], exemplar_batch(model, [prep], [ref]))[0]
+    gen = pipeline.generate_crops(model, prep.crop[None], prep.mask[None], exemplar_batch(model, [prep], [ref])).raw[0]
     cfg = BlendConfig(detail=detail) if detail_cfg is None else BlendConfig(detail=detail, detail_cfg=detail_cfg)
     times = []
     for _ in range(TIMING_RUNS):
@@ -122,15 +122,16 @@ def paste_ms(img: np.ndarray, face, cand, model, detail: bool, detail_cfg=None) 
 
 @contextmanager
 def oracle_generator():
-    """Make pipeline.inpaint_crops return the target's own aligned crops (a perfect 128 px G)."""
+    """Make pipeline.generate_crops return the target's own aligned crops (a perfect 128 px G)."""
     from exgan_cli.apps import retouch as pipeline
+    from exgan_cli.stages.generate import Generated
 
-    real = pipeline.inpaint_crops
-    pipeline.inpaint_crops = lambda model, crops, masks, exemplars: crops.astype(np.float32)
+    real = pipeline.generate_crops
+    pipeline.generate_crops = lambda model, crops, masks, exemplars: Generated(crops.astype(np.float32))
     try:
         yield
     finally:
-        pipeline.inpaint_crops = real
+        pipeline.generate_crops = real
 
 
 def eye_window(rgb: np.ndarray, landmarks: np.ndarray, eye: int = 0, pad: float = 0.45) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
@@ -74,3 +75,12 @@ def _private_cache(tmp_path_factory, monkeypatch) -> Path:
     folder = tmp_path_factory.mktemp("exgan-cache")
     monkeypatch.setenv("EXGAN_CACHE_DIR", str(folder))
     return folder
+
+
+def patch_generator(monkeypatch, fake) -> None:
+    """Make open-eyes' generator call (apps.retouch.generate_crops) return ``fake(model, crops,
+    masks, exemplars)`` as its raw output: a generator with a known output (no warp field)."""
+    from exgan_cli.apps import retouch as pipeline
+    from exgan_cli.stages.generate import Generated
+
+    monkeypatch.setattr(pipeline, "generate_crops", lambda *args: Generated(np.asarray(fake(*args), dtype=np.float32)))

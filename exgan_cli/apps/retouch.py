@@ -352,6 +352,6 @@ def _paste_face(out: np.ndarray, face, choice, prep: AlignedFace, gen: Generated
         source = DetailSource(face.landmarks, Exemplar(c.pixels, c.face.landmarks, ref.matrix), options.blend.detail_cfg)
     warp = None
     if gen.flow is not None and options.blend.warp:
-        warp = warp_source(model, prep, ref, choice.candidate.pixels, gen.flow, gen.weight)
+        warp = warp_source(model, prep, ref, choice.candidate.pixels, gen.flow, gen.weight, options.blend.detail_cfg)
     pasted, _ = paste_back(out, colour, alpha, prep.matrix, source, warp)
     return pasted

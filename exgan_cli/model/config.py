@@ -32,6 +32,14 @@ class ModelConfig:
     # or C sees it (exemplar.relight): colour is then carried relative to the skin
     skips: bool = False  # G adds its full- and half-resolution input features back on the way up
     # (zero-initialised 1x1 convolutions), so what it copies from the input keeps its fine detail
+    warp: bool = False  # reference mode, ref_input "eyes": G also outputs a displacement field and a blend
+    # weight per pixel, and its output is weight x (the warped reference moved by the displacement) +
+    # (1 - weight) x its own pixels, so it can bend the person's real eye into place instead of
+    # repainting it; open-eyes applies the same field to the reference photo at full resolution
+    warp_max: float = 6.0  # largest displacement, in crop pixels (tanh-bounded): about a third of an eye width
+    warp_bias: float = -4.0  # the blend weight's initial logit (sigmoid(-4) = 0.018): a new warp head
+    # starts as the plain in-painter it is added to and learns where taking the reference pays
+    warp_smooth: float = 0.02  # weight of the displacement's smoothness loss (mean |gradient|, crop pixels)
     d_channels: int = 32  # D width of its first layer (both branches), doubling per downsampling
     adversarial: str = "hinge"  # GAN loss: "hinge" or "nsgan" (non-saturating logistic)
     l1_weight: float = 1.0  # masked L1 between G's output and the real eyes (0 disables)
@@ -48,6 +56,10 @@ class ModelConfig:
             raise ValueError(f"adversarial loss must be one of {', '.join(ADVERSARIAL)}, not {self.adversarial!r}")
         if self.ref_input not in REF_INPUTS:
             raise ValueError(f"ref_input must be one of {', '.join(REF_INPUTS)}, not {self.ref_input!r}")
+        if self.warp and (self.mode != "reference" or self.ref_input != "eyes"):
+            raise ValueError('warp needs a reference-mode model with ref_input "eyes" (the warped reference it bends)')
+        if self.warp_max <= 0:
+            raise ValueError(f"warp_max must be positive, not {self.warp_max}")
         if self.resolution < 32 or self.resolution % 32:
             # G downsamples by 4 and the eye encoder's band (R/4 x R/2) by 8
             raise ValueError(f"resolution must be a positive multiple of 32, not {self.resolution}")
@@ -56,7 +68,7 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, not {self.n_blocks}")
-        for name in ("l1_weight", "adversarial_weight", "code_weight", "iris_weight"):
+        for name in ("l1_weight", "adversarial_weight", "code_weight", "iris_weight", "warp_smooth"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
 

@@ -6,6 +6,12 @@ on the mode, an exemplar of the same person: the aligned reference photo with it
 in-painting shape (Iizuka et al. 2017): strided convolutions down to 1/4 resolution, residual
 blocks with growing dilation so that the receptive field spans the whole face, and nearest
 upsampling + convolution back up (no transposed convolutions, hence no checkerboard).
+
+The warp variant (``warp: true``) adds a head beside the pixel output: per pixel a displacement
+(dx, dy) that moves the warped reference eyes further, and a blend weight between that moved
+reference and G's own pixels. G then decides where the person's real eye is taken and how it is
+bent into place, and where it paints; open-eyes applies the same field to the reference photo at
+its own resolution (stages/warp.py).
 """
 
 from __future__ import annotations
@@ -20,6 +26,34 @@ from exgan_cli.model.config import ModelConfig
 def composite(raw: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Keep the photo outside the holes and take only the holes from G (mask: 1 = hole)."""
     return mask * raw + (1 - mask) * image
+
+
+def shift_sample(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Bilinear sample of ``image`` (B, C, H, W) at every pixel (x, y) moved by ``flow`` (B, 2, H, W:
+    dx, dy in pixels); zero outside the image. Pixel centres are at integer coordinates, as in
+    OpenCV's remap and numpy_nets.shift_sample."""
+    b, _, h, w = image.shape
+    ys = torch.arange(h, device=image.device, dtype=flow.dtype)
+    xs = torch.arange(w, device=image.device, dtype=flow.dtype)
+    # grid_sample with align_corners=False: normalised x = (2x + 1) / W - 1
+    gx = (2 * (xs[None, None, :] + flow[:, 0]) + 1) / w - 1
+    gy = (2 * (ys[None, :, None] + flow[:, 1]) + 1) / h - 1
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def blend_warped(pixels: torch.Tensor, ref: torch.Tensor, ref_valid: torch.Tensor, fields: torch.Tensor,
+                 warp_max: float) -> dict[str, torch.Tensor]:
+    """The warp head's output applied: ``fields`` (B, 3, H, W) raw -> displacement (tanh-bounded to
+    ``warp_max`` pixels) and blend weight (sigmoid); the reference (zero where invalid) moved by the
+    displacement, renormalised by its moved validity; the weight limited to where it is valid."""
+    flow = warp_max * torch.tanh(fields[:, :2])
+    moved = shift_sample(torch.cat([ref * ref_valid, ref_valid], dim=1), flow)
+    valid = moved[:, 3:4].clamp(0, 1)
+    moved_ref = moved[:, :3] / valid.clamp(min=1e-3)
+    weight = torch.sigmoid(fields[:, 2:3]) * valid
+    raw = weight * moved_ref + (1 - weight) * pixels
+    return {"raw": raw, "flow": flow, "weight": weight, "pixels": pixels}
 
 
 class ResBlock(nn.Module):
@@ -87,6 +121,13 @@ class Generator(nn.Module):
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
         self.out = nn.Conv2d(c, 3, 3, padding=1)
+        if cfg.warp:
+            # displacement (2) and blend-weight logit (1): zero weights, so a warm-started network
+            # begins with no displacement and weight sigmoid(warp_bias) ~ 0, i.e. as its plain self
+            self.warp_head = nn.Conv2d(c, 3, 3, padding=1)
+            nn.init.zeros_(self.warp_head.weight)
+            with torch.no_grad():
+                self.warp_head.bias.copy_(torch.tensor([0.0, 0.0, cfg.warp_bias]))
 
     def forward(
         self,
@@ -96,8 +137,20 @@ class Generator(nn.Module):
         ref_mask: torch.Tensor | None = None,
         code: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Raw output (B, 3, H, W) in [-1, 1] for the whole face (see ``_features``)."""
+        out = self._features(image_masked, mask, ref, ref_mask, code)
+        return out["raw"] if isinstance(out, dict) else out
+
+    def _features(
+        self,
+        image_masked: torch.Tensor,
+        mask: torch.Tensor,
+        ref: torch.Tensor | None = None,
+        ref_mask: torch.Tensor | None = None,
+        code: torch.Tensor | None = None,
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Raw output (B, 3, H, W) in [-1, 1] for the whole face; use `composite` (or `inpaint`)
-        to keep the pixels outside the holes.
+        to keep the pixels outside the holes. A warp model's output is its blend (``outputs``).
 
         image_masked: (B, 3, H, W) in [-1, 1], holes set to 0. mask: (B, 1, H, W), 1 = hole.
         ref, ref_mask: reference mode, the aligned reference face and its eye mask (ref_input
@@ -128,7 +181,23 @@ class Generator(nn.Module):
         h = self.up2(h)
         if self.cfg.skips:
             h = h + self.skip0(h0)
-        return torch.tanh(self.out(h))
+        pixels = torch.tanh(self.out(h))
+        if not self.cfg.warp:
+            return pixels
+        return blend_warped(pixels, ref, ref_mask, self.warp_head(h), self.cfg.warp_max)
+
+    def outputs(
+        self,
+        image_masked: torch.Tensor,
+        mask: torch.Tensor,
+        ref: torch.Tensor | None = None,
+        ref_mask: torch.Tensor | None = None,
+        code: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Everything G computes: "raw" (what forward returns) and, for a warp model, "flow"
+        (B, 2, H, W, pixels), "weight" (B, 1, H, W) and G's own "pixels"."""
+        out = self._features(image_masked, mask, ref, ref_mask, code)
+        return out if isinstance(out, dict) else {"raw": out}
 
     def inpaint(
         self,

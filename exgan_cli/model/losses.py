@@ -49,3 +49,10 @@ def code_loss(code_fake: torch.Tensor, code_ref: torch.Tensor) -> torch.Tensor:
     """||C(G(z, c)) - c||: the generated eyes should encode to the reference's code.
     Mean squared error, averaged over the batch and the code's dimensions."""
     return F.mse_loss(code_fake, code_ref)
+
+
+def smoothness(flow: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of a displacement field (B, 2, H, W) between neighbouring pixels:
+    a warp that bends the reference's eye as a whole, not pixel by pixel (which would tear lashes
+    and catchlights into streaks)."""
+    return (flow[:, :, 1:] - flow[:, :, :-1]).abs().mean() + (flow[:, :, :, 1:] - flow[:, :, :, :-1]).abs().mean()

@@ -54,6 +54,42 @@ def max_pool2(x: np.ndarray) -> np.ndarray:
     return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
 
 
+def shift_sample(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """generator.shift_sample: bilinear sample of ``image`` (N, C, H, W) at each pixel (x, y)
+    moved by ``flow`` (N, 2, H, W), zero outside. (OpenCV's remap rounds the sampling position
+    to 1/32 pixel; this is exact, as torch's grid_sample is.)"""
+    n, c, h, w = image.shape
+    x = np.arange(w, dtype=np.float32)[None, None, :] + flow[:, 0]
+    y = np.arange(h, dtype=np.float32)[None, :, None] + flow[:, 1]
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    out = np.zeros_like(image)
+    batch = np.arange(n)[:, None, None]
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            tap = image[batch, :, np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]  # (N, H, W, C)
+            out += (wy * wx) * (tap.transpose(0, 3, 1, 2) * inside[:, None])
+    return out
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def blend_warped(pixels: np.ndarray, ref: np.ndarray, ref_valid: np.ndarray, fields: np.ndarray,
+                 warp_max: float) -> dict[str, np.ndarray]:
+    """generator.blend_warped: the warp head's displacement and weight applied."""
+    flow = np.float32(warp_max) * np.tanh(fields[:, :2])
+    moved = shift_sample(np.concatenate([ref * ref_valid, ref_valid], axis=1).astype(np.float32), flow)
+    valid = np.clip(moved[:, 3:4], 0, 1)
+    moved_ref = moved[:, :3] / np.maximum(valid, np.float32(1e-3))
+    weight = sigmoid(fields[:, 2:3]) * valid
+    return {"raw": weight * moved_ref + (1 - weight) * pixels, "flow": flow, "weight": weight, "pixels": pixels}
+
+
 # ---------------------------------------------------------------------------------------
 # Generator (model/generator.py)
 
@@ -83,6 +119,8 @@ def generator_shapes(cfg) -> dict[str, tuple[int, ...]]:
         conv("skip1", 2 * c, 2 * c, 1)
         conv("skip0", c, c, 1)
     conv("out", c, 3, 3)
+    if cfg.warp:
+        conv("warp_head", c, 3, 3)
     return shapes
 
 
@@ -98,6 +136,11 @@ class NumpyGenerator:
 
     def __call__(self, image_masked: np.ndarray, mask: np.ndarray, ref: np.ndarray | None = None,
                  ref_mask: np.ndarray | None = None, code: np.ndarray | None = None) -> np.ndarray:
+        return self.outputs(image_masked, mask, ref, ref_mask, code)["raw"]
+
+    def outputs(self, image_masked: np.ndarray, mask: np.ndarray, ref: np.ndarray | None = None,
+                ref_mask: np.ndarray | None = None, code: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Generator.outputs: "raw", and a warp model's "flow", "weight" and "pixels"."""
         cfg, t = self.cfg, self.t
         x = [image_masked, mask]
         if cfg.mode == "reference":
@@ -126,7 +169,10 @@ class NumpyGenerator:
         h = leaky_relu(self._conv("up2.conv", upsample2(h), padding=1))
         if cfg.skips:
             h = h + self._conv("skip0", h0)
-        return np.tanh(self._conv("out", h, padding=1))
+        pixels = np.tanh(self._conv("out", h, padding=1))
+        if not cfg.warp:
+            return {"raw": pixels}
+        return blend_warped(pixels, ref, ref_mask, self._conv("warp_head", h, padding=1), cfg.warp_max)
 
 
 # ---------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from exgan_cli.stages.geometry import Box, boxes_to_mask, invert, transform_poin
 
 if TYPE_CHECKING:
     from exgan_cli.stages.detail import DetailSource
+    from exgan_cli.stages.warp import WarpSource
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class BlendConfig:
     colour_match: bool = True  # shift generated colours to match the surrounding skin
     detail: bool = True  # full-resolution detail from the reference and the photo (exgan_cli.stages.detail)
     detail_cfg: DetailConfig = field(default_factory=DetailConfig)  # its settings
+    warp: bool = True  # a warp model's field takes the reference photo's own pixels at full resolution
+    # (stages/warp.py); off: only its 128 px output is pasted, as for the other models
     iris_colour: bool = True  # move the new irises to the reference's colour relative to the skin
     # (eye_colour.match_iris_colour; faces of selfcheck.COLOUR_MIN_FACE px and more, where it can be read)
 
@@ -107,13 +110,16 @@ def paste_back(
     alpha: np.ndarray,
     matrix: np.ndarray,
     detail: "DetailSource | None" = None,
+    warp: "WarpSource | None" = None,
 ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """Blend ``crop`` (res, res, 3) into a copy of ``photo`` with ``alpha`` (res, res).
 
     ``matrix`` maps photo coordinates to crop coordinates (the alignment). With ``detail``
     (and a face big enough for it to apply) the content blended in is ``detail.render`` of the
     upsampled crop (its low band, with full-resolution high frequencies) instead of the
-    upsampled crop itself; the alpha and the pixels it leaves alone are the same. Returns the new photo and the photo box that
+    upsampled crop itself; the alpha and the pixels it leaves alone are the same. With ``warp`` (a
+    warp model's field, stages/warp.py) the reference photo's own pixels, moved by the field, are
+    blended over that content with the field's weight. Returns the new photo and the photo box that
     was touched (None if nothing was).
     """
     import cv2
@@ -148,6 +154,8 @@ def paste_back(
         up = cv2.warpAffine(crop.astype(np.float32), to_pad, (X1 - X0, Y1 - Y0), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         content = detail.render(photo, up, (X0, Y0, X1, Y1), matrix)
         warped = content[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0]
+    if warp is not None:
+        warped = warp.render(warped, (x0, y0, x1, y1), matrix)
     a = cv2.warpAffine(alpha.astype(np.float32), to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     a = np.clip(a, 0.0, 1.0)[..., None]
     roi = out[y0:y1, x0:x1].astype(np.float32)

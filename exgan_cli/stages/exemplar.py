@@ -78,23 +78,43 @@ def skin_colour(crop: np.ndarray, landmarks: np.ndarray, hole: np.ndarray | None
     return np.median(crop[m].astype(np.float32), axis=0)
 
 
+def relight_ratio(ref: np.ndarray, ref_landmarks: np.ndarray, target: np.ndarray, target_landmarks: np.ndarray,
+                  target_hole: np.ndarray | None = None) -> np.ndarray:
+    """Per-channel gain (3,) that gives the reference's cheeks the target's cheek colour (all ones
+    when either face shows too little cheek). Measured on the aligned crops; the full-resolution
+    warp (warp.py) applies the same gain to the reference photo."""
+    s_ref = skin_colour(ref, ref_landmarks)
+    s_tgt = skin_colour(target, target_landmarks, target_hole)
+    if s_ref is None or s_tgt is None:
+        return np.ones(3, dtype=np.float32)
+    return np.clip((s_tgt + 1.0) / (s_ref + 1.0), *RATIO_RANGE).astype(np.float32)
+
+
 def relight(ref: np.ndarray, ref_landmarks: np.ndarray, target: np.ndarray, target_landmarks: np.ndarray,
             target_hole: np.ndarray | None = None) -> np.ndarray:
     """The reference (float32, 0..255) scaled per channel so that its cheeks take the target's
     cheek colour: the reference's eyes as they would look under the target's light."""
-    s_ref = skin_colour(ref, ref_landmarks)
-    s_tgt = skin_colour(target, target_landmarks, target_hole)
-    out = ref.astype(np.float32)
-    if s_ref is None or s_tgt is None:
-        return out
-    ratio = np.clip((s_tgt + 1.0) / (s_ref + 1.0), *RATIO_RANGE)
-    return np.clip(out * ratio, 0.0, 255.0)
+    ratio = relight_ratio(ref, ref_landmarks, target, target_landmarks, target_hole)
+    return np.clip(ref.astype(np.float32) * ratio, 0.0, 255.0)
 
 
 def _grown(box: Box, factor: float) -> Box:
     x0, y0, x1, y1 = box
     cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * factor / 2, (y1 - y0) * factor / 2
     return (cx - hw, cy - hh, cx + hw, cy + hh)
+
+
+def eye_windows(boxes: Sequence[Box], resolution: int) -> list[tuple[int, int, int, int]]:
+    """Per eye, the integer window (x0, y0, x1, y1) of the crop that warp_eyes renders it in: its
+    hole box grown by CONTEXT, inside the crop (empty when outside). Where the two touch, the
+    first eye keeps the pixels."""
+    out = []
+    for box in boxes[:2]:
+        gx0, gy0, gx1, gy1 = _grown(box, CONTEXT)
+        x0, y0 = max(0, int(round(gx0))), max(0, int(round(gy0)))
+        x1, y1 = min(resolution, int(round(gx1))), min(resolution, int(round(gy1)))
+        out.append((x0, y0, max(x0, x1), max(y0, y1)))
+    return out
 
 
 def warp_eyes(
@@ -109,10 +129,7 @@ def warp_eyes(
     src = np.dstack([np.asarray(ref, dtype=np.float32), np.ones(ref.shape[:2], dtype=np.float32)])
     eyes = np.zeros((resolution, resolution, 3), dtype=np.float32)
     valid = np.zeros((resolution, resolution), dtype=np.float32)
-    for side, box in enumerate(boxes[:2]):
-        gx0, gy0, gx1, gy1 = _grown(box, CONTEXT)
-        x0, y0 = max(0, int(round(gx0))), max(0, int(round(gy0)))
-        x1, y1 = min(resolution, int(round(gx1))), min(resolution, int(round(gy1)))
+    for side, (x0, y0, x1, y1) in enumerate(eye_windows(boxes, resolution)):
         if x1 <= x0 or y1 <= y0:
             continue
         m = eye_warp(ref_landmarks, target_landmarks, side)

@@ -48,13 +48,32 @@ def exemplar_batch(model, targets: Sequence[AlignedFace], refs: Sequence[Aligned
     return {k: np.stack([row[k] for row in rows]) for k in rows[0]}
 
 
+@dataclass
+class Generated:
+    """The generator's output for N crops: raw pixels, and a warp model's field."""
+
+    raw: np.ndarray  # (N, res, res, 3) float 0..255
+    flow: np.ndarray | None = None  # (N, res, res, 2) float32, crop pixels (dx, dy): warp models only
+    weight: np.ndarray | None = None  # (N, res, res) float32 in [0, 1]: warp models only
+
+    def item(self, i: int) -> "Generated":
+        """Face ``i`` alone: raw (res, res, 3), flow (res, res, 2), weight (res, res)."""
+        return Generated(self.raw[i], None if self.flow is None else self.flow[i], None if self.weight is None else self.weight[i])
+
+
 def inpaint_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[str, np.ndarray] | None) -> np.ndarray:
     """Run the generator on N aligned crops at once; raw output (N, res, res, 3) float in 0..255.
 
     crops are uint8 (N, res, res, 3); masks float (N, res, res), 1 = hole; exemplars the stacked
-    exemplar.pair_inputs of each crop's reference (exemplar_batch; unused in mode "none"). The
-    same steps for both engines: torch tensors on the model's device, or numpy arrays
-    (model/numpy_nets.py); only the conversions differ.
+    exemplar.pair_inputs of each crop's reference (exemplar_batch; unused in mode "none").
+    """
+    return generate_crops(model, crops, masks, exemplars).raw
+
+
+def generate_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[str, np.ndarray] | None) -> Generated:
+    """inpaint_crops with everything G outputs: a warp model's displacement and blend weight too
+    (stages/warp.py applies them at full resolution). The same steps for both engines: torch
+    tensors on the model's device, or numpy arrays (model/numpy_nets.py); only the conversions differ.
     """
     from exgan_cli.model.numpy_nets import NumpyGenerator
 
@@ -65,8 +84,8 @@ def inpaint_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[s
         def mask(m: np.ndarray) -> np.ndarray:
             return np.asarray(m, dtype=np.float32)[:, None]
 
-        raw = _run(model, image, mask, crops, masks, exemplars)
-        return ((np.clip(raw, -1, 1) + 1) * 127.5).transpose(0, 2, 3, 1)
+        out = _run(model, image, mask, crops, masks, exemplars)
+        return _generated({k: np.asarray(v, dtype=np.float32) for k, v in out.items()})
     import torch
 
     device = next(model.generator.parameters()).device
@@ -78,12 +97,21 @@ def inpaint_crops(model, crops: np.ndarray, masks: np.ndarray, exemplars: dict[s
         return torch.from_numpy(np.ascontiguousarray(m)).to(device).float()[:, None]
 
     with torch.inference_mode():
-        out = (_run(model, image_t, mask_t, crops, masks, exemplars).float().clamp(-1, 1) + 1) * 127.5
-    return out.permute(0, 2, 3, 1).cpu().numpy()
+        out = _run(model, image_t, mask_t, crops, masks, exemplars)
+        return _generated({k: v.float().cpu().numpy() for k, v in out.items()})
 
 
-def _run(model, image: Any, mask: Any, crops: np.ndarray, masks: np.ndarray, exemplars: dict[str, np.ndarray] | None):
-    """The generator's raw output in [-1, 1], its inputs made by ``image`` and ``mask``."""
+def _generated(out: dict[str, np.ndarray]) -> Generated:
+    """NCHW arrays in [-1, 1] (and a warp model's fields) -> Generated."""
+    raw = ((np.clip(out["raw"], -1, 1) + 1) * 127.5).transpose(0, 2, 3, 1)
+    if "flow" not in out:
+        return Generated(raw)
+    return Generated(raw, np.ascontiguousarray(out["flow"].transpose(0, 2, 3, 1)), np.ascontiguousarray(out["weight"][:, 0]))
+
+
+def _run(model, image: Any, mask: Any, crops: np.ndarray, masks: np.ndarray, exemplars: dict[str, np.ndarray] | None) -> dict:
+    """Everything the generator outputs (Generator.outputs: "raw" in [-1, 1], a warp model's
+    "flow" and "weight"), its inputs made by ``image`` and ``mask``."""
     from exgan_cli.stages.exemplar import generator_exemplar
 
     x, m = image(crops), mask(masks)
@@ -95,4 +123,4 @@ def _run(model, image: Any, mask: Any, crops: np.ndarray, masks: np.ndarray, exe
             kwargs = generator_exemplar(model.model_cfg, ex)
         else:
             kwargs = {"code": model.encoder(ex["ref"])}  # the encoder crops the eye band itself
-    return model.generator(x * (1 - m), m, **kwargs)
+    return model.generator.outputs(x * (1 - m), m, **kwargs)

@@ -2,7 +2,7 @@
 
 Per step: G's forward once (in code mode with C encoding the reference's eye band and C's
 decoder rebuilding it); one D update on real and (detached) fake; one G update (masked L1 +
-adversarial through the updated D, + iris L1, + in code mode the code loss and the eye
+adversarial through the updated D, + iris L1, + a warp model's displacement smoothness, + in code mode the code loss and the eye
 auto-encoder that trains C); then the EMA copies of G (and C) follow.
 """
 
@@ -63,8 +63,10 @@ def generator_step_module(g, enc, dec):
                 code = self.enc.encode_band(band)
                 out["band"], out["recon"] = band, self.dec(code)
             exemplar = generator_exemplar(g.cfg, {"ref": ref, "ref_mask": ref_mask, "eyes": eyes, "eyes_valid": eyes_valid})
-            raw = self.g(image * (1 - mask), mask, code=code, **exemplar)
-            fake = composite(raw, image, mask)
+            g_out = self.g.outputs(image * (1 - mask), mask, code=code, **exemplar)
+            fake = composite(g_out["raw"], image, mask)
+            if "flow" in g_out:  # a warp model: its displacement (smoothness loss) and blend weight (logged)
+                out["flow"], out["weight"] = g_out["flow"], g_out["weight"]
             out["fake"], out["code"] = fake, code
             if self.enc is not None:
                 # C(fake) with C's weights held fixed: the code loss teaches G to make eyes with the
@@ -205,6 +207,11 @@ def train_step(nets: Networks, gen_step: Any, d_step: Any, x: dict, cfg: TrainCo
         nets.d.requires_grad_(True)
         loss_g = loss_g + mcfg.adversarial_weight * adv
         stats["adv"] = adv.detach()
+    if "flow" in out:
+        smooth = losses.smoothness(out["flow"].float())
+        loss_g = loss_g + mcfg.warp_smooth * smooth
+        w = out["weight"].detach().float()
+        stats.update(smooth=smooth.detach(), weight=(w * x["mask"]).sum() / x["mask"].sum().clamp(min=1.0))
     if mode == "code":
         code_l = losses.code_loss(out["code_fake"].float(), out["code"].float().detach())
         ae = losses.l1(out["recon"].float(), out["band"].float())

@@ -11,7 +11,7 @@ from exgan_cli.files.images import load_image
 from exgan_cli.stages.references import load_candidates
 from exgan_cli.model.weights import load_pretrained
 
-from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, patch_generator
 
 
 def test_outside_its_holes_the_generator_output_is_never_pasted(tiny_model, monkeypatch):
@@ -23,7 +23,7 @@ def test_outside_its_holes_the_generator_output_is_never_pasted(tiny_model, monk
     def black_outside(model, crops, masks, exemplars):
         return crops.astype(np.float32) * (masks[..., None] > 0.5)
 
-    monkeypatch.setattr(pipeline, "inpaint_crops", black_outside)
+    patch_generator(monkeypatch, black_outside)
     model = load_pretrained(tiny_model, device="cpu")
     candidates, _ = load_candidates(CHAVEZ_OPEN[:1])
     rgb = load_image(CHAVEZ_CLOSED).pixels

@@ -135,7 +135,7 @@ def _paste_inputs(target, cand, model):
     rgb, _, face = target
     prep = align_for_model(rgb, face.landmarks, model)
     ref = align_for_model(cand.pixels, cand.face.landmarks, model)
-    gen = pipeline.inpaint_crops(model, prep.crop[None], prep.mask[None], exemplar_batch(model, [prep], [ref]))[0]
+    gen = pipeline.generate_crops(model, prep.crop[None], prep.mask[None], exemplar_batch(model, [prep], [ref])).raw[0]
     colour = match_colour(gen, prep.crop, prep.boxes)
     alpha = feather_alpha(prep.boxes, model.align_cfg.resolution)
     return rgb, face, prep, ref, colour, alpha

@@ -25,7 +25,7 @@ from exgan_cli.files.images import load_image
 from exgan_cli.stages.references import load_candidates
 from exgan_cli.model.weights import load_pretrained
 
-from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, POWELL, SERENA
+from conftest import CHAVEZ_CLOSED, CHAVEZ_OPEN, POWELL, SERENA, patch_generator
 
 REFS = CHAVEZ_OPEN[:2]
 
@@ -51,7 +51,7 @@ def returns_input(monkeypatch):
         calls.append(len(crops))
         return crops.astype(np.float32)
 
-    monkeypatch.setattr(pipeline, "inpaint_crops", fake)
+    patch_generator(monkeypatch, fake)
     return calls
 
 
@@ -89,7 +89,7 @@ def test_next_reference_is_tried_and_kept_when_it_passes(model, candidates, monk
         calls.append(len(crops))
         return (crops if len(calls) == 1 else exemplars["ref"]).astype(np.float32)
 
-    monkeypatch.setattr(pipeline, "inpaint_crops", fake)
+    patch_generator(monkeypatch, fake)
     rgb = load_image(CHAVEZ_CLOSED).pixels
     result = pipeline.retouch(rgb, candidates, model, pipeline.RetouchOptions(best_of=1))
     face = result.faces[0]
@@ -112,7 +112,7 @@ def test_best_of_keeps_the_passing_result_closest_to_the_face(model, candidates,
         out[0] = crops[0]
         return out
 
-    monkeypatch.setattr(pipeline, "inpaint_crops", first_fails)
+    patch_generator(monkeypatch, first_fails)
     rgb = load_image(CHAVEZ_CLOSED).pixels
     face = pipeline.retouch(rgb, candidates, model).faces[0]
     check = face.self_check
@@ -120,7 +120,7 @@ def test_best_of_keeps_the_passing_result_closest_to_the_face(model, candidates,
     assert not check["attempts"][0]["passed"] and check["attempts"][1]["passed"] and check["kept"] == 1
     assert face.reference["path"] == check["attempts"][1]["reference"]["path"]
 
-    monkeypatch.setattr(pipeline, "inpaint_crops", lambda m, crops, masks, ex: ex["ref"].astype(np.float32))
+    patch_generator(monkeypatch, lambda m, crops, masks, ex: ex["ref"].astype(np.float32))
     # the other face's whole crop pasted over this laughing one lands its eyes a little off this
     # face's refitted contours: the contrast test (real eyes only) is left out of this ranking test
     lenient = pipeline.RetouchOptions(self_check=selfcheck.SelfCheckConfig(contrast_ratio=0.0))

@@ -48,7 +48,10 @@ def cache(tmp_path_factory) -> Path:
 
 
 def tiny(cache: Path, out: Path, mode: str = "reference", **kw) -> TrainConfig:
-    base = dict(cache=str(cache), out=str(out) if out else None, model=ModelConfig(mode=mode, **TINY), batch_size=4, steps=2,
+    # "warp": the reference model that bends the reference's eyes (ModelConfig.warp)
+    model = ModelConfig(mode="reference", ref_input="eyes", relight=True, skips=True, warp=True, **TINY) if mode == "warp" \
+        else ModelConfig(mode=mode, **TINY)
+    base = dict(cache=str(cache), out=str(out) if out else None, model=model, batch_size=4, steps=2,
                 log_every=1, eval_every=0, sample_every=0, checkpoint_every=0, threads=1)
     return TrainConfig(**{**base, **kw})
 
@@ -187,18 +190,24 @@ def test_batches_masks_follow_the_eyes_also_mirrored(cache):
 # ---- the loop ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["reference", "code", "none"])
+@pytest.mark.parametrize("mode", ["reference", "code", "none", "warp"])
 def test_two_steps_in_each_mode(tmp_path, cache, mode):
     cfg = tiny(cache, tmp_path / "run", mode)
     result = loop.train(cfg)
     assert result.step == 2 and result.images_seen == 8 and result.stopped == "done"
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
-    assert config["model"]["mode"] == mode and config["align"]["resolution"] == 32 and "mask" in config
+    assert config["model"]["mode"] == ("reference" if mode == "warp" else mode) and config["model"]["warp"] == (mode == "warp")
+    assert config["align"]["resolution"] == 32 and "mask" in config
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == [1, 2]
     assert {"l1", "adv", "loss_d", "loss_g", "images_per_s", "time"} <= set(log[0])
     assert ("code" in log[0] and "ae" in log[0]) == (mode == "code")
+    # a warp model logs its displacement's smoothness and the mean blend weight in the holes,
+    # which starts at sigmoid(warp_bias): the warm start is the plain in-painter
+    assert ("smooth" in log[0] and "weight" in log[0]) == (mode == "warp")
+    if mode == "warp":
+        assert abs(log[0]["weight"] - 1 / (1 + np.exp(4.0))) < 0.005
     assert "val_l1" in log[-1] and 0 < log[-1]["val_l1"] < 2
     tensors = load_file(str(run / "checkpoint.safetensors"))
     prefixes = {k.split(".")[0] for k in tensors}
@@ -209,7 +218,7 @@ def test_two_steps_in_each_mode(tmp_path, cache, mode):
     assert grid.shape == (5 * 32, 4 * 32, 3)  # the 5 validation pairs: masked | reference | output | truth
 
 
-@pytest.mark.parametrize("mode", ["reference", "code"])
+@pytest.mark.parametrize("mode", ["reference", "code", "warp"])
 def test_resume_is_exact(tmp_path, cache, mode):
     straight = loop.train(tiny(cache, tmp_path / "a", mode, steps=4))
     loop.train(tiny(cache, tmp_path / "b", mode, steps=2, checkpoint_every=1))
@@ -267,7 +276,7 @@ def test_refuses_to_overwrite_a_run_and_to_change_the_model_on_resume(tmp_path, 
 # ---- export --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["reference", "code"])
+@pytest.mark.parametrize("mode", ["reference", "code", "warp"])
 def test_export_loads_back_as_the_runs_ema_generator(tmp_path, cache, mode):
     from exgan_cli.model.encoder import EyeEncoder
     from exgan_cli.model.generator import Generator
@@ -291,7 +300,8 @@ def test_export_loads_back_as_the_runs_ema_generator(tmp_path, cache, mode):
         for k, v in model.encoder.state_dict().items():
             assert torch.equal(v, enc.state_dict()[k]), k
     ds = load_dataset(cache)
-    x = steps.to_tensors(pairs.make_batch(ds, np.arange(4), np.arange(4, 8), cfg.mask), torch.device("cpu"))
+    x = steps.to_tensors(pairs.make_batch(ds, np.arange(4), np.arange(4, 8), cfg.mask, model_cfg=cfg.model), torch.device("cpu"))
+    mode = cfg.model.mode
     expect = steps.generate(ema.eval(), enc, mode, x)
     got = steps.generate(model.generator, model.encoder, mode, x)
     assert torch.equal(expect, got)

@@ -1,0 +1,204 @@
+"""The new eyes at the photo's own resolution, for several models on every same-person pair.
+
+Every ordered pair (target, reference) of one person's high-resolution photos (the connected
+"Yes" groups of ../shared/data/photos/master.csv: 9 persons, 76 ordered pairs) goes through the
+open-eyes pipeline (apps.retouch.retouch, faces="all", self-check off, pose limit lifted), which
+repaints the target's (open) eyes from the reference; the target's real eyes are the truth. Each
+--weights model runs on the same pairs in the same run. Per pair and model:
+
+    R          detail.sharpness_ratio of the result (Laplacian variance in the eye boxes over a
+               skin ring); "in range" when inside the p5-p95 of the real eyes of the photos in
+               the same face-width bin (measured here on every target's real eyes)
+    colour     eye_colour.iris_colour CIE76 distance of the result's irises to the truth's, and
+               the natural figure: the reference's own irises against the truth's
+    L1 eyes    mean |result - truth| (0..1) over the eye boxes grown by half their height, at
+               full resolution: where the new eyes land and what they look like, against the
+               real ones
+    identity   faces.descriptor_distance of the result to the target's own face (the real eyes)
+
+Printed: the per-pair table, each model's summary (share of R in range, median colour against
+the natural median, median L1 eyes, median identity), and the paired differences of each model
+against the first (mean, bootstrap 95% CI, wins). --grid writes a contact sheet of --grid-pairs:
+per row the real eyes | each model's | the reference's, at the target's resolution.
+
+    python benchmarks/warp_fullres.py --weights weights/exgan-reference-128 --weights weights/exgan-warp-128 \
+        [--weights train/init/exgan-reference-128-v1] [--grid docs/warp_grid.jpg --grid-pairs a:b,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+DATA = ROOT.parent / "shared" / "data" / "photos"
+BINS = (0, 150, 300, 600, 10_000)  # face width bins (px), as benchmarks/real_eyes.py
+
+
+def person_groups(master: Path) -> list[list[str]]:
+    """The persons of master.csv: connected components of its "Yes" pairs, each sorted by number."""
+    from sharpness import person_photos
+
+    names: set[str] = set()
+    with open(master, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["Decision"].strip().lower() == "yes":
+                names |= {row["file_x"], row["file_y"]}
+    groups, seen = [], set()
+    for n in sorted(names, key=lambda n: (len(n), n)):
+        if n not in seen:
+            g = person_photos(master, n)
+            seen |= set(g)
+            groups.append(g)
+    return groups
+
+
+def eye_region(landmarks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Boolean mask: the eye boxes (geometry.eye_boxes) grown by half their height."""
+    from exgan_cli.stages.geometry import MaskConfig, boxes_to_mask, eye_boxes
+
+    boxes = eye_boxes(landmarks, MaskConfig())
+    g = 0.5 * float(np.mean([b[3] - b[1] for b in boxes]))
+    grown = [(x0 - g, y0 - g, x1 + g, y1 + g) for x0, y0, x1, y1 in boxes]
+    return boxes_to_mask(grown, shape[:2]) > 0.5
+
+
+def paired(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float, float, int]:
+    """mean(b - a), its bootstrap 95% CI, and in how many pairs b < a."""
+    d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, (4000, d.size))].mean(axis=1)
+    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), int((d < 0).sum())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=Path, default=DATA)
+    ap.add_argument("--weights", action="append", default=[], help="a model folder (repeat; the first is the baseline)")
+    ap.add_argument("--pairs", default="all", help="target:reference pairs, or 'all'")
+    ap.add_argument("--grid", type=Path, default=None, help="write a contact sheet of --grid-pairs here")
+    ap.add_argument("--grid-pairs", default="", help="pairs shown in the grid, target:reference,...")
+    ap.add_argument("--grid-width", type=int, default=300, help="each tile: this many px per 2.4 eye distances")
+    args = ap.parse_args()
+    if not args.weights:
+        args.weights = [str(ROOT / "weights" / "exgan-reference-128")]
+
+    from eye_colour import eye_band, grid_image, iod
+
+    from exgan_cli.apps.retouch import retouch
+    from exgan_cli.files.images import load_image, save_image
+    from exgan_cli.model.weights import load_pretrained
+    from exgan_cli.options import BlendConfig, RetouchOptions
+    from exgan_cli.stages import faces as facelib
+    from exgan_cli.stages.detail import sharpness_ratio
+    from exgan_cli.stages.eye_colour import colour_distance, iris_colour
+    from exgan_cli.stages.references import load_candidates
+    from exgan_cli.stages.selfcheck import SelfCheckConfig
+
+    models = [(Path(w).name, load_pretrained(w)) for w in args.weights]
+    for label, m in models:
+        print(f"{label}: {m.source} ({m.model_cfg.mode}{', warp' if m.model_cfg.warp else ''})")
+    groups = person_groups(args.photos / "master.csv")
+    photos, found, largest, cands = {}, {}, {}, {}
+    for g in groups:
+        for n in g:
+            img = load_image(args.photos / n).pixels
+            fs = facelib.detect_faces(img)
+            if not fs:
+                print(f"  {n}: no face found, skipped")
+                continue
+            photos[n], found[n] = img, fs
+            largest[n] = max(range(len(fs)), key=lambda i: facelib.face_width(fs[i]))
+            cs, _ = load_candidates([args.photos / n])
+            cands[n] = [max(cs, key=lambda c: c.width)]
+    if args.pairs == "all":
+        pairs = [(a, b) for g in groups for a in g for b in g if a != b and a in photos and b in photos]
+    else:
+        pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
+    grid_pairs = [tuple(p.split(":")) for p in args.grid_pairs.split(",") if p]
+
+    # the real eyes' R per face-width bin: every target's own eyes
+    real_r: dict[int, list[float]] = {}
+    for n in photos:
+        f = found[n][largest[n]]
+        b = int(np.searchsorted(BINS, facelib.face_width(f), side="right") - 1)
+        real_r.setdefault(b, []).append(sharpness_ratio(photos[n], f.landmarks))
+    ranges = {b: (float(np.percentile(v, 5)), float(np.percentile(v, 95))) for b, v in real_r.items()}
+    for b, (lo, hi) in sorted(ranges.items()):
+        print(f"real eyes, faces {BINS[b]}-{BINS[b + 1]} px: R p5 {lo:.2f}, p95 {hi:.2f} ({len(real_r[b])} photos)")
+
+    options = RetouchOptions(faces="all", self_check=SelfCheckConfig(enabled=False), best_of=1, any_identity=True, force=True,
+                             blend=BlendConfig())
+    rows: dict[str, dict[str, list[float]]] = {label: {"r_in": [], "colour": [], "l1": [], "id": [], "r": []} for label, _ in models}
+    natural: list[float] = []
+    tiles: dict[tuple[str, str], list[np.ndarray]] = {}
+    t0 = time.perf_counter()
+    print(f"{'target':<10} {'reference':<10} {'face':>5} {'R real':>6} {'natural':>7}  "
+          + "  ".join(f"| {label[:18]:<18} {'R':>5} {'col':>5} {'L1':>6} {'ID':>5}" for label, _ in models))
+    for a, b in pairs:
+        img, face = photos[a], found[a][largest[a]]
+        width = facelib.face_width(face)
+        bin_ = int(np.searchsorted(BINS, width, side="right") - 1)
+        lo, hi = ranges[bin_]
+        truth_c = iris_colour(img, face.landmarks)
+        ref_c = iris_colour(photos[b], cands[b][0].face.landmarks)
+        nat = colour_distance(ref_c, truth_c) if truth_c is not None and ref_c is not None else float("nan")
+        natural.append(nat)
+        region = eye_region(face.landmarks, img.shape)
+        own = facelib.face_descriptor(img, face)
+        line = f"{a:<10} {b:<10} {width:5.0f} {sharpness_ratio(img, face.landmarks):6.2f} {nat:7.1f}  "
+        tile_row = [eye_band(img, face.landmarks, args.grid_width / (2.4 * iod(face.landmarks)))]
+        for label, model in models:
+            opts = RetouchOptions(**{**options.__dict__, "face_index": largest[a]})
+            res = retouch(img, cands[b], model, opts, faces=found[a])
+            r = sharpness_ratio(res.pixels, face.landmarks)
+            out_c = iris_colour(res.pixels, face.landmarks)
+            col = colour_distance(out_c, truth_c) if out_c is not None and truth_c is not None else float("nan")
+            l1 = float(np.abs(res.pixels[region].astype(np.float32) - img[region].astype(np.float32)).mean() / 255.0)
+            ident = facelib.descriptor_distance(facelib.face_descriptor(res.pixels, face), own)
+            rec = rows[label]
+            rec["r"].append(r)
+            rec["r_in"].append(float(lo <= r <= hi))
+            rec["colour"].append(col)
+            rec["l1"].append(l1)
+            rec["id"].append(ident)
+            line += f"| {label[:18]:<18} {r:5.2f}{'' if lo <= r <= hi else '!'} {col:5.1f} {l1:6.4f} {ident:5.3f}  "
+            if (a, b) in grid_pairs:
+                tile_row.append(eye_band(res.pixels, face.landmarks, args.grid_width / (2.4 * iod(face.landmarks))))
+        if (a, b) in grid_pairs:
+            rf = cands[b][0].face
+            tile_row.append(eye_band(photos[b], rf.landmarks, args.grid_width / (2.4 * iod(rf.landmarks))))
+            tiles[(a, b)] = tile_row
+        print(line, flush=True)
+    print(f"{len(pairs)} pairs in {time.perf_counter() - t0:.0f} s")
+    nat_med = float(np.nanmedian(natural))
+    print(f"natural iris colour (reference vs truth): median {nat_med:.1f}")
+    for label, rec in rows.items():
+        print(f"{label}: R in the real p5-p95 {100 * np.mean(rec['r_in']):.0f}% ({int(sum(rec['r_in']))} of {len(rec['r_in'])}), "
+              f"R median {np.nanmedian(rec['r']):.2f}; colour to truth median {np.nanmedian(rec['colour']):.1f} "
+              f"(natural {nat_med:.1f}); L1 eyes median {np.median(rec['l1']):.4f}; identity median {np.median(rec['id']):.3f}")
+    base_label = models[0][0]
+    for label, rec in rows.items():
+        if label == base_label:
+            continue
+        for key, name in (("l1", "L1 eyes"), ("colour", "colour"), ("id", "identity")):
+            m, lo_, hi_, wins = paired(rows[base_label][key], rec[key])
+            print(f"{label} - {base_label}, {name}: {m:+.4f} [{lo_:+.4f}, {hi_:+.4f}], lower in {wins} of {len(rec[key])}")
+    if args.grid and tiles:
+        save_image(grid_image([tiles[p] for p in grid_pairs if p in tiles]), args.grid, overwrite=True)
+        print(f"wrote {args.grid}: per row real | {' | '.join(label for label, _ in models)} | reference")
+
+
+if __name__ == "__main__":
+    main()
