@@ -40,6 +40,9 @@ class ModelConfig:
     warp_bias: float = -4.0  # the blend weight's initial logit (sigmoid(-4) = 0.018): a new warp head
     # starts as the plain in-painter it is added to and learns where taking the reference pays
     warp_smooth: float = 0.02  # weight of the displacement's smoothness loss (mean |gradient|, crop pixels)
+    warp_align: float = 1.0  # weight of the masked L1 between the moved reference itself and the real eyes: it
+    # teaches the displacement to bend the reference's eye onto where the real one is (lid line, opening,
+    # position), whatever the blend weight; through the blend alone a reference G does not take yet gets no say
     d_channels: int = 32  # D width of its first layer (both branches), doubling per downsampling
     adversarial: str = "hinge"  # GAN loss: "hinge" or "nsgan" (non-saturating logistic)
     l1_weight: float = 1.0  # masked L1 between G's output and the real eyes (0 disables)
@@ -68,7 +71,7 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, not {self.n_blocks}")
-        for name in ("l1_weight", "adversarial_weight", "code_weight", "iris_weight", "warp_smooth"):
+        for name in ("l1_weight", "adversarial_weight", "code_weight", "iris_weight", "warp_smooth", "warp_align"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
 

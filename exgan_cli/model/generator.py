@@ -53,7 +53,7 @@ def blend_warped(pixels: torch.Tensor, ref: torch.Tensor, ref_valid: torch.Tenso
     moved_ref = moved[:, :3] / valid.clamp(min=1e-3)
     weight = torch.sigmoid(fields[:, 2:3]) * valid
     raw = weight * moved_ref + (1 - weight) * pixels
-    return {"raw": raw, "flow": flow, "weight": weight, "pixels": pixels}
+    return {"raw": raw, "flow": flow, "weight": weight, "pixels": pixels, "moved": moved_ref, "moved_valid": valid}
 
 
 class ResBlock(nn.Module):

@@ -87,7 +87,8 @@ def blend_warped(pixels: np.ndarray, ref: np.ndarray, ref_valid: np.ndarray, fie
     valid = np.clip(moved[:, 3:4], 0, 1)
     moved_ref = moved[:, :3] / np.maximum(valid, np.float32(1e-3))
     weight = sigmoid(fields[:, 2:3]) * valid
-    return {"raw": weight * moved_ref + (1 - weight) * pixels, "flow": flow, "weight": weight, "pixels": pixels}
+    return {"raw": weight * moved_ref + (1 - weight) * pixels, "flow": flow, "weight": weight, "pixels": pixels,
+            "moved": moved_ref, "moved_valid": valid}
 
 
 # ---------------------------------------------------------------------------------------

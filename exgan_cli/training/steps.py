@@ -65,8 +65,9 @@ def generator_step_module(g, enc, dec):
             exemplar = generator_exemplar(g.cfg, {"ref": ref, "ref_mask": ref_mask, "eyes": eyes, "eyes_valid": eyes_valid})
             g_out = self.g.outputs(image * (1 - mask), mask, code=code, **exemplar)
             fake = composite(g_out["raw"], image, mask)
-            if "flow" in g_out:  # a warp model: its displacement (smoothness loss) and blend weight (logged)
-                out["flow"], out["weight"] = g_out["flow"], g_out["weight"]
+            if "flow" in g_out:  # a warp model: its displacement (smoothness), moved reference (alignment), weight (logged)
+                for k in ("flow", "weight", "moved", "moved_valid"):
+                    out[k] = g_out[k]
             out["fake"], out["code"] = fake, code
             if self.enc is not None:
                 # C(fake) with C's weights held fixed: the code loss teaches G to make eyes with the
@@ -209,9 +210,10 @@ def train_step(nets: Networks, gen_step: Any, d_step: Any, x: dict, cfg: TrainCo
         stats["adv"] = adv.detach()
     if "flow" in out:
         smooth = losses.smoothness(out["flow"].float())
-        loss_g = loss_g + mcfg.warp_smooth * smooth
+        align = losses.masked_l1(out["moved"].float(), x["image"], x["mask"] * out["moved_valid"].float())
+        loss_g = loss_g + mcfg.warp_smooth * smooth + mcfg.warp_align * align
         w = out["weight"].detach().float()
-        stats.update(smooth=smooth.detach(), weight=(w * x["mask"]).sum() / x["mask"].sum().clamp(min=1.0))
+        stats.update(smooth=smooth.detach(), align=align.detach(), weight=(w * x["mask"]).sum() / x["mask"].sum().clamp(min=1.0))
     if mode == "code":
         code_l = losses.code_loss(out["code_fake"].float(), out["code"].float().detach())
         ae = losses.l1(out["recon"].float(), out["band"].float())

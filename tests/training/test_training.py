@@ -205,7 +205,7 @@ def test_two_steps_in_each_mode(tmp_path, cache, mode):
     assert ("code" in log[0] and "ae" in log[0]) == (mode == "code")
     # a warp model logs its displacement's smoothness and the mean blend weight in the holes,
     # which starts at sigmoid(warp_bias): the warm start is the plain in-painter
-    assert ("smooth" in log[0] and "weight" in log[0]) == (mode == "warp")
+    assert ("smooth" in log[0] and "weight" in log[0] and "align" in log[0]) == (mode == "warp")
     if mode == "warp":
         assert abs(log[0]["weight"] - 1 / (1 + np.exp(4.0))) < 0.005
     assert "val_l1" in log[-1] and 0 < log[-1]["val_l1"] < 2
