@@ -26,6 +26,9 @@ def model_card(cfg: TrainConfig, meta: dict, commands: list[str], extra: str = "
         "reference": (
             "reference mode: G sees the same person's open eyes, each relit to this face's skin and warped "
             "onto this face's eye by the eye corners (exemplar.py)"
+            + ("; warp model: G also outputs, per pixel, a displacement that bends those eyes further and a "
+               "blend weight between them and its own pixels, and open-eyes applies that field to the reference "
+               "photo at full resolution (stages/warp.py)" if m.warp else "")
             if m.ref_input == "eyes" else "reference mode: G sees an aligned photo of the same person with open eyes"
         ),
         "code": "code mode: G sees a code of the reference's eyes from the eye encoder C (exported with it)",
@@ -59,7 +62,9 @@ def model_card(cfg: TrainConfig, meta: dict, commands: list[str], extra: str = "
         f"- hardware: {'; '.join(dict.fromkeys(meta.get('hardware', []))) or '?'}",
         f"- optimiser: Adam lr G {cfg.lr}, D {cfg.d_lr}, betas {tuple(cfg.betas)}; EMA decay {cfg.ema_decay}",
         f"- losses: masked L1 x {m.l1_weight} + {m.adversarial} adversarial x {m.adversarial_weight}"
-        + (f" + code x {m.code_weight} + eye auto-encoder x {cfg.ae_weight}" if m.mode == "code" else ""),
+        + (f" + code x {m.code_weight} + eye auto-encoder x {cfg.ae_weight}" if m.mode == "code" else "")
+        + (f" + the moved reference's L1 to the real eyes x {m.warp_align} + displacement smoothness x {m.warp_smooth} "
+           f"(displacement at most {m.warp_max:g} px; blend weight starting at sigmoid({m.warp_bias:g}))" if m.warp else ""),
         f"- networks: base channels {m.base_channels}, {m.n_blocks} dilated blocks, D channels {m.d_channels}"
         + (f", code {m.code_dim}" if m.mode == "code" else ""),
         (f"- exemplar design: reference input {m.ref_input!r}, " if m.mode == "reference" else "- design: ")
