@@ -16,7 +16,8 @@ own landmarks at full resolution:
                   well above grey-green ones
 
 and the same for a second generator (--baseline, default the no-exemplar model) when given.
-Also writes --grid (default docs/eye_colour_grid.jpg): per pair truth | result | reference, a
+Also writes --grid (default docs/eye_colour_grid.jpg): per pair truth | the baseline's result (when
+given) | the model's result | reference, a
 band around both eyes at the target's full resolution (the reference's band scaled to the same
 eye distance).
 
@@ -154,6 +155,7 @@ def main() -> None:
         line = (f"{a:<10} {b:<10} {facelib.face_width(face):7.0f}  {truth_c.lab[1]:5.1f}/{truth_c.lab[2]:5.1f}  "
                 f"{ref_c.lab[1]:5.1f}/{ref_c.lab[2]:5.1f}  {nat:9.1f}")
         row_tiles = None
+        results = {}
         for label, model in models:
             opts = RetouchOptions(**{**options.__dict__, "face_index": largest[a]})
             res = retouch(img, cands[b], model, opts, faces=result_faces)
@@ -161,10 +163,13 @@ def main() -> None:
             d_truth, d_ref = colour_distance(out_c, truth_c), colour_distance(out_c, ref_c)
             table[label].append((d_truth, d_ref))
             line += f"  | {label}: {out_c.lab[1]:5.1f}/{out_c.lab[2]:5.1f} {d_truth:9.1f} {d_ref:7.1f}"
-            if label == "model" and (a, b) in grid_pairs:
-                s = args.grid_width / (2.4 * iod(face.landmarks))
-                row_tiles = [eye_band(img, face.landmarks, s), eye_band(res.pixels, face.landmarks, s),
-                             eye_band(photos[b], ref_face.landmarks, args.grid_width / (2.4 * iod(ref_face.landmarks)))]
+            results[label] = res.pixels
+        if (a, b) in grid_pairs:
+            # truth | the baseline's result (when there is one) | the model's | the reference
+            s = args.grid_width / (2.4 * iod(face.landmarks))
+            row_tiles = [eye_band(img, face.landmarks, s)]
+            row_tiles += [eye_band(results[label], face.landmarks, s) for label in ("baseline", "model") if label in results]
+            row_tiles.append(eye_band(photos[b], ref_face.landmarks, args.grid_width / (2.4 * iod(ref_face.landmarks))))
         if row_tiles is not None:
             tiles[(a, b)] = row_tiles
         print(line, flush=True)
@@ -177,7 +182,8 @@ def main() -> None:
     if args.grid and tiles:
         rows = [tiles[p] for p in grid_pairs if p in tiles]
         save_image(grid_image(rows), args.grid, overwrite=True)
-        print(f"wrote {args.grid}: per row truth | result | reference ({', '.join(f'{a} with {b}' for a, b in grid_pairs if (a, b) in tiles)})")
+        cols = "truth | baseline | model | reference" if len(models) > 1 else "truth | result | reference"
+        print(f"wrote {args.grid}: per row {cols} ({', '.join(f'{a} with {b}' for a, b in grid_pairs if (a, b) in tiles)})")
 
 
 if __name__ == "__main__":

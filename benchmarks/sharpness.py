@@ -26,7 +26,11 @@ the same pairs also run with an "oracle generator" that returns the target's own
 what a perfect 128 px generator would paint, so "plain" there is the best a 128 px paste can
 be.
 
-    python benchmarks/sharpness.py [--weights DIR] [--oracle] [--no-synthesis] [--grid docs/detail_grid.jpg]
+With --also DIR (a second model, e.g. the warp model beside the bundled one) the grid's rows are
+real eyes | --weights | --also | the reference's own eye (both models with detail), and the
+summary adds the second model's R.
+
+    python benchmarks/sharpness.py [--weights DIR] [--also DIR] [--oracle] [--no-synthesis] [--grid docs/detail_grid.jpg]
 """
 
 from __future__ import annotations
@@ -168,6 +172,7 @@ def main() -> None:
     ap.add_argument("--person", default="img1.jpg", help="a photo of the person (master.csv name)")
     ap.add_argument("--min-face", type=float, default=200.0, help="smallest target face width (px)")
     ap.add_argument("--weights", default=None, help="model folder (default: the bundled weights/exgan-reference-128)")
+    ap.add_argument("--also", default=None, help="a second model: the grid shows real | --weights | --also | reference")
     ap.add_argument("--oracle", action="store_true", help="also run with the oracle generator (target's own crop)")
     ap.add_argument("--grid", type=Path, default=None, help="write a before | plain | new grid (JPEG) here")
     ap.add_argument("--only-grid", action="store_true", help="run only the --grid-pairs (quick: just the picture)")
@@ -194,6 +199,12 @@ def main() -> None:
     model, described = load_model(args.weights, tmp)
     shutil.rmtree(tmp, ignore_errors=True)  # the model is in memory now
     print(f"generator: {described}")
+    also = None
+    if args.also:
+        from exgan_cli.model.weights import load_pretrained
+
+        also = load_pretrained(args.also)
+        print(f"second model: {args.also}")
     print(f"torch threads: {torch.get_num_threads()}, CPU cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}")
 
     photos, cands = {}, {}
@@ -267,12 +278,26 @@ def main() -> None:
                     added = paste_ms(img, face, cands[r][0], model, True, detail_cfg) - paste_ms(img, face, cands[r][0], model, False, detail_cfg)
                 rp = sharpness_ratio(res[False].pixels, face.landmarks)
                 rn = sharpness_ratio(res[True].pixels, face.landmarks)
+                second = None
+                if also is not None and ctx is None:
+                    opts = RetouchOptions(faces="all", face_index=idx, blend=BlendConfig(detail=True, detail_cfg=detail_cfg),
+                                          self_check=SelfCheckConfig(enabled=False))
+                    second = retouch(img, cands[r], also, opts, faces=found)
                 ip = res[False].faces[idx].identity_after
                 inew = res[True].faces[idx].identity_after
                 ref_w = facelib.face_width(cands[r][0].face)
-                rows.append({"target": t, "ref": r, "width": width, "ref_width": ref_w, "real": r_real, "plain": rp, "new": rn, "id_plain": ip, "id_new": inew, "ms": added})
-                print(f"{t:<10}{width:6.0f}{r_real:8.2f}{r:>12}{ref_w:9.0f}{rp:9.2f}{rn:8.2f}{ip if ip is not None else float('nan'):10.3f}{inew if inew is not None else float('nan'):8.3f}{added:7.0f}")
-                if (t, r) in grid_pairs:
+                r_also = sharpness_ratio(second.pixels, face.landmarks) if second is not None else float("nan")
+                rows.append({"target": t, "ref": r, "width": width, "ref_width": ref_w, "real": r_real, "plain": rp, "new": rn,
+                             "also": r_also, "id_plain": ip, "id_new": inew, "ms": added})
+                print(f"{t:<10}{width:6.0f}{r_real:8.2f}{r:>12}{ref_w:9.0f}{rp:9.2f}{rn:8.2f}{ip if ip is not None else float('nan'):10.3f}{inew if inew is not None else float('nan'):8.3f}{added:7.0f}"
+                      + (f"  R second {r_also:.2f}" if second is not None else ""))
+                if (t, r) in grid_pairs and second is not None:
+                    ref_img = photos[r][0]
+                    panels = [eye_window(img, face.landmarks), eye_window(res[True].pixels, face.landmarks),
+                              eye_window(second.pixels, face.landmarks), eye_window(ref_img, cands[r][0].face.landmarks)]
+                    label = f"{t} ({width:.0f} px face) <- reference {r} ({ref_w:.0f} px, {ref_w / width:.2f} of the width)"
+                    grid_rows.append((grid_pairs.index((t, r)), len(grid_rows), label, panels))
+                elif (t, r) in grid_pairs:
                     panels = [eye_window(x, face.landmarks) for x in (img, res[False].pixels, res[True].pixels)]
                     label = f"{t} ({width:.0f} px face) <- reference {r} ({ref_w:.0f} px, {ref_w / width:.2f} of the width), {mode}"
                     grid_rows.append((grid_pairs.index((t, r)), len(grid_rows), label, panels))
@@ -282,6 +307,10 @@ def main() -> None:
         print("  " + summary("R real eyes", list(reals.values())))
         print("  " + summary("R plain paste", [x["plain"] for x in rows]))
         print("  " + summary("R new (detail)", [x["new"] for x in rows]))
+        if also is not None and ctx is None:
+            print("  " + summary("R second model", [x["also"] for x in rows]))
+            print(f"  R second model within the real range {REAL_RANGE}: "
+                  f"{sum(REAL_RANGE[0] <= x['also'] <= REAL_RANGE[1] for x in rows)}/{len(rows)}")
         inside = sum(REAL_RANGE[0] <= x["new"] <= REAL_RANGE[1] for x in rows)
         print(f"  R new within the real range {REAL_RANGE}: {inside}/{len(rows)}")
         half = [x for x in rows if x["ref_width"] >= 0.5 * x["width"]]
@@ -309,12 +338,15 @@ def main() -> None:
     if args.grid and grid_rows:
         # pair by pair, the oracle row (what a good generator gets) first
         grid_rows.sort(key=lambda g: (g[0], -g[1]))
-        write_grid(args.grid, [(label, panels) for _, _, label, panels in grid_rows])
+        names = (("real eyes", Path(args.weights or "bundled").name, Path(args.also).name, "the reference's eye") if also is not None
+                 else ("before (real eyes)", "plain paste", "new (detail)"))
+        write_grid(args.grid, [(label, panels) for _, _, label, panels in grid_rows], names=names)
         print(f"\ngrid: {args.grid} ({args.grid.stat().st_size / 1024:.0f} KB)")
 
 
-def write_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], width: int = 1500) -> None:
-    """Rows of before | plain | new at full resolution (each row at most ``width`` px wide).
+def write_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], width: int = 1500,
+               names: tuple[str, ...] = ("before (real eyes)", "plain paste", "new (detail)")) -> None:
+    """Rows of panels (before | plain | new, or ``names``) at full resolution (each row at most ``width`` px wide).
 
     A panel wider than a third of ``width`` shows its centre (the eye): pixels are never
     scaled, the point is the full-resolution detail.
@@ -324,7 +356,8 @@ def write_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], width: int 
 
     gap = 6
     lines = []
-    each = min((width - 2 * gap) // 3, max(p.shape[1] for _, panels in rows for p in panels))
+    n = len(names)
+    each = min((width - (n - 1) * gap) // n, max(p.shape[1] for _, panels in rows for p in panels))
     for label, panels in rows:
         cut = []
         for p in panels:
@@ -335,10 +368,10 @@ def write_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], width: int 
         h = max(c.shape[0] for c in cut)
         cut = [np.pad(c, ((0, h - c.shape[0]), (0, 0), (0, 0)), constant_values=255) for c in cut]
         bar = np.full((h, gap, 3), 255, np.uint8)
-        row = np.hstack([cut[0], bar, cut[1], bar, cut[2]])
+        row = np.hstack([x for c in cut for x in (c, bar)][:-1])
         head = np.full((44, row.shape[1], 3), 255, np.uint8)
         cv2.putText(head, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (70, 70, 70), 1, cv2.LINE_AA)
-        for i, name in enumerate(("before (real eyes)", "plain paste", "new (detail)")):
+        for i, name in enumerate(names):
             cv2.putText(head, name, (i * (each + gap) + 4, 37), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         lines += [head, row, np.full((gap, row.shape[1], 3), 255, np.uint8)]
     full = np.vstack(lines)
