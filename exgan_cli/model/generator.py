@@ -129,28 +129,22 @@ class Generator(nn.Module):
             with torch.no_grad():
                 self.warp_head.bias.copy_(torch.tensor([0.0, 0.0, cfg.warp_bias]))
 
-    def forward(
-        self,
-        image_masked: torch.Tensor,
-        mask: torch.Tensor,
-        ref: torch.Tensor | None = None,
-        ref_mask: torch.Tensor | None = None,
-        code: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Raw output (B, 3, H, W) in [-1, 1] for the whole face (see ``_features``)."""
-        out = self._features(image_masked, mask, ref, ref_mask, code)
-        return out["raw"] if isinstance(out, dict) else out
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        """Raw output (B, 3, H, W) in [-1, 1] for the whole face (``outputs``' "raw"); use
+        `composite` (or `inpaint`) to keep the pixels outside the holes."""
+        return self.outputs(*args, **kwargs)["raw"]
 
-    def _features(
+    def outputs(
         self,
         image_masked: torch.Tensor,
         mask: torch.Tensor,
         ref: torch.Tensor | None = None,
         ref_mask: torch.Tensor | None = None,
         code: torch.Tensor | None = None,
-    ) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Raw output (B, 3, H, W) in [-1, 1] for the whole face; use `composite` (or `inpaint`)
-        to keep the pixels outside the holes. A warp model's output is its blend (``outputs``).
+    ) -> dict[str, torch.Tensor]:
+        """Everything G computes: "raw", the output in [-1, 1] for the whole face, and for a warp
+        model its "flow" (B, 2, H, W, pixels), blend "weight" (B, 1, H, W), its own "pixels", and the
+        "moved" reference with its "moved_valid"ity (blend_warped).
 
         image_masked: (B, 3, H, W) in [-1, 1], holes set to 0. mask: (B, 1, H, W), 1 = hole.
         ref, ref_mask: reference mode, the aligned reference face and its eye mask (ref_input
@@ -183,21 +177,8 @@ class Generator(nn.Module):
             h = h + self.skip0(h0)
         pixels = torch.tanh(self.out(h))
         if not self.cfg.warp:
-            return pixels
+            return {"raw": pixels}
         return blend_warped(pixels, ref, ref_mask, self.warp_head(h), self.cfg.warp_max)
-
-    def outputs(
-        self,
-        image_masked: torch.Tensor,
-        mask: torch.Tensor,
-        ref: torch.Tensor | None = None,
-        ref_mask: torch.Tensor | None = None,
-        code: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Everything G computes: "raw" (what forward returns) and, for a warp model, "flow"
-        (B, 2, H, W, pixels), "weight" (B, 1, H, W) and G's own "pixels"."""
-        out = self._features(image_masked, mask, ref, ref_mask, code)
-        return out if isinstance(out, dict) else {"raw": out}
 
     def inpaint(
         self,
