@@ -49,7 +49,14 @@ for _name, _function in (("open-eyes", open_eyes.open_eyes), ("batch", batch.bat
     app.command(_name, cls=Command)(_function)
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (kill, a scheduler, systemd) is handled like Ctrl-C: "interrupted", exit 130
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     app()
 
 

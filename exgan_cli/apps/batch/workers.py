@@ -6,12 +6,20 @@ the identity of the faces that could be retouched run in ``workers`` processes (
 ~60-90 ms a face on CPU, so faces with open eyes are not identified unless ``identify_all`` or
 all faces are retouched); pixels come back only for photos with something to retouch. The generator runs in the main
 process (apps/batch/photo.py), batched over the faces of each photo.
+
+The workers die with the command, however it ends: on Linux the kernel kills each worker when the
+command dies, even by SIGKILL (prctl PR_SET_PDEATHSIG), elsewhere a thread in each worker watches
+for it; they ignore SIGINT, which a terminal's Ctrl-C sends to the whole process group, so that the
+command alone answers it (one line, no worker tracebacks), and the command stops them at once
+when it is interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 import traceback
 from collections import deque
@@ -98,12 +106,52 @@ def analyse_photo(path: str, rel: str, matcher: Matcher) -> Analysis:
     return out
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the command answers it
     with contextlib.suppress(Exception):
         import cv2
 
         cv2.setNumThreads(1)  # the workers already use every core
     # The eye-state classifier runs in numpy here (model/numpy_nets.py): no torch to import.
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when ``parent`` (the pid that started it) dies, however it dies.
+
+    Linux: the kernel sends SIGKILL at the parent's death (prctl PR_SET_PDEATHSIG, through
+    ctypes). Elsewhere, or if that fails: a daemon thread checks twice a second whether the
+    process has been handed to another parent. Either way, a parent already gone ends it now.
+    """
+    armed = False
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        import ctypes
+
+        armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent:
+        os._exit(1)
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="exgan-parent-watch", daemon=True).start()
+
+
+def stop_workers(pool) -> None:
+    """Terminate a ProcessPoolExecutor's workers now (an interrupted run does not wait for the
+    photos they are analysing): ``terminate_workers`` where Python has it (3.14), else each process."""
+    stop = getattr(pool, "terminate_workers", None)
+    if stop is not None:
+        stop()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.terminate()
 
 
 def analyse_all(
@@ -132,7 +180,8 @@ def analyse_all(
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     while pending:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(os.getpid(),))
         inflight: dict = {}
         broken = False
         try:
@@ -168,6 +217,10 @@ def analyse_all(
                     else:
                         suspects.add(rel)
                         pending.appendleft((path, rel))
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or closed early: the workers stop now
+            stop_workers(pool)
+            broken = True
+            raise
         finally:
             pool.shutdown(wait=not broken, cancel_futures=True)
 
