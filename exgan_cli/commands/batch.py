@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
 from exgan_cli.commands import options as opt
-from exgan_cli.commands.common import console, guarded
+from exgan_cli.commands.common import console, guarded, say, wrote
 from exgan_cli.commands.options import Detector, Device
 
 
@@ -33,7 +35,7 @@ def batch(
     cache: bool = opt.cache("Reuse the stored analysis of person-dir photos seen before (same bytes; ~/.cache/exgan or $EXGAN_CACHE_DIR); --no-cache measures them again and stores nothing."),
     self_check: bool = opt.self_check("Check each retouched face (eyes open, same person), try the next reference if not, and leave a photo unwritten when none of its faces passes (status 'failed self-check'). --no-self-check keeps every result unchecked."),
     force: bool = opt.force("Retouch faces whose best reference is turned further than the model handles well (the pose limit, 30°)."),
-    quiet: bool = opt.quiet("No progress bar or summary; errors only."),
+    quiet: bool = opt.quiet("No progress bar or summary on stderr, errors only (stdout still gets each written photo's path)."),
 ) -> None:
     """Open the closed eyes of one person (shown in --person-dir) in every photo of ALBUM.
 
@@ -48,61 +50,84 @@ def batch(
     )
     options = BatchOptions(album=album, person_dir=person_dir, out_dir=output, overwrite=overwrite,
                            copy_unchanged=copy_unchanged, workers=workers, identify_all=identify_all, options=retouch)
-    if quiet:
-        run_batch(options)
-        return
-    view = _View()
+    view = _View(quiet)
     try:
         summary = run_batch(options, on_start=view.start, on_photo=view.photo)
     finally:
         view.stop()
-    print_batch_summary(summary)
+    if not quiet:
+        print_batch_summary(summary)
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """ "1 face", "2 faces", "0 errors"."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def rate(photos: int, seconds: float) -> str:
+    """Photos analysed per second of the whole run (loading the person and the model included):
+    the progress bar's figure is the summary's, measured the same way."""
+    return f"{photos / seconds:.2f} photos/s" if photos and seconds > 0 else "-- photos/s"
 
 
 class _View:
-    """The rich progress bar: photos done, faces retouched, errors, photos/s, ETA."""
+    """What a run shows: on stdout the path of each photo written (retouched or copied) as it is
+    written; on stderr, unless ``quiet``, the plan and the rich progress bar (photos done, faces
+    retouched, errors, photos/s, ETA)."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.quiet = quiet
+        self.out_dir: Path | None = None
+        self.clock = clock
+        self.t0 = clock()  # as the run's own clock starts (BatchSummary.seconds)
         self.progress = None
         self.task = None
+        self.done = 0
         self.faces = 0
         self.errors = 0
 
     def start(self, plan) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        self.out_dir = plan.out_dir
+        if self.quiet:
+            return
         p = plan.person
-        console.print(
-            f"person: {len(p.photos)} photo(s) in {p.folder}"
-            + (f", {len(p.rejected)} not used" if p.rejected else "")
-        )
+        say(f"person: {plural(len(p.photos), 'photo')} in {p.folder}" + (f", {len(p.rejected)} not used" if p.rejected else ""))
         for r in p.rejected:
-            console.print(f"  [yellow]not used[/] {Path(r['path']).name}: {r['reason']}")
-        console.print(
-            f"album: {plan.photos} photo(s), {plan.already_done} already done, {plan.to_analyse} to go"
-            + (f"; {sum(plan.others.values())} other file(s) skipped" if plan.others else "")
-            + f"; weights {plan.weights} on {plan.device}, {plan.workers} worker(s)"
+            say("  ", ("not used", "yellow"), f" {Path(r['path']).name}: {r['reason']}")
+        say(
+            f"album: {plural(plan.photos, 'photo')}, {plan.already_done} already done, {plan.to_analyse} to go"
+            + (f"; {plural(sum(plan.others.values()), 'other file')} skipped" if plan.others else "")
+            + f"; weights {plan.weights} on {plan.device}, {plural(plan.workers, 'worker')}"
         )
         if plan.temp_removed:
-            console.print(f"removed {plan.temp_removed} temporary file(s) left by an interrupted run")
+            say(f"removed {plural(plan.temp_removed, 'temporary file')} left by an interrupted run")
         self.progress = Progress(
             BarColumn(bar_width=24),
             MofNCompleteColumn(),
-            TextColumn("photos, {task.fields[faces]} faces retouched, {task.fields[errors]} errors, {task.fields[rate]} ETA"),
+            TextColumn("{task.fields[text]}"),
             TimeRemainingColumn(),
             console=console,
+            redirect_stdout=sys.stdout.isatty(),  # stdout piped: the written paths go to the pipe, not the bar's stderr
         )
-        self.task = self.progress.add_task("batch", total=plan.to_analyse, faces=0, errors=0, rate="-- photos/s,")
+        self.task = self.progress.add_task("batch", total=plan.to_analyse, text=self.text())
         self.progress.start()
 
+    def text(self) -> str:
+        return (f"photos, {plural(self.faces, 'face')} retouched, {plural(self.errors, 'error')}, "
+                f"{rate(self.done, self.clock() - self.t0)}, ETA")
+
     def photo(self, rec) -> None:
-        if self.progress is None or not rec.analysed:
+        if rec.output and rec.status in ("retouched", "copied") and self.out_dir is not None:
+            wrote(self.out_dir / rec.output)
+        if not rec.analysed:
             return
+        self.done += 1
         self.faces += len(rec.retouched)
         self.errors += rec.status == "error"
-        task = self.progress.tasks[0]
-        rate = f"{task.speed:.1f} photos/s," if task.speed else "-- photos/s,"
-        self.progress.update(self.task, advance=1, faces=self.faces, errors=self.errors, rate=rate)
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, text=self.text())
 
     def stop(self) -> None:
         if self.progress is not None:
@@ -112,7 +137,8 @@ class _View:
 def print_batch_summary(summary) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{summary.album} -> {summary.out_dir}", title_justify="left")
+    say(("", ""), (f"{summary.album} -> {summary.out_dir}", "bold"))
+    table = Table()
     table.add_column("photos")
     table.add_column("count", justify="right")
     for status in ("retouched", "failed self-check", "unchanged", "copied", "skipped-existing", "error"):
@@ -124,12 +150,12 @@ def print_batch_summary(summary) -> None:
     table.add_row("faces seen / the person's / retouched", f"{summary.faces_seen} / {summary.faces_matched} / {summary.faces_retouched}")
     if summary.faces_failed_check:
         table.add_row("faces that failed the self-check (left as they were)", str(summary.faces_failed_check))
-    table.add_row("time", f"{summary.seconds:.1f} s, {summary.photos_per_second:.2f} photos/s ({summary.analysed} analysed)")
+    table.add_row("time", f"{summary.seconds:.1f} s, {rate(summary.analysed, summary.seconds)} ({summary.analysed} analysed)")
     console.print(table)
     for r in summary.person.rejected:
-        console.print(f"[yellow]person photo not used[/] {r['path']}: {r['reason']}")
+        say(("person photo not used", "yellow"), f" {r['path']}: {r['reason']}")
     for path, why in summary.failed_check:
-        console.print(f"[yellow]failed self-check, not written[/] {path}: {why}", soft_wrap=True)
+        say(("failed self-check, not written", "yellow"), f" {path}: {why}")
     for path, error in summary.errors:
-        console.print(f"[red]error[/] {path}: {error}", soft_wrap=True)
-    console.print(f"report: {summary.report}")
+        say(("error", "red"), f" {path}: {error}")
+    say(f"report: {summary.report}")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from exgan_cli.commands.common import console, guarded
+from exgan_cli.commands.common import guarded, say, wrote
 
 
 @guarded
@@ -16,7 +16,7 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Weights folder to write: model.safetensors, config.json, README.md."),
     card_extra: Optional[Path] = typer.Option(None, "--card-extra", help="Markdown file appended to the model card."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an existing, non-empty folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr but errors (stdout still gets the folder's path)."),
 ) -> None:
     """Export the EMA generator (and eye encoder, in code mode) of a run, with a model card."""
     from exgan_cli.errors import BadInputError
@@ -30,4 +30,5 @@ def export(
             raise BadInputError(f"{card_extra}: cannot read the card text: {e}") from None
     folder = export_run(run_dir, out, card_extra=extra, command=command_line(), overwrite=overwrite)
     if not quiet:
-        console.print(f"[green]exported[/] {run_dir} -> {folder}", soft_wrap=True)
+        say(("exported", "green"), f" {run_dir} -> {folder}")
+    wrote(folder)

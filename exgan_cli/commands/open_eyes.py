@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from exgan_cli.commands import options as opt
-from exgan_cli.commands.common import console, guarded
+from exgan_cli.commands.common import console, guarded, say, wrote
 from exgan_cli.commands.options import Detector, Device, Faces
 
 
@@ -41,7 +41,7 @@ def open_eyes(
     cache: bool = opt.cache("Reuse the stored analysis of reference photos seen before (same bytes; ~/.cache/exgan or $EXGAN_CACHE_DIR); --no-cache measures every reference again and stores nothing."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report per face."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Write a before | after | reference image."),
-    quiet: bool = opt.quiet("Print only errors."),
+    quiet: bool = opt.quiet("Nothing on stderr but errors (stdout still gets the written photo's path)."),
 ) -> None:
     """Open the closed eyes of the people in PHOTO, using reference photos of the same people."""
     from exgan_cli.apps.one_photo import RetouchRequest, retouch_file
@@ -54,9 +54,10 @@ def open_eyes(
     request = RetouchRequest(photo=photo, output=output or default_output(photo), refs=list(ref), ref_dir=ref_dir,
                              overwrite=overwrite, report=report, compare=compare, options=options)
     t0 = time.perf_counter()
-    outcome = retouch_file(request, log=None if quiet else console.print)
-    if quiet:
-        return
-    from exgan_cli.commands.summary import print_summary
+    outcome = retouch_file(request, log=None if quiet else say)
+    if not quiet:
+        from exgan_cli.commands.summary import print_summary
 
-    print_summary(console, outcome, time.perf_counter() - t0)
+        print_summary(console, outcome, time.perf_counter() - t0)
+    if outcome.output:
+        wrote(outcome.output)

@@ -18,6 +18,7 @@ each face gets a heading line (index, box, detector, what happened) and then one
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -44,9 +45,10 @@ def _name(path: str | Path) -> str:
 
 class Fields:
     """Indented "key  value" lines. A long value wraps under itself, at spaces, to the console's
-    width (a word wider than the whole value column is folded); nothing is cut with an ellipsis,
-    and no line is padded with trailing spaces. Below 20 columns for values, each value goes on
-    the lines under its key."""
+    width; a word wider than the whole value column (a long path) stays whole on a line of its
+    own, past the width (print with ``soft_wrap=True``, so that the console does not cut it);
+    nothing is cut with an ellipsis, and no line is padded with trailing spaces. Below 20 columns
+    for values, each value goes on the lines under its key."""
 
     def __init__(self, rows: Iterable[tuple[str, str | Text]], indent: int = 2, gap: int = 2, key_width: int = 0):
         self.rows = [(k, v if isinstance(v, Text) else Text(v)) for k, v in rows]
@@ -61,9 +63,7 @@ class Fields:
         if stacked:
             value_width = max(1, options.max_width - 2 * self.indent)
         for key, value in self.rows:
-            lines = value.wrap(console, value_width, overflow="fold")
-            for i, line in enumerate(lines):
-                line.rstrip()
+            for i, line in enumerate(wrap_words(value, value_width)):
                 if stacked:
                     if i == 0 and key:
                         yield Text(" " * self.indent + key, style="dim")
@@ -71,6 +71,22 @@ class Fields:
                 else:
                     yield Text.assemble(" " * self.indent, ((key if i == 0 else "").ljust(key_width), "dim"),
                                         " " * self.gap, line)
+
+
+def wrap_words(text: Text, width: int) -> list[Text]:
+    """``text``'s lines wrapped at spaces to ``width`` (greedily, as rich does), its styles kept;
+    a word longer than ``width`` stays whole on a line of its own (rich would fold or crop it)."""
+    out = []
+    for line in text.split("\n", allow_blank=True):
+        offsets, start = [], 0
+        for word in re.finditer(r"\S+", line.plain):
+            if word.end() - start > width and word.start() > start:
+                offsets.append(word.start())  # the word starts the next line
+                start = word.start()
+        for part in line.divide(offsets):
+            part.rstrip()
+            out.append(part)
+    return out
 
 
 def _heading(f) -> Text:
@@ -144,17 +160,28 @@ def checked_line(a: dict) -> str:
     return ", ".join(parts)
 
 
+def print_words(console: Console, renderable: Text | Fields) -> None:
+    """A heading wrapped at spaces to the console's width, or Fields; never cut inside a word."""
+    for line in wrap_words(renderable, console.width) if isinstance(renderable, Text) else [renderable]:
+        console.print(line, soft_wrap=True)
+
+
 def print_summary(console: Console, outcome, seconds: float) -> None:
-    console.print(Text(f"{outcome.photo.name}: {len(outcome.faces)} face(s)", style="bold"))
+    """The summary on ``console`` (stderr): blocks wrapped at spaces, never inside a word (a
+    long path stays whole on a line of its own), and the last line, "wrote PATH ...", one line."""
+    def show(renderable) -> None:
+        print_words(console, renderable)
+
+    show(Text(f"{outcome.photo.name}: {len(outcome.faces)} face(s)", style="bold"))
     for f in outcome.faces:
-        console.print(_heading(f))
-        console.print(Fields(face_rows(f), key_width=KEY_WIDTH))
+        show(_heading(f))
+        show(Fields(face_rows(f), key_width=KEY_WIDTH))
     if outcome.rejected:
-        console.print(Text("references", style="bold"))
-        console.print(Fields((("not used", f"{_name(r['path'])} (face {r['face']}): {r['reason']}") for r in outcome.rejected),
-                             key_width=KEY_WIDTH))
+        show(Text("references", style="bold"))
+        show(Fields((("not used", f"{_name(r['path'])} (face {r['face']}): {r['reason']}") for r in outcome.rejected),
+                    key_width=KEY_WIDTH))
     if outcome.output:
         line = Text.assemble(("wrote", "green"), f" {outcome.output} ({seconds:.1f} s, weights {outcome.weights})")
     else:
         line = Text(f"nothing written ({seconds:.1f} s)")
-    console.print(line)
+    console.print(line, soft_wrap=True)

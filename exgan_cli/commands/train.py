@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from exgan_cli.commands.common import console, guarded
+from exgan_cli.commands.common import console, guarded, say, wrote
 
 
 class Mode(str, Enum):
@@ -149,7 +149,7 @@ def train(
     cfg = build_config(resume, config, flags, model_flags, set_)
     _require_data(cfg)  # one line, before the progress bar starts
     rank = int(os.environ.get("RANK", 0))  # under torchrun only rank 0 talks
-    log = (lambda msg: None) if quiet or rank else (lambda msg: console.print(msg, soft_wrap=True))
+    log = (lambda msg: None) if quiet or rank else say
 
     with Progress(*_progress_columns(), console=console, disable=quiet or rank != 0, transient=False) as bar:
         tasks: dict[str, int] = {}
@@ -190,15 +190,15 @@ def _prepare_only(cfg, progress, log, bar) -> None:
     summary = data_summary(load_dataset(path), cfg)
     size = path.stat().st_size / 1e6
     what = "cache exists" if existed else f"prepared in {seconds:.0f} s"
-    console.print(f"{path}: {what}, {size:.1f} MB", soft_wrap=True)
-    console.print(
+    say(f"{path}: {what}, {size:.1f} MB")
+    say(
         f"{summary['photos']} photos, {summary['faces']} faces of {summary['persons']} persons; "
         f"{summary['closed']} closed, {summary['squinting']} squinting (min EAR {cfg.min_ear}); "
         f"{summary['usable']} usable faces of {summary['usable_persons']} persons with 2+: "
         f"{summary['train_faces']} for training ({summary['train_persons']} persons), "
         f"{summary['val_faces']} for validation ({summary['val_persons']} persons)",
-        soft_wrap=True,
     )
+    wrote(path)
 
 
 def _report(result) -> None:
@@ -206,11 +206,12 @@ def _report(result) -> None:
     val = f", val L1 {result.val_l1:.4f}" if result.val_l1 is not None else ""
     done = f"{result.step} steps, {result.images_seen} images, {result.wall_time / 60:.1f} min{val}"
     if result.stopped == "interrupted":
-        console.print(f"[yellow]interrupted[/] at step {result.step}: checkpoint written; continue with: exgan train --resume {result.run_dir}", soft_wrap=True)
+        say(("interrupted", "yellow"), f" at step {result.step}: checkpoint written; continue with: exgan train --resume {result.run_dir}")
         raise typer.Exit(130)
     if result.stopped == "time limit":
-        console.print(f"[yellow]time limit[/]: {done}; checkpoint in {result.run_dir} (continue with --resume)", soft_wrap=True)
+        say(("time limit", "yellow"), f": {done}; checkpoint in {result.run_dir} (continue with --resume)")
     else:
-        console.print(f"[green]trained[/] {result.run_dir}: {done}", soft_wrap=True)
+        say(("trained", "green"), f" {result.run_dir}: {done}")
     if result.export_dir:
-        console.print(f"[green]exported[/] {result.export_dir}", soft_wrap=True)
+        say(("exported", "green"), f" {result.export_dir}")
+    wrote(result.run_dir)

@@ -435,6 +435,41 @@ def test_cli_runs_writes_report_and_exits_0_with_failed_photos(tmp_path, tiny_we
     assert powell["faces"][0]["person"] is False and powell["faces"][0]["status"] == "other person"
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_cli_stdout_lists_the_written_photos_and_stderr_keeps_paths_whole(quiet, tmp_path, tiny_weights, chavez_dir):
+    album = tmp_path / ("an-album-with-a-long-name-" * 3)
+    album.mkdir()
+    shutil.copy(CHAVEZ_CLOSED, album / "chavez.jpg")
+    shutil.copy(POWELL[0], album / "powell.jpg")
+    out = tmp_path / "out"
+    res = invoke(album, "-p", chavez_dir, "-o", out, "--weights", tiny_weights, "--workers", "0", "--device", "cpu",
+                 "--no-self-check", "--copy-unchanged", *(["--quiet"] if quiet else []))
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [str(out / "chavez.jpg"), str(out / "powell.jpg")]  # retouched, copied
+    if quiet:
+        assert res.stderr == ""
+        return
+    lines = res.stderr.splitlines()
+    assert f"{album} -> {out}" in lines and len(str(album)) > 80  # whole, though longer than a pipe's 80 columns
+    assert "1 face retouched, 0 errors" in res.stderr and "1 faces" not in res.stderr
+    assert f"report: {out / 'report.jsonl'}" in lines
+    assert not [line for line in lines if line != line.rstrip()]
+
+
+def test_progress_rate_is_the_summarys(tmp_path):
+    """The bar's photos/s is the summary's: photos analysed over the run's whole time so far."""
+    from exgan_cli.apps.batch.journal import PhotoRecord
+    from exgan_cli.commands.batch import _View, rate
+
+    now = [100.0]
+    view = _View(quiet=True, clock=lambda: now[0])
+    now[0] = 110.0  # 10 s in: the person and the model loaded, two photos analysed
+    for name in ("a.jpg", "b.jpg"):
+        view.photo(PhotoRecord(name, "unchanged", analysed=True))
+    assert view.text() == "photos, 0 faces retouched, 0 errors, 0.20 photos/s, ETA"
+    assert rate(2, 10.0) == "0.20 photos/s" and rate(0, 10.0) == "-- photos/s"
+
+
 def test_cli_exit_codes(tmp_path, tiny_weights, chavez_dir):
     album = tmp_path / "album"
     album.mkdir()
@@ -486,3 +521,84 @@ def test_library_raises_before_writing(tmp_path, tiny_weights, chavez_dir):
     with pytest.raises(DataError):
         run_batch(opts(tmp_path / "nope", chavez_dir, tiny_weights))
     assert batchlib.default_out_dir(tmp_path / "album") == (tmp_path / "album_open").resolve()
+
+
+# ---------------------------------------------------------------------------------------
+# Interruptions: a real `exgan batch` with worker processes, stopped by a signal
+
+
+def _live_processes(group: int) -> list[str]:
+    """'pid name' of the live (not zombie) processes in a process group (Linux /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text() if d.name.isdigit() else ""
+        except OSError:  # gone meanwhile
+            continue
+        if stat:
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+                out.append(f"{d.name} {stat[stat.index('(') + 1:stat.rindex(')')]}")
+    return out
+
+
+def _start_batch(tmp_path, tiny_weights, chavez_dir):
+    """`exgan batch` with 2 workers in a session of its own, once it has written its first photo."""
+    import subprocess
+    import sys
+    import time
+
+    album = tmp_path / "album"
+    face = rgb(CHAVEZ_CLOSED)
+    for i in range(40):
+        save(np.roll(face, i, axis=1), album / f"chavez{i:02}.jpg", quality=95)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "exgan_cli", "batch", str(album), "--person-dir", str(chavez_dir), "-o", str(out),
+           "--weights", str(tiny_weights), "--workers", "2", "--device", "cpu", "--no-self-check"]
+    err = open(tmp_path / "stderr.txt", "w")  # a file, not a pipe: orphaned workers would hold a pipe open
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        report = out / "report.jsonl"
+        if report.is_file() and report.read_text().count('"kind": "photo"') >= 1:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    return proc, err
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL", "Ctrl-C"])
+def test_interrupted_batch_leaves_no_process_and_says_one_line(how, tmp_path, tiny_weights, chavez_dir):
+    """Killed with TERM or KILL, or Ctrl-C (SIGINT to the whole foreground group, as a terminal
+    sends it): 5 s later no process of the run is left (workers, multiprocessing's resource
+    tracker); TERM and Ctrl-C end with the one line 'interrupted' and exit 130, no traceback."""
+    import os
+    import signal
+    import time
+
+    proc, err = _start_batch(tmp_path, tiny_weights, chavez_dir)
+    group = proc.pid
+    try:
+        assert len(_live_processes(group)) >= 3, _live_processes(group)  # the command and its 2 workers
+        if how == "Ctrl-C":
+            os.killpg(group, signal.SIGINT)
+        else:
+            os.kill(proc.pid, getattr(signal, how))
+        killed = time.monotonic()
+        proc.wait(timeout=30)
+        while _live_processes(group) and time.monotonic() < killed + 5:
+            time.sleep(0.05)
+        assert _live_processes(group) == []
+    finally:
+        err.close()
+        if _live_processes(group):
+            os.killpg(group, signal.SIGKILL)
+    text = (tmp_path / "stderr.txt").read_text()
+    if how == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130, text
+        assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+        assert text.rstrip().splitlines()[-1] == "interrupted", text
+    assert not (tmp_path / "out" / ".exgan-batch.lock").exists() or how == "SIGKILL"

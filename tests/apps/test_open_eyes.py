@@ -114,6 +114,27 @@ def test_grey_photo_stays_grey(bits, tmp_path, tiny_model):
     assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_stdout_gets_the_written_path_and_stderr_keeps_paths_whole(quiet, tmp_path, tiny_model):
+    """stdout: the written photo's path alone (for scripts); stderr: the summary, where a path
+    longer than the 80 columns of a pipe stays one string, and no line ends in spaces."""
+    folder = tmp_path / ("a-folder-with-a-long-name-" * 3) / "retouched"
+    folder.mkdir(parents=True)
+    out = folder / "hugo_chavez_laughing_open.png"
+    src = tmp_path / "chavez.png"
+    Image.open(CHAVEZ_CLOSED).save(src)
+    res = run(src, "--ref", CHAVEZ_OPEN[0], "--weights", tiny_model, "-o", out, *(["--quiet"] if quiet else []))
+    assert res.exit_code == 0, res.output
+    assert len(str(out)) > 80 and res.stdout == f"{out}\n"
+    if quiet:
+        assert res.stderr == ""
+        return
+    lines = res.stderr.splitlines()
+    assert any(line.startswith(f"wrote {out} (") for line in lines), res.stderr
+    assert f"weights: {tiny_model}" in lines and f"{out}: encoded in full (PNG output)" in lines
+    assert not [line for line in lines if line != line.rstrip()]
+
+
 def test_ref_dir_containing_the_photo_itself_is_fine(tmp_path, tiny_model):
     refs = tmp_path / "refs"
     shutil.copytree(CHAVEZ_OPEN[0].parent, refs)  # includes the closed photo too

@@ -108,7 +108,10 @@ def test_summary_fits_and_is_whole(width):
     o = outcome()
     text = render(o, width)
     lines = text.splitlines()
-    assert max(len(line) for line in lines) <= width
+    # Every line fits but the last: "wrote PATH (...)" is one line, the path whole (the terminal wraps it).
+    assert max(len(line) for line in lines[:-1]) <= width
+    assert lines[-1] == f"wrote {o.output} (12.3 s, weights /opt/exgan/weights/exgan-reference-128)"
+    assert not [line for line in lines if line != line.rstrip()]
     assert "…" not in text and "..." not in text
     words = set(re.findall(r"\S+", text))
     # file names and numbers are never split across lines
@@ -159,6 +162,14 @@ def test_summary_nothing_written_and_markup_safe():
     assert "nothing written (12.3 s)" in text
     assert "[bold]x[/bold].jpg" in text  # printed as it is, not read as markup
     assert "references" not in text
+
+
+def test_fields_keep_a_long_word_whole():
+    """A path wider than the value column is not folded: it stays one string on a line of its own."""
+    path = "/home/someone/Pictures/Family/2023-summer-holiday-in-Brittany/references-for-grandma/IMG_20230716_101500.jpg"
+    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+    console.print(Fields([("reference", f"{path} (face 0), distance 0.405")]), soft_wrap=True)
+    assert console.export_text().splitlines() == [f"  reference  {path}", "             (face 0), distance 0.405"]
 
 
 def test_fields_narrow_console_stacks_values():
