@@ -58,11 +58,12 @@ class Outcome:
 
 
 def check_outputs(request: RetouchRequest) -> None:
-    """Refuse, before any work, a photo that is not a file, and outputs that would overwrite the
-    input or an existing file, or that no image format is written to (the photo and --compare)."""
-    from exgan_cli.files.images import check_output, check_photo_path
+    """Refuse, before any work, a photo that is not a file or not a supported image by its header,
+    then outputs that would overwrite the input or an existing file, or that no image format is
+    written to (the photo and --compare): the photo's own problem is said first."""
+    from exgan_cli.files.images import check_output, check_photo
 
-    check_photo_path(request.photo)
+    check_photo(request.photo)
     for path, image in ((request.output, True), (request.compare, True), (request.report, False)):
         if path is not None:
             check_output(path, overwrite=request.overwrite, inputs=[request.photo], image=image)

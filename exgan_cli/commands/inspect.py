@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from exgan_cli.commands import options as opt
-from exgan_cli.commands.common import console, guarded, stdout
+from exgan_cli.commands.common import guarded, say, stdout
 from exgan_cli.commands.options import Detector
 
 
@@ -29,10 +29,10 @@ def inspect(
     """Show the faces exgan finds in PHOTO: detector, eye state (classifier P(closed) and EARs),
     head pose, eye masks, and with references the identity distances and which references are usable.
     """
-    from exgan_cli.files.images import check_output, check_photo_path, load_image, save_image
+    from exgan_cli.files.images import check_output, check_photo, load_image, save_image
     from exgan_cli.apps.inspect import draw_inspection, inspect_photo
 
-    check_photo_path(photo)
+    check_photo(photo)
     if draw is not None:
         check_output(draw, overwrite=overwrite, inputs=[photo], image=True)
     info = inspect_photo(photo, ref, ref_dir, detector=detector.value, identity_threshold=identity_threshold, weights=weights, cache=cache)
@@ -104,12 +104,12 @@ def print_inspection(info: dict) -> None:
     """One block per face (a heading, then indented key/value lines), readable at any width."""
     from rich.text import Text
 
-    from exgan_cli.commands.summary import Fields
+    from exgan_cli.commands.summary import Fields, print_words
 
     es = info["eye_state"]
     how = f"classifier (P(closed) >= {es['classifier']['threshold']:.2f})" if es["classifier"] else f"EAR rule (< {es['ear_threshold']:.2f})"
-    stdout.print(Text(f"{Path(info['photo']).name}: {info['size'][0]} x {info['size'][1]}, {len(info['faces'])} face(s); "
-                      f"eye state by {how}", style="bold"))
+    print_words(stdout, Text(f"{Path(info['photo']).name}: {info['size'][0]} x {info['size'][1]}, {len(info['faces'])} face(s); "
+                             f"eye state by {how}", style="bold"))
     if not info["faces"]:
         stdout.print("no face found")
     for f in info["faces"]:
@@ -129,7 +129,7 @@ def print_inspection(info: dict) -> None:
         rows += [("reference", _reference(r)) for r in f.get("references", [])]
         if f.get("self_check"):
             rows.append(("self-check", _plan(f["self_check"])))
-        stdout.print(heading)
-        stdout.print(Fields(rows))
+        print_words(stdout, heading)
+        print_words(stdout, Fields(rows))  # a long name stays whole (Fields)
     if info.get("drawn"):
-        console.print(f"[green]drew[/] {info['drawn']}")
+        say(("drew", "green"), f" {info['drawn']}")

@@ -19,7 +19,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import IO, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -74,8 +74,8 @@ def _bad(path: Path, reason: str) -> BadInputError:
 
 
 def check_photo_path(path: str | os.PathLike) -> Path:
-    """BadInputError unless ``path`` names a file: missing, a folder (one photo is wanted), or
-    something else (a device, a socket)."""
+    """BadInputError unless ``path`` names a file with bytes in it: missing, a folder (one photo is
+    wanted), something else (a device, a socket), or empty."""
     path = Path(path)
     if path.is_dir():
         raise _bad(path, "is a folder, not a photo (give one photo file; `exgan batch` takes a folder)")
@@ -83,37 +83,50 @@ def check_photo_path(path: str | os.PathLike) -> Path:
         raise _bad(path, "no such file")
     if not path.is_file():
         raise _bad(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise _bad(path, "empty file (0 bytes)")
     return path
 
 
-def load_image(path: str | os.PathLike) -> LoadedImage:
-    """Read a JPEG, PNG or WebP photo as upright RGB; BadInputError (one line) if it can't."""
-    path = check_photo_path(path)
-    if path.stat().st_size == 0:
-        raise _bad(path, "empty file (0 bytes)")
-    # A truncated photo must fail, not come back with a grey bottom half.
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+def _open(path: Path, source: str | os.PathLike | IO[bytes]) -> Image.Image:
+    """Pillow's lazy open of ``source`` (the photo at ``path``), its header held to what
+    load_image reads: a JPEG, PNG or WebP of at most MAX_PIXELS; BadInputError (one line) if not."""
     try:
-        data = path.read_bytes()  # read once: decoded from memory, and its digest kept
-    except OSError as e:
-        raise _bad(path, f"cannot read file ({_one_line(e)})") from None
-    try:
-        im = Image.open(io.BytesIO(data))
+        im = Image.open(source)
     except UnidentifiedImageError:
         raise _bad(path, "not an image, or a corrupt one (format not recognised)") from None
     except Image.DecompressionBombError as e:
         raise _bad(path, f"image too large ({_one_line(e)})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise _bad(path, f"cannot read image ({_one_line(e)})") from None
-    with im:
+    fmt, (w, h) = im.format or "unknown", im.size
+    problem = (f"unsupported format {fmt} (use JPEG, PNG or WebP)" if fmt not in SUPPORTED_FORMATS
+               else f"image too large ({w}x{h} = {w * h / 1e6:.0f} MP > {MAX_PIXELS / 1e6:.0f} MP limit)" if w * h > MAX_PIXELS
+               else "image has no pixels" if w == 0 or h == 0 else None)
+    if problem:
+        im.close()
+        raise _bad(path, problem)
+    return im
+
+
+def check_photo(path: str | os.PathLike) -> None:
+    """BadInputError, before any work, for a photo load_image would refuse by its file or header
+    (its pixels are decoded, and a truncated or corrupt one refused, by load_image itself)."""
+    path = check_photo_path(path)
+    _open(path, path).close()
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    """Read a JPEG, PNG or WebP photo as upright RGB; BadInputError (one line) if it can't."""
+    path = check_photo_path(path)
+    # A truncated photo must fail, not come back with a grey bottom half.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        data = path.read_bytes()  # read once: decoded from memory, and its digest kept
+    except OSError as e:
+        raise _bad(path, f"cannot read file ({_one_line(e)})") from None
+    with _open(path, io.BytesIO(data)) as im:
         fmt = im.format or "unknown"
-        if fmt not in SUPPORTED_FORMATS:
-            raise _bad(path, f"unsupported format {fmt} (use JPEG, PNG or WebP)")
-        w, h = im.size
-        if w * h > MAX_PIXELS:
-            raise _bad(path, f"image too large ({w}x{h} = {w * h / 1e6:.0f} MP > {MAX_PIXELS / 1e6:.0f} MP limit)")
-        if w == 0 or h == 0:
-            raise _bad(path, "image has no pixels")
         source_mode = pillow_mode(im)
         try:
             im.load()  # decode everything now: truncation and corruption surface here
