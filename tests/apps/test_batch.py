@@ -233,31 +233,44 @@ def test_resume_after_interruption(tmp_path, tiny_weights, chavez_dir):
     assert last["path"] == "powell.jpg" and last["status"] == "unchanged" and last["resumed"] is True
 
 
+def _running_batch(album: Path, out: Path, person: Path, weights: Path, *flags: str, photos: int, **popen):
+    """A real `exgan batch` (python -m exgan_cli) in a subprocess, returned running once its
+    report records ``photos`` photos (killed if it ends first or takes over 2 minutes)."""
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "exgan_cli", "batch", str(album), "--person-dir", str(person), "-o", str(out),
+           "--weights", str(weights), "--device", "cpu", "--no-self-check", *flags]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, **popen)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        report = out / "report.jsonl"
+        if report.is_file() and report.read_text().count('"kind": "photo"') >= photos:
+            break
+        time.sleep(0.02)
+    if proc.poll() is not None or time.monotonic() >= deadline:
+        proc.kill()
+        proc.wait()
+        pytest.fail("the run ended (or stalled) before it could be interrupted")
+    return proc
+
+
 def test_resume_after_kill_9(tmp_path, tiny_weights, chavez_dir):
     """A real `exgan batch` killed with SIGKILL mid-run: the re-run finishes the album and
     every output is a whole photo."""
     import os
     import signal
     import subprocess
-    import sys
-    import time
 
     album = tmp_path / "album"
     face = rgb(CHAVEZ_CLOSED)
     for i in range(8):
         save(np.roll(face, i, axis=1), album / f"d{i % 3}" / f"chavez{i:02}.jpg", quality=95)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "exgan_cli", "batch", str(album), "--person-dir", str(chavez_dir), "-o", str(out),
-           "--weights", str(tiny_weights), "--workers", "0", "--device", "cpu", "--quiet", "--no-self-check"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _running_batch(album, out, chavez_dir, tiny_weights, "--workers", "0", "--quiet", photos=2,
+                          stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            report = out / "report.jsonl"
-            if report.is_file() and report.read_text().count('"kind": "photo"') >= 2:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
@@ -544,26 +557,13 @@ def _live_processes(group: int) -> list[str]:
 
 def _start_batch(tmp_path, tiny_weights, chavez_dir):
     """`exgan batch` with 2 workers in a session of its own, once it has written its first photo."""
-    import subprocess
-    import sys
-    import time
-
     album = tmp_path / "album"
     face = rgb(CHAVEZ_CLOSED)
     for i in range(40):
         save(np.roll(face, i, axis=1), album / f"chavez{i:02}.jpg", quality=95)
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "exgan_cli", "batch", str(album), "--person-dir", str(chavez_dir), "-o", str(out),
-           "--weights", str(tiny_weights), "--workers", "2", "--device", "cpu", "--no-self-check"]
     err = open(tmp_path / "stderr.txt", "w")  # a file, not a pipe: orphaned workers would hold a pipe open
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        report = out / "report.jsonl"
-        if report.is_file() and report.read_text().count('"kind": "photo"') >= 1:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc = _running_batch(album, tmp_path / "out", chavez_dir, tiny_weights, "--workers", "2", photos=1,
+                          stderr=err, start_new_session=True)
     return proc, err
 
 
