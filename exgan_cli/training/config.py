@@ -49,6 +49,9 @@ class TrainConfig:
     minutes: float = 0.0  # also stop, with a checkpoint, once the run has trained this many minutes in all (across resumes); 0: no limit
     lr: float = 1e-4  # Adam learning rate of G (and, in code mode, of C and its decoder)
     d_lr: float = 1e-4  # Adam learning rate of D
+    warp_lr_mult: float = 1.0  # a warp model's head (displacement and blend weight) learns this many times faster
+    # than the rest of G: it starts from nothing on a trained body, and at lr it moves its blend weight's logit
+    # by at most lr a step (Adam), which takes thousands of steps to open up where the reference should be taken
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas of both optimizers (beta1 0.5 as usual for GANs)
     ema_decay: float = 0.999  # EMA G: ema <- d*ema + (1-d)*G after each step; d ramps up as (1+s)/(10+s)
     ae_weight: float = 1.0  # code mode: weight of the eye auto-encoder's L1 (what makes C's code meaningful)
@@ -92,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {self.split!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
+        if self.warp_lr_mult <= 0:
+            raise ValueError(f"warp_lr_mult must be positive, not {self.warp_lr_mult}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
 

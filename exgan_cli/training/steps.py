@@ -153,8 +153,12 @@ def build_networks(cfg: TrainConfig, device: "torch.device") -> Networks:
     if enc is not None:
         ema_enc = EyeEncoder(mcfg).to(device, memory_format=fmt).eval().requires_grad_(False)
         ema_enc.load_state_dict(enc.state_dict())
-    g_params = list(g.parameters()) + ([*enc.parameters(), *dec.parameters()] if enc is not None else [])
-    opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=cfg.betas)
+    # the warp head in a group of its own when it learns faster (one group otherwise, as before: runs resume)
+    head = list(g.warp_head.parameters()) if mcfg.warp and cfg.warp_lr_mult != 1.0 else []
+    g_params = [p for p in g.parameters() if all(p is not h for h in head)]
+    g_params += [*enc.parameters(), *dec.parameters()] if enc is not None else []
+    groups = [{"params": g_params}] + ([{"params": head, "lr": cfg.lr * cfg.warp_lr_mult}] if head else [])
+    opt_g = torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.d_lr, betas=cfg.betas)
     return Networks(g, d, enc, dec, ema_g, ema_enc, opt_g, opt_d)
 

@@ -97,10 +97,11 @@ def test_recipes_in_train_folder_are_valid():
     # recipes are the train/*.json files with a "model" (the folder holds other JSON too)
     docs = {p: json.loads(p.read_text()) for p in sorted((ROOT / "train").glob("*.json"))}
     recipes = {p: d for p, d in docs.items() if isinstance(d, dict) and "model" in d}
-    assert {p.name for p in recipes} >= {"cpu-reference-128.json", "reference-128.json", "code-128.json", "none-128.json"}
+    assert {p.name for p in recipes} >= {"cpu-reference-128.json", "reference-128.json", "code-128.json", "none-128.json", "cpu-warp-128.json"}
     for path, d in recipes.items():
         cfg = TrainConfig.from_dict(d)
-        assert cfg.model.resolution == 128 and path.name.startswith(("cpu-" + cfg.model.mode, cfg.model.mode)), path
+        kind = "warp" if cfg.model.warp else cfg.model.mode  # a warp model is a reference model with a warp head
+        assert cfg.model.resolution == 128 and path.name.startswith(("cpu-" + kind, kind)), path
 
 
 # ---- data: usable faces, pairs, mirroring, masks -------------------------------------------
