@@ -31,7 +31,7 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 from exgan_cli.errors import BadInputError, OutputError
 from exgan_cli.files.atomic import atomic_write_bytes, atomic_writer, one_line as _one_line  # noqa: F401 (re-exported)
-from exgan_cli.files.kinds import KindKept, as_source_kind, source_samples
+from exgan_cli.files.kinds import KindKept, as_source_kind, own_samples, source_samples
 from exgan_cli.files.pixels import LUMA, icc_colour_space, luminance, pillow_mode, to_rgb_and_alpha  # noqa: F401 (LUMA, luminance: re-exported)
 
 # Decompression-bomb guard: a photo above this many pixels is refused before it is decoded
@@ -282,6 +282,26 @@ def drop_prepared(like: LoadedImage) -> None:
     drop_prefetched(like.sha256)
 
 
+def _patch(pixels: np.ndarray, path: Path, like: LoadedImage, keep_kind: bool, overwrite: bool) -> tuple[SaveInfo | None, str]:
+    """The input JPEG patched and written to ``path`` (its SaveInfo), or (None, why not)."""
+    from exgan_cli.files.jpeg_patch import CannotPatch, patch_jpeg
+
+    try:
+        target, base = own_samples(pixels, like) if keep_kind else (pixels, like.pixels)  # a grey JPEG: in grey
+        patched = patch_jpeg(like.path, target, base, like.sha256)
+    except CannotPatch as e:
+        return None, f"input not patchable: {e}"
+    except Exception as e:  # unreadable input, a libjpeg error, a bug: the photo is still written, in full
+        return None, f"patching failed: {type(e).__name__}: {_one_line(e)}"
+    atomic_write_bytes(path, patched.data, overwrite=overwrite)
+    return SaveInfo(
+        path=path, method="patched", changed_mcus=patched.changed_mcus, total_mcus=patched.total_mcus,
+        changed_blocks=patched.changed_blocks, sampling=patched.sampling, size_ratio=patched.size_ratio,
+        mean_error=patched.mean_error, max_error=patched.max_error, coding=patched.coding,
+        input_coding="progressive" if patched.progressive else "sequential",
+    ), ""
+
+
 def save_image_info(
     pixels: np.ndarray,
     path: str | os.PathLike,
@@ -316,22 +336,9 @@ def save_image_info(
         raise OutputError(f"{path}: output already exists (use --overwrite to replace it)")
 
     if _patchable(fmt, like):
-        from exgan_cli.files.jpeg_patch import CannotPatch, patch_jpeg
-
-        try:
-            patched = patch_jpeg(like.path, pixels, like.pixels, like.sha256)
-        except CannotPatch as e:
-            reason = f"input not patchable: {e}"
-        except Exception as e:  # unreadable input, a libjpeg error, a bug: the photo is still written, in full
-            reason = f"patching failed: {type(e).__name__}: {_one_line(e)}"
-        else:
-            atomic_write_bytes(path, patched.data, overwrite=overwrite)
-            return SaveInfo(
-                path=path, method="patched", changed_mcus=patched.changed_mcus, total_mcus=patched.total_mcus,
-                changed_blocks=patched.changed_blocks, sampling=patched.sampling, size_ratio=patched.size_ratio,
-                mean_error=patched.mean_error, max_error=patched.max_error, coding=patched.coding,
-                input_coding="progressive" if patched.progressive else "sequential",
-            )
+        patched, reason = _patch(pixels, path, like, keep_kind, overwrite)
+        if patched is not None:
+            return patched
     elif like is None:
         reason = "no input photo to patch"
     else:

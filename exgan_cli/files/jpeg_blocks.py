@@ -29,15 +29,14 @@ def _dct_matrix() -> np.ndarray:
 _DCT = _dct_matrix()
 
 def differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(H, W) bool: where two (H, W, 3) images differ. The rows that differ at all are found
+    """(H, W) bool: where two (H, W, C) images differ. The rows that differ at all are found
     first (a reduction along contiguous memory, fast), then only those are looked at per pixel:
     a retouch changes a few hundred of a photo's thousands of rows."""
     h, w = a.shape[:2]
     out = np.zeros((h, w), dtype=bool)
     rows = np.nonzero((a.reshape(h, -1) != b.reshape(h, -1)).any(axis=1))[0]
     if len(rows):
-        ne = a[rows] != b[rows]
-        out[rows] = ne[..., 0] | ne[..., 1] | ne[..., 2]
+        out[rows] = (a[rows] != b[rows]).reshape(len(rows), w, -1).any(axis=2)
     return out
 
 
@@ -73,7 +72,7 @@ def mcu_pixels(mask: np.ndarray, shape: tuple[int, int], mcu_h: int, mcu_w: int,
 
 
 def mcu_tiles(image: np.ndarray, my: np.ndarray, mx: np.ndarray, mcu_h: int, mcu_w: int) -> np.ndarray:
-    """(n, mcu_h, mcu_w, 3) pixels of the MCUs at rows ``my``, columns ``mx``. Pixels past the
+    """(n, mcu_h, mcu_w, C) pixels of the MCUs at rows ``my``, columns ``mx``. Pixels past the
     image's right and bottom edges repeat the last column and row, as libjpeg pads them."""
     height, width = image.shape[:2]
     rows = np.clip(my[:, None] * mcu_h + np.arange(mcu_h), 0, height - 1)[:, :, None]
@@ -84,7 +83,8 @@ def mcu_tiles(image: np.ndarray, my: np.ndarray, mx: np.ndarray, mcu_h: int, mcu
 def apply_change(comps: list[np.ndarray], qtables: list[np.ndarray], factors: list[tuple[int, int]], target: np.ndarray,
            base: np.ndarray, mcu_mask: np.ndarray, mcu_h: int, mcu_w: int, chunk: int = 2048) -> int:
     """Add the quantised DCT of the change (target - base) to the coefficients of the marked
-    MCUs, in place; returns how many component blocks changed.
+    MCUs, in place; returns how many component blocks changed. ``target`` and ``base``: (H, W, 3)
+    RGB for a YCbCr file (the change taken to YCbCr), (H, W, 1) grey for a one-component one.
 
     Working on the change rather than re-encoding the retouched pixels keeps a block whose
     pixels did not change (or changed by less than its quantisation steps) exactly as it was,
@@ -96,7 +96,8 @@ def apply_change(comps: list[np.ndarray], qtables: list[np.ndarray], factors: li
     for start in range(0, len(mys), chunk):
         my, mx = mys[start:start + chunk], mxs[start:start + chunk]
         delta = mcu_tiles(target, my, mx, mcu_h, mcu_w).astype(np.float64) - mcu_tiles(base, my, mx, mcu_h, mcu_w)
-        delta = delta @ _RGB_TO_YCC.T  # (n, mcu_h, mcu_w, 3): the change in Y, Cb, Cr
+        if len(factors) == 3:
+            delta = delta @ _RGB_TO_YCC.T  # (n, mcu_h, mcu_w, 3): the change in Y, Cb, Cr
         n = len(my)
         for c, (h, v) in enumerate(factors):
             sy, sx = vmax // v, hmax // h

@@ -24,7 +24,9 @@ own DCT coefficients (read and written losslessly with ``jpeglib``, which wraps 
    blends a changed MCU's chroma when chroma is subsampled), inside they must be within the
    error a fresh encode with the same tables makes, and the file size within 5% of the input's.
 
-Anything this cannot do or verify raises ``CannotPatch`` with a one-line reason, and the caller
+Grey (one-component) JPEGs are patched the same way, their change taken in grey (the caller
+hands their grey samples, kinds.own_samples). Anything this cannot do or verify (CMYK, 12-bit,
+arithmetic coding) raises ``CannotPatch`` with a one-line reason, and the caller
 (``images.save_image_info``) falls back to encoding the whole image.
 
 The stored pixels of a photo with an EXIF orientation other than 1 are rotated relative to the
@@ -164,18 +166,23 @@ def to_stored(upright: np.ndarray, orientation: int) -> np.ndarray:
 # Pixels and MCUs
 
 
+PATCHED_MODES = ("RGB", "L")  # Pillow's modes of the JPEGs patched: YCbCr colour, and grey
+_NOT_PATCHED = "only YCbCr colour and grey JPEGs are patched"
+
+
 def _orientation(data: bytes) -> int:
-    """The EXIF orientation of a colour JPEG, read without decoding its pixels."""
+    """The EXIF orientation of a colour or grey JPEG, read without decoding its pixels."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        if im.format != "JPEG" or im.mode != "RGB":
-            raise CannotPatch(f"{im.mode} JPEG (only YCbCr colour JPEGs are patched)")
+        if im.format != "JPEG" or im.mode not in PATCHED_MODES:
+            raise CannotPatch(f"{im.mode} JPEG ({_NOT_PATCHED})")
         return int(im.getexif().get(0x0112, 1) or 1)
 
 
 def _decode(data: bytes) -> tuple[np.ndarray, int]:
-    """Stored (not re-oriented) RGB pixels as Pillow decodes them, and the EXIF orientation.
+    """Stored (not re-oriented) pixels as Pillow decodes them, (H, W, 3) RGB or (H, W, 1) grey,
+    and the EXIF orientation.
 
     The same decoder and settings as ``load_image``, so an unchanged pixel of the retouched
     image equals its decoded input pixel exactly.
@@ -183,15 +190,23 @@ def _decode(data: bytes) -> tuple[np.ndarray, int]:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        if im.format != "JPEG" or im.mode != "RGB":
-            raise CannotPatch(f"{im.mode} JPEG (only YCbCr colour JPEGs are patched)")
+        if im.format != "JPEG" or im.mode not in PATCHED_MODES:
+            raise CannotPatch(f"{im.mode} JPEG ({_NOT_PATCHED})")
         im.load()
         orientation = im.getexif().get(0x0112, 1) or 1
-        return np.asarray(im), int(orientation)
+        return _channels(np.asarray(im)), int(orientation)
+
+
+def _channels(a: np.ndarray) -> np.ndarray:
+    """(H, W) grey as (H, W, 1): every array here has a channel axis."""
+    return a[..., None] if a.ndim == 2 else a
 
 
 def _sampling_name(factors: list[tuple[int, int]]) -> str:
-    """"4:2:0" for luma (2, 2) and chroma (1, 1) (factors as (h, v)); "h,v:h,v:h,v" otherwise."""
+    """"4:2:0" for luma (2, 2) and chroma (1, 1) (factors as (h, v)); "grey" for one component;
+    "h,v:h,v:h,v" otherwise."""
+    if len(factors) == 1:
+        return "grey"
     names = {((1, 1), (1, 1)): "4:4:4", ((2, 1), (1, 1)): "4:2:2", ((2, 2), (1, 1)): "4:2:0",
              ((1, 2), (1, 1)): "4:4:0", ((4, 1), (1, 1)): "4:1:1"}
     if factors[1] == factors[2] and (factors[0], factors[1]) in names:
@@ -209,10 +224,11 @@ def patch_jpeg(
     """The JPEG ``source`` with the blocks that ``pixels`` changed re-encoded, verified.
 
     ``pixels``: the retouched (H, W, 3) uint8 RGB image, upright (EXIF orientation applied, as
-    ``load_image`` gives it). ``loaded``: the upright pixels the retouch started from, when at
-    hand; the file is checked to still hold them: by the SHA-256 of the bytes they were decoded
-    from (``loaded_sha256``, ``LoadedImage.sha256``) when given, which spares decoding the photo
-    a second time, else by decoding it. Raises ``CannotPatch`` (one-line reason) when the file
+    ``load_image`` gives it); for a grey JPEG, its (H, W) grey samples (kinds.own_samples).
+    ``loaded``: the upright pixels the retouch started from (the same kind), when at hand; the
+    file is checked to still hold them: by the SHA-256 of the bytes they were decoded from
+    (``loaded_sha256``, ``LoadedImage.sha256``) when given, which spares decoding the photo a
+    second time, else by decoding it. Raises ``CannotPatch`` (one-line reason) when the file
     cannot be patched or the patch does not pass verification.
     """
     try:
@@ -228,12 +244,14 @@ def patch_jpeg(
     if loaded is not None and loaded_sha256 is not None and digest == loaded_sha256:
         # the very bytes load_image decoded: the stored pixels are the loaded ones, turned back
         orientation = _orientation(data)
-        base = to_stored(np.asarray(loaded), orientation)
+        base = to_stored(_channels(np.asarray(loaded)), orientation)
     else:
         base, orientation = _decode(data)
-        if loaded is not None and not np.array_equal(to_stored(np.asarray(loaded), orientation), base):
+        if loaded is not None and not np.array_equal(to_stored(_channels(np.asarray(loaded)), orientation), base):
             raise CannotPatch("the input file no longer holds the pixels it was loaded with")
-    target = to_stored(np.asarray(pixels), orientation)
+    target = to_stored(_channels(np.asarray(pixels)), orientation)
+    if target.shape[2] != len(layout.factors) or base.shape[2] != len(layout.factors):
+        raise CannotPatch(f"{target.shape[2]}-channel pixels for a {len(layout.factors)}-component JPEG")
     if target.shape != base.shape or target.dtype != np.uint8:
         raise CannotPatch(f"the image ({target.shape}) is not the size of the input ({base.shape})")
     mcu_h, mcu_w = _mcu_shape(layout)
@@ -266,14 +284,14 @@ def patch_jpeg(
 
 
 def _check_frame(layout: Layout) -> None:
-    """CannotPatch unless the frame is an 8-bit, 3-component, Huffman-coded (baseline or
-    progressive) one whose sampling factors divide the largest."""
+    """CannotPatch unless the frame is an 8-bit, 3-component (or grey, 1-component), Huffman-coded
+    (baseline or progressive) one whose sampling factors divide the largest."""
     if layout.sof not in SOF_BASELINE | SOF_PROGRESSIVE:
         raise CannotPatch(f"{SOF_OTHER.get(layout.sof, 'unknown kind of')} JPEG")
     if layout.precision != 8:
         raise CannotPatch(f"{layout.precision}-bit JPEG")
-    if len(layout.factors) != 3:
-        raise CannotPatch(f"{len(layout.factors)}-component JPEG (only YCbCr colour JPEGs are patched)")
+    if len(layout.factors) not in (1, 3):
+        raise CannotPatch(f"{len(layout.factors)}-component JPEG ({_NOT_PATCHED})")
     hmax, vmax = max(h for h, _ in layout.factors), max(v for _, v in layout.factors)
     if any(hmax % h or vmax % v for h, v in layout.factors):
         raise CannotPatch(f"unusual chroma sampling {_sampling_name(layout.factors)}")
@@ -298,12 +316,17 @@ def _reencode(jpeglib, data: bytes, layout: Layout, target: np.ndarray, base: np
     jpeg = _prefetched(sha256, coding) or _read_coefficients(data, writer)
     with _LIB_LOCK, tempfile.TemporaryDirectory(prefix="exgan-jpeg-") as tmp, jpeglib.version(writer):
         dst = Path(tmp) / "out.jpg"
-        if int(jpeg.jpeg_color_space) != int(jpeglib.JCS_YCbCr) or jpeg.num_components != 3:
-            raise CannotPatch(f"{jpeg.jpeg_color_space} JPEG (only YCbCr colour JPEGs are patched)")
-        comps = [np.array(jpeg.Y), np.array(jpeg.Cb), np.array(jpeg.Cr)]
-        qtables = [np.asarray(jpeg.qt[jpeg.quant_tbl_no[c]], dtype=np.float64) for c in range(3)]
+        grey = jpeg.num_components == 1
+        expected = jpeglib.JCS_GRAYSCALE if grey else jpeglib.JCS_YCbCr
+        if int(jpeg.jpeg_color_space) != int(expected) or jpeg.num_components != len(layout.factors):
+            raise CannotPatch(f"{jpeg.jpeg_color_space} JPEG ({_NOT_PATCHED})")
+        comps = [np.array(jpeg.Y)] if grey else [np.array(jpeg.Y), np.array(jpeg.Cb), np.array(jpeg.Cr)]
+        qtables = [np.asarray(jpeg.qt[jpeg.quant_tbl_no[c]], dtype=np.float64) for c in range(len(comps))]
         changed_blocks = apply_change(comps, qtables, layout.factors, target, base, mcu_mask, mcu_h, mcu_w)
-        jpeg.Y, jpeg.Cb, jpeg.Cr = comps
+        if grey:
+            jpeg.Y = comps[0]
+        else:
+            jpeg.Y, jpeg.Cb, jpeg.Cr = comps
         jpeg.markers = []  # the input's own segments are spliced back byte for byte (splice_metadata)
         standard = layout.sof in SOF_BASELINE and huffman_tables(layout.header) <= standard_tables()
         flags = [] if progressive or standard else ["+OPTIMIZE_CODING"]
@@ -355,14 +378,15 @@ def _fresh_encode_error(jpeglib, target: np.ndarray, mcu_mask: np.ndarray, mcu_h
     n = len(tiles)
     cols = int(np.ceil(np.sqrt(n)))
     rows = -(-n // cols)
-    mosaic = np.full((rows * cols, mcu_h, mcu_w, 3), 128, dtype=np.uint8)
+    channels = target.shape[2]
+    mosaic = np.full((rows * cols, mcu_h, mcu_w, channels), 128, dtype=np.uint8)
     mosaic[:n] = tiles
-    mosaic = np.ascontiguousarray(mosaic.reshape(rows, cols, mcu_h, mcu_w, 3).transpose(0, 2, 1, 3, 4)
-                                  .reshape(rows * mcu_h, cols * mcu_w, 3))
+    mosaic = np.ascontiguousarray(mosaic.reshape(rows, cols, mcu_h, mcu_w, channels).transpose(0, 2, 1, 3, 4)
+                                  .reshape(rows * mcu_h, cols * mcu_w, channels))
     ref = jpeglib.from_spatial(mosaic)
     ref.samp_factor = np.array([[v, h] for h, v in factors])
     ref.write_spatial(str(tmp), qt=np.asarray(qt), quant_tbl_no=np.asarray(quant_tbl_no))
     decoded, _ = _decode(tmp.read_bytes())
-    err = np.abs(decoded.astype(np.int16) - mosaic).reshape(rows, mcu_h, cols, mcu_w, 3).transpose(0, 2, 1, 3, 4)
-    err = err.reshape(rows * cols, mcu_h, mcu_w, 3)[:n]
+    err = np.abs(decoded.astype(np.int16) - mosaic).reshape(rows, mcu_h, cols, mcu_w, channels).transpose(0, 2, 1, 3, 4)
+    err = err.reshape(rows * cols, mcu_h, mcu_w, channels)[:n]
     return float(err.mean()), int(err.max())

@@ -88,8 +88,7 @@ def as_source_kind(pixels: np.ndarray, like: Any, fmt: str) -> KindKept:
     samples = getattr(like, "samples", None)
     name = _FORMAT_NAMES.get(fmt, fmt)
     if mode in GREY_MODES:
-        grey8 = like.pixels[..., 0].copy()
-        grey8[changed] = np.clip(np.rint(_luma(pixels[changed])), 0, 255).astype(np.uint8)
+        grey8 = _grey8(pixels, like, changed)
         if fmt == "WEBP":
             return KindKept(_with_alpha(Image.fromarray(np.repeat(grey8[..., None], 3, axis=2), "RGB"), like),
                             lost=f"written as RGB ({name} has no grey), the new eyes grey")
@@ -112,6 +111,23 @@ def as_source_kind(pixels: np.ndarray, like: Any, fmt: str) -> KindKept:
         out[changed] = rgb_to_cmyk(pixels[changed], like.source_icc)
         return KindKept(Image.fromarray(out, "CMYK"), kind=kind, icc=like.source_icc)
     return KindKept(None)
+
+
+def own_samples(pixels: np.ndarray, like: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(retouched, as loaded) in the samples a JPEG patch of ``like``'s file works on: the grey
+    values of a grey JPEG (the changed pixels' luminance), else the RGB pixels themselves."""
+    if like.source_mode == "L":
+        from exgan_cli.files.jpeg_blocks import differ
+
+        return _grey8(pixels, like, differ(pixels, like.pixels)), like.pixels[..., 0]
+    return pixels, like.pixels
+
+
+def _grey8(pixels: np.ndarray, like: Any, changed: np.ndarray) -> np.ndarray:
+    """The 8-bit grey photo: the loaded one's values, the changed pixels' rounded luminance."""
+    grey8 = like.pixels[..., 0].copy()
+    grey8[changed] = np.clip(np.rint(_luma(pixels[changed])), 0, 255).astype(np.uint8)
+    return grey8
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:

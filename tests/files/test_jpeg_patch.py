@@ -240,14 +240,52 @@ def test_nothing_changed_writes_the_input_byte_for_byte(tmp_path):
     assert info.path.read_bytes() == GROUP.read_bytes()
 
 
-def test_grayscale_jpeg_falls_back_to_a_full_encode(tmp_path):
+@pytest.mark.parametrize("quality,orientation", [(90, 1), (75, 6)])
+def test_grey_jpeg_is_patched_in_grey(tmp_path, quality, orientation):
+    """A black-and-white JPEG: only the MCUs around the change are re-encoded, in grey (the new
+    pixels' luminance), every other block keeps its coefficients; stored turned, it stays so."""
     src = tmp_path / "grey.jpg"
-    Image.open(CHAVEZ_CLOSED).convert("L").save(src)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    grey = Image.open(CHAVEZ_CLOSED).convert("L")
+    (grey.rotate(90, expand=True) if orientation == 6 else grey).save(src, quality=quality, exif=exif)
     like = load_image(src)
-    info = save_image_info(retouch(like.pixels, (90, 95, 160, 125)), tmp_path / "out.jpg", like=like)
-    assert info.method == "full" and "only YCbCr colour JPEGs" in info.reason and info.kind == "grey"
-    with Image.open(info.path) as im:
-        assert im.mode == "L"  # grey as the input (files/kinds.py)
+    new = retouch(like.pixels, (90, 95, 160, 125))
+    info = save_image_info(new, tmp_path / "out.jpg", like=like)
+    assert info.method == "patched" and info.sampling == "grey" and 0 < info.changed_mcus < info.total_mcus // 4
+    with Image.open(src) as a, Image.open(info.path) as b:
+        assert b.mode == "L" and b.getexif().get(0x0112, 1) == orientation and b.quantization == a.quantization
+        before, after = np.asarray(a).astype(int), np.asarray(b).astype(int)
+    ca, cb = jpeglib.read_dct(str(src)).Y, jpeglib.read_dct(str(info.path)).Y
+    blocks = (np.array(ca) != np.array(cb)).any(axis=(2, 3))
+    assert blocks.sum() == info.changed_blocks
+    moved = np.repeat(np.repeat(blocks, 8, axis=0), 8, axis=1)[: before.shape[0], : before.shape[1]]
+    assert np.array_equal(before[~moved], after[~moved])  # every other pixel decodes as before
+    assert np.abs(before[moved] - after[moved]).mean() > 3  # the change is there
+    drawn = save_image_info(new, tmp_path / "drawn.jpg", like=like, keep_kind=False)  # RGB marks: not grey
+    assert drawn.method == "full" and "3-channel pixels for a 1-component JPEG" in drawn.reason
+
+
+def test_grey_jpeg_with_2x2_factors_patched_at_its_edges(tmp_path):
+    """A grey JPEG whose one component says 2x2 sampling (some encoders write it), 187 x 201 px
+    (partial blocks at the right and bottom): a change reaching the corner is patched, and every
+    block away from it keeps its coefficients."""
+    src = tmp_path / "grey22.jpg"
+    grey = np.asarray(Image.open(CHAVEZ_CLOSED).convert("L"))[:187, :201]
+    jpeg = jpeglib.from_spatial(np.ascontiguousarray(grey[..., None]))
+    jpeg.samp_factor = np.array([[2, 2]])
+    jpeg.write_spatial(str(src), qt=85)
+    like = load_image(src)
+    new = retouch(like.pixels, (160, 150, 201, 187))
+    info = save_image_info(new, tmp_path / "out.jpg", like=like)
+    assert info.method == "patched" and info.sampling == "grey", info.describe()
+    ca, cb = np.array(jpeglib.read_dct(str(src)).Y), np.array(jpeglib.read_dct(str(info.path)).Y)
+    blocks = (ca != cb).any(axis=(2, 3))
+    assert blocks.sum() == info.changed_blocks > 0 and not blocks[: 144 // 8].any() and not blocks[:, : 144 // 8].any()
+    with Image.open(info.path) as out:
+        got = np.asarray(out).astype(int)
+    want = np.rint(new[..., 0] * 0.299 + new[..., 1] * 0.587 + new[..., 2] * 0.114)
+    assert np.abs(got[150:, 160:] - want[150:, 160:]).mean() < 3  # the change is there, in grey
 
 
 def test_arithmetic_coded_jpeg_falls_back(tmp_path):

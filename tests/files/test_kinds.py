@@ -121,8 +121,9 @@ def test_cmyk_jpeg_stays_cmyk(tmp_path, face):
     with Image.open(tmp_path / "out.jpg") as out:
         assert out.mode == "CMYK"
         got = np.asarray(out).astype(int)
-    # Encoded in full (only YCbCr JPEGs are patched), and said so: elsewhere only JPEG's requantisation.
-    assert info.kind == "CMYK" and "encoded in full" in info.describe() and "only YCbCr colour JPEGs are patched" in info.describe()
+    # Encoded in full (only YCbCr and grey JPEGs are patched), and said so: elsewhere only JPEG's requantisation.
+    assert info.kind == "CMYK" and "encoded in full" in info.describe()
+    assert "4-component JPEG (only YCbCr colour and grey JPEGs are patched)" in info.describe()
     assert np.abs(outside(got) - outside(before)).mean() < 1.5
     eyes = Image.fromarray(got[BOX].astype(np.uint8), "CMYK").convert("RGB")
     assert np.abs(np.asarray(eyes).astype(int) - [170, 60, 40]).mean() < 12  # the new eyes, in inks
