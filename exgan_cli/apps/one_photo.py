@@ -142,7 +142,8 @@ def _nothing_to_do(request: RetouchRequest, found: list, states: list, say) -> O
         raise NoFaceError(f"{request.photo}: {e}") from None
     if selected:
         return None
-    say(f"{request.photo}: {len(found)} face(s), none with closed eyes: nothing to do, nothing written")
+    faces = f"{len(found)} face" + ("" if len(found) == 1 else "s")
+    say(f"{request.photo}: {faces}, none with closed eyes: nothing to do, nothing written")
     reports = [
         FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=s.to_dict(), status="eyes open")
         for i, (f, s) in enumerate(zip(found, states))

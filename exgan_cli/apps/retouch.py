@@ -79,7 +79,8 @@ def select_faces(faces: Sequence, states: Sequence, options: RetouchOptions) -> 
     """Indices of the faces to in-paint under the options (faces are left to right)."""
     if options.face_index is not None:
         if not 0 <= options.face_index < len(faces):
-            raise NoFaceError(f"--face {options.face_index}: the photo has {len(faces)} face(s), numbered 0 to {len(faces) - 1}")
+            numbered = {0: "no face", 1: "one face, face 0"}.get(len(faces), f"{len(faces)} faces, numbered 0 to {len(faces) - 1}")
+            raise NoFaceError(f"--face {options.face_index}: the photo has {numbered}")
         return [options.face_index]
     allowed = range(len(faces)) if options.only is None else sorted({i for i in options.only if 0 <= i < len(faces)})
     if options.faces == "all":

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import typer
 
 from exgan_cli.commands import options as opt
-from exgan_cli.commands.common import console, guarded, say, wrote
+from exgan_cli.commands.common import console, guarded, plural, say, wrote
 from exgan_cli.commands.options import Detector, Device
 
 
@@ -51,17 +51,13 @@ def batch(
     options = BatchOptions(album=album, person_dir=person_dir, out_dir=output, overwrite=overwrite,
                            copy_unchanged=copy_unchanged, workers=workers, identify_all=identify_all, options=retouch)
     view = _View(quiet)
+    summary = None
     try:
         summary = run_batch(options, on_start=view.start, on_photo=view.photo)
     finally:
-        view.stop()
+        view.stop(summary)
     if not quiet:
         print_batch_summary(summary)
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """ "1 face", "2 faces", "0 errors"."""
-    return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
 def rate(photos: int, seconds: float) -> str:
@@ -114,9 +110,9 @@ class _View:
         self.task = self.progress.add_task("batch", total=plan.to_analyse, text=self.text())
         self.progress.start()
 
-    def text(self) -> str:
+    def text(self, photos_per_s: str | None = None) -> str:
         return (f"photos, {plural(self.faces, 'face')} retouched, {plural(self.errors, 'error')}, "
-                f"{rate(self.done, self.clock() - self.t0)}, ETA")
+                f"{photos_per_s or rate(self.done, self.clock() - self.t0)}, ETA")
 
     def photo(self, rec) -> None:
         if rec.output and rec.status in ("retouched", "copied") and self.out_dir is not None:
@@ -129,8 +125,12 @@ class _View:
         if self.progress is not None:
             self.progress.update(self.task, advance=1, text=self.text())
 
-    def stop(self) -> None:
+    def stop(self, summary=None) -> None:
+        """Stop the bar; after a finished run its last frame shows the summary's own photos/s
+        (the run's whole time, its end included), so the two figures left on screen agree."""
         if self.progress is not None:
+            if summary is not None:
+                self.progress.update(self.task, text=self.text(rate(summary.analysed, summary.seconds)))
             self.progress.stop()
 
 

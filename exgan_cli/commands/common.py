@@ -26,6 +26,11 @@ def say(*parts: "str | tuple[str, str] | Text") -> None:
     console.print(Text.assemble(*parts), soft_wrap=True)
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """ "1 face", "2 faces", "0 errors"."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
 def wrote(path: Any) -> None:
     """A file or folder the command wrote: its path alone on a line of stdout."""
     sys.stdout.write(f"{path}\n")

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from exgan_cli.commands import options as opt
-from exgan_cli.commands.common import guarded, say, stdout
+from exgan_cli.commands.common import guarded, plural, say, stdout
 from exgan_cli.commands.options import Detector
 
 
@@ -108,7 +108,7 @@ def print_inspection(info: dict) -> None:
 
     es = info["eye_state"]
     how = f"classifier (P(closed) >= {es['classifier']['threshold']:.2f})" if es["classifier"] else f"EAR rule (< {es['ear_threshold']:.2f})"
-    print_words(stdout, Text(f"{Path(info['photo']).name}: {info['size'][0]} x {info['size'][1]}, {len(info['faces'])} face(s); "
+    print_words(stdout, Text(f"{Path(info['photo']).name}: {info['size'][0]} x {info['size'][1]}, {plural(len(info['faces']), 'face')}; "
                              f"eye state by {how}", style="bold"))
     if not info["faces"]:
         stdout.print("no face found")

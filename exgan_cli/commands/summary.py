@@ -25,6 +25,8 @@ from typing import Iterable
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
+from exgan_cli.commands.common import plural
+
 
 def eyes_line(e: dict | None) -> str:
     """ "closed: EAR L/R 0.09/0.08, P closed 0.99" (P only when the classifier ran)."""
@@ -172,7 +174,7 @@ def print_summary(console: Console, outcome, seconds: float) -> None:
     def show(renderable) -> None:
         print_words(console, renderable)
 
-    show(Text(f"{outcome.photo.name}: {len(outcome.faces)} face(s)", style="bold"))
+    show(Text(f"{outcome.photo.name}: {plural(len(outcome.faces), 'face')}", style="bold"))
     for f in outcome.faces:
         show(_heading(f))
         show(Fields(face_rows(f), key_width=KEY_WIDTH))

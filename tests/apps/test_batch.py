@@ -17,6 +17,7 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -470,7 +471,8 @@ def test_cli_stdout_lists_the_written_photos_and_stderr_keeps_paths_whole(quiet,
 
 
 def test_progress_rate_is_the_summarys(tmp_path):
-    """The bar's photos/s is the summary's: photos analysed over the run's whole time so far."""
+    """The bar's photos/s is the summary's: photos analysed over the run's whole time so far, and
+    in the bar's last frame the summary's very figure (a real run left 0.81 beside 0.78)."""
     from exgan_cli.apps.batch.journal import PhotoRecord
     from exgan_cli.commands.batch import _View, rate
 
@@ -481,6 +483,20 @@ def test_progress_rate_is_the_summarys(tmp_path):
         view.photo(PhotoRecord(name, "unchanged", analysed=True))
     assert view.text() == "photos, 0 faces retouched, 0 errors, 0.20 photos/s, ETA"
     assert rate(2, 10.0) == "0.20 photos/s" and rate(0, 10.0) == "-- photos/s"
+
+    frames: list[str] = []
+
+    class Bar:  # the rich progress bar's calls
+        def update(self, task, **fields):
+            frames.append(fields["text"])
+
+        def stop(self):
+            frames.append("stopped")
+
+    view.progress, view.task = Bar(), 0
+    now[0] = 112.0  # the run ends 2 s after its last photo: the last frame is the summary's figure
+    view.stop(SimpleNamespace(analysed=2, seconds=11.5))
+    assert frames == ["photos, 0 faces retouched, 0 errors, 0.17 photos/s, ETA", "stopped"]
 
 
 def test_cli_exit_codes(tmp_path, tiny_weights, chavez_dir):

@@ -120,7 +120,7 @@ def test_summary_fits_and_is_whole(width):
         assert name in words, name
     f = flat(text)
     for part in (
-        "IMG_20230714_grandma.jpg: 4 face(s)",
+        "IMG_20230714_grandma.jpg: 4 faces",
         "face 0 (box 1204,918,1651,1365, hog): retouched with IMG_20230716_101500.jpg",
         "eyes before closed: EAR L/R 0.09/0.07, P closed 0.97",
         "reference IMG_20230716_101500.jpg (face 0), distance 0.405",
@@ -231,7 +231,7 @@ def test_inspect_fits_and_is_whole(width, monkeypatch):
         assert word in words, word
     f = flat(text)
     for part in (
-        "IMG_20230714_grandma.jpg: 4032 x 3024, 2 face(s); eye state by classifier (P(closed) >= 0.81)",
+        "IMG_20230714_grandma.jpg: 4032 x 3024, 2 faces; eye state by classifier (P(closed) >= 0.81)",
         "face 0 (box 1204,918,1651,1365, hog 1.34): eyes closed",
         "eyes EAR L/R 0.09/0.07, P closed 0.97", "pose yaw -12, pitch -10, roll 3 deg",
         "expression mouth open +2.3, smile width +1.8, cheek +1.2, brow -0.4 (strength 3.2; spreads from a typical face)",
