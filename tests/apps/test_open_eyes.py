@@ -93,25 +93,32 @@ def test_jpeg_keeps_format_exif_and_icc_and_input(photo, tmp_path, tiny_model):
     assert load_image(out).size == upright.size
 
 
-@pytest.mark.parametrize("bits", [8, 16])
-def test_grey_photo_stays_grey(bits, tmp_path, tiny_model):
+@pytest.mark.parametrize("bits,suffix", [(8, "png"), (16, "png"), (8, "jpg")])
+def test_grey_photo_stays_grey(bits, suffix, tmp_path, tiny_model):
     """A black-and-white photo gets grey eyes: the output is grey (16 bits kept), and only pixels
-    around the eyes differ from the input's own samples."""
+    around the eyes differ from the input's own samples; a grey JPEG is patched in grey (only its
+    8x8 blocks around the eyes re-encoded)."""
     grey = np.asarray(Image.open(CHAVEZ_CLOSED).convert("L"))
     samples = grey if bits == 8 else (grey.astype(np.uint16) * 256 + np.random.default_rng(0).integers(0, 256, grey.shape)).astype(np.uint16)
-    src, out, report = tmp_path / f"grey{bits}.png", tmp_path / "out.png", tmp_path / "r.json"
-    Image.fromarray(samples).save(src)
+    src, out, report = tmp_path / f"grey{bits}.{suffix}", tmp_path / f"out.{suffix}", tmp_path / "r.json"
+    Image.fromarray(samples).save(src, **({"quality": 90} if suffix == "jpg" else {}))
+    with Image.open(src) as im:
+        samples = np.asarray(im)  # as decoded (a JPEG's own loss)
     res = run(src, "--ref-dir", CHAVEZ_OPEN[0].parent, "--weights", tiny_model, "-o", out, "--report", report)
     assert res.exit_code == 0, res.output
     with Image.open(out) as im:
         assert im.mode == ("L" if bits == 8 else "I;16")
         changed = np.asarray(im) != samples
     data = json.loads(report.read_text())
-    assert data["save"]["kind"] == ("grey" if bits == 8 else "16-bit grey")
+    if suffix == "jpg":
+        assert data["save"]["method"] == "patched" and data["save"]["sampling"] == "grey", data["save"]
+    else:
+        assert data["save"]["kind"] == ("grey" if bits == 8 else "16-bit grey")
     assert changed.sum() > 200
     ys, xs = np.nonzero(changed)
     x0, y0, x1, y1 = data["faces"][0]["box"]
-    assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+    block = 8 if suffix == "jpg" else 0  # a re-encoded block reaches past the eyes to its 8x8 grid
+    assert x0 - block <= xs.min() and xs.max() < x1 + block and y0 - block <= ys.min() and ys.max() < y1 + block
 
 
 @pytest.mark.parametrize("quiet", [False, True])
@@ -132,6 +139,7 @@ def test_stdout_gets_the_written_path_and_stderr_keeps_paths_whole(quiet, tmp_pa
     lines = res.stderr.splitlines()
     assert any(line.startswith(f"wrote {out} (") for line in lines), res.stderr
     assert f"weights: {tiny_model}" in lines and f"{out}: encoded in full (PNG output)" in lines
+    assert "chavez.png: 1 face" in lines  # the summary's heading: plurals as in English
     assert not [line for line in lines if line != line.rstrip()]
 
 
@@ -148,7 +156,7 @@ def test_open_eyes_photo_is_left_alone_unless_faces_all(tmp_path, tiny_model):
     shutil.copyfile(POWELL[0], src)
     res = run(src, "--ref", POWELL[1], "--weights", tiny_model)
     assert res.exit_code == 0, res.output
-    assert "nothing to do" in res.output
+    assert f"{src}: 1 face, none with closed eyes: nothing to do, nothing written" in res.output  # '1 face', not 'face(s)'
     assert not (tmp_path / "powell_open.jpg").exists()
     res = run(src, "--ref", POWELL[1], "--weights", tiny_model, "--faces", "all", "--compare", tmp_path / "cmp.jpg")
     assert res.exit_code == 0, res.output
@@ -291,7 +299,7 @@ def test_bad_weights(photo, tmp_path, tiny_model):
 
 def test_face_index_out_of_range(photo, tiny_model):
     res = run(photo, "--ref", CHAVEZ_OPEN[0], "--weights", tiny_model, "--face", "3")
-    assert res.exit_code == errors.EXIT_NO_FACE and "--face 3" in res.output
+    assert res.exit_code == errors.EXIT_NO_FACE and "--face 3: the photo has one face, face 0" in res.output
 
 
 def test_readme_main_command_with_the_bundled_weights(tmp_path, monkeypatch):
