@@ -41,6 +41,7 @@ def export_run(
     commands = list(meta.get("commands", []))
     if command:
         commands.append(command)
+    commands = [portable(c) for c in commands]
     training = {
         "run": run_dir.name,
         "commands": commands,
@@ -55,8 +56,34 @@ def export_run(
         "world_size": meta.get("world_size", 1),
         "config": cfg.to_dict(),
     }
+    training = portable(training)
     card = model_card(cfg, meta, commands, card_extra)
     return save_pretrained(out, g, enc, cfg.model, cfg.align, cfg.mask, card, training)
+
+
+def portable(value, base: Path | None = None):
+    """``value`` (a string, list or dict, recursively) with every absolute path in it, alone or as a
+    word of a command line, written relative to ``base`` (default: the working directory, usually
+    the repository): a shipped config names ../shared/data/lfw, not where it lay on the training
+    machine."""
+    base = Path.cwd() if base is None else Path(base)
+
+    def rel(word: str) -> str:
+        return os.path.relpath(word, base) if os.path.isabs(word) else word
+
+    if isinstance(value, dict):
+        return {k: portable(v, base) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(portable(v, base) for v in value)
+    if isinstance(value, str) and "/" in value:
+        if " " not in value:
+            return rel(value)
+        try:
+            words = shlex.split(value)
+        except ValueError:  # not a command line (an unmatched quote): left as it is
+            return value
+        return shlex.join(rel(w) for w in words) if any(os.path.isabs(w) for w in words) else value
+    return value
 
 
 def command_line() -> str:

@@ -409,3 +409,14 @@ def test_cli_prepare_only_and_automatic_preparation(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert caches[0].stat().st_mtime_ns == stamp
     assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["cache"] == str(caches[0])
+
+
+def test_exported_provenance_names_paths_relative_to_the_repository(tmp_path):
+    base = tmp_path / "repo"
+    training = {"commands": [f"exgan train --cache {tmp_path}/cache/lfw-128.npz --out 'runs/a b'", "exgan export r -o w"],
+                "data_summary": {"data_dir": str(tmp_path / "shared" / "data" / "lfw")},
+                "hardware": ["1 x AMD EPYC (1 CPU thread)"], "steps": 3}
+    out = export.portable(training, base)
+    assert out["commands"] == ["exgan train --cache ../cache/lfw-128.npz --out 'runs/a b'", "exgan export r -o w"]
+    assert out["data_summary"]["data_dir"] == "../shared/data/lfw"
+    assert out["hardware"] == training["hardware"] and out["steps"] == 3
