@@ -11,9 +11,11 @@ it costs ~0.15 s here).
 
 The floor, measured in the same run: a fresh interpreter that imports torch, dlib and cv2, and has
 Pillow decode and re-encode the photo and decode the reference. Printed: the medians of --repeat
-runs of each, alternating, and their ratio.
+runs of each, alternating, and their ratio. With --weights (repeatable), open-eyes runs once per
+model in each round (the bundled default first), and each model's median is also given against
+the default's, measured in the same run.
 
-    python benchmarks/cold_start.py [--photo P] [--ref R] [--repeat N]
+    python benchmarks/cold_start.py [--photo P] [--ref R] [--repeat N] [--weights weights/exgan-warp-128]
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ def main() -> None:
     ap.add_argument("--photo", type=Path, default=DATA / "img49.jpg", help="~12 MP photo, one face")
     ap.add_argument("--ref", type=Path, default=DATA / "img40.jpg", help="a ~12 MP reference (14.1 MP; another person: see above)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--weights", action="append", default=[], help="also time open-eyes with this model (repeat)")
     args = ap.parse_args()
     exgan = [sys.executable, "-m", "exgan_cli"]
     command, floor = [], []
+    others: dict[str, list[float]] = {w: [] for w in args.weights}
     with tempfile.TemporaryDirectory(prefix="exgan-cold-") as tmp:
         for k in range(args.repeat):
             env = {**os.environ, "EXGAN_CACHE_DIR": str(Path(tmp) / f"cache{k}")}
@@ -65,9 +69,21 @@ def main() -> None:
                 raise SystemExit(f"open-eyes exited {rc}")
             command.append(t)
             print(f"run {k + 1}: open-eyes {t:.2f} s (exit {rc}), floor {floor[-1]:.2f} s", flush=True)
+            for w in args.weights:
+                env = {**os.environ, "EXGAN_CACHE_DIR": str(Path(tmp) / f"cache{k}-{len(others[w])}-{Path(w).name}")}
+                t, rc = timed([*exgan, "open-eyes", str(args.photo), "--ref", str(args.ref), "-o", str(Path(tmp) / f"out{k}w.jpg"),
+                               "--weights", w, "--faces", "all", "--force", "--any-identity", "--no-self-check", "--quiet",
+                               "--overwrite"], env)
+                if rc != 0:
+                    raise SystemExit(f"open-eyes --weights {w} exited {rc}")
+                others[w].append(t)
+                print(f"run {k + 1}: open-eyes --weights {w} {t:.2f} s", flush=True)
     c, f = statistics.median(command), statistics.median(floor)
     print(f"open-eyes cold: median {c:.2f} s; floor (fresh interpreter importing torch, dlib, cv2 + Pillow decode/encode "
           f"of the photo and decode of the reference): median {f:.2f} s; ratio {c / f:.2f}x (load average {os.getloadavg()[0]:.1f})")
+    for w, times in others.items():
+        m = statistics.median(times)
+        print(f"open-eyes cold --weights {w}: median {m:.2f} s, {m / c:.2f}x the default's, {m / f:.2f}x the floor")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,18 @@ repaints the target's (open) eyes from the reference; the target's real eyes are
 --weights model runs on the same pairs in the same run. Per pair and model:
 
     R          detail.sharpness_ratio of the result (Laplacian variance in the eye boxes over a
-               skin ring); "in range" when inside the p5-p95 of the real eyes of the photos in
-               the same face-width bin (measured here on every target's real eyes)
+               skin ring); "in range" when inside the p5-p95 of real open eyes in the same
+               face-width bin (measured here on every face of the photos that a person labelled
+               open in train/eye_state_labels.json, group photos included)
     colour     eye_colour.iris_colour CIE76 distance of the result's irises to the truth's, and
                the natural figure: the reference's own irises against the truth's
     L1 eyes    mean |result - truth| (0..1) over the eye boxes grown by half their height, at
                full resolution: where the new eyes land and what they look like, against the
                real ones
     identity   faces.descriptor_distance of the result to the target's own face (the real eyes)
+    mixed      a warp model's: of the photo pixels its field takes from the reference, the share
+               blended half and half with G's (0.2 < weight < 0.8), where two irises or pupils
+               that do not lie on each other show as a ghost (stages/warp.py's "mixed")
 
 Printed: the per-pair table, each model's summary (share of R in range, median colour against
 the natural median, median L1 eyes, median identity), and the paired differences of each model
@@ -82,11 +86,37 @@ def paired(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float,
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), int((d < 0).sum())
 
 
+def real_open_faces(photos_dir: Path, labels: Path):
+    """(photo pixels, face) of every face labelled "open" in the label file's "photos" (keys
+    <file>#<i> with the face's box), matched to the face found there by the box's centre."""
+    import json
+
+    from exgan_cli.files.images import load_image
+    from exgan_cli.stages import faces as facelib
+
+    by_file: dict[str, list[list[int]]] = {}
+    for key, v in json.loads(labels.read_text(encoding="utf-8")).get("photos", {}).items():
+        if v["state"] == "open":
+            by_file.setdefault(key.rsplit("#", 1)[0], []).append(v["box"])
+    for name, boxes in sorted(by_file.items()):
+        if not (photos_dir / name).is_file():
+            continue
+        img = load_image(photos_dir / name).pixels
+        faces = facelib.detect_faces(img, detector="auto")
+        for x0, y0, x1, y1 in boxes:
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            hit = [f for f in faces if f.box[0] <= cx < f.box[2] and f.box[1] <= cy < f.box[3]]
+            if hit:
+                yield img, hit[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=Path, default=DATA)
     ap.add_argument("--weights", action="append", default=[], help="a model folder (repeat; the first is the baseline)")
     ap.add_argument("--pairs", default="all", help="target:reference pairs, or 'all'")
+    ap.add_argument("--labels", type=Path, default=ROOT / "train" / "eye_state_labels.json",
+                    help="eye states labelled by a person: the real open eyes' R ranges come from its photos' open faces")
     ap.add_argument("--grid", type=Path, default=None, help="write a contact sheet of --grid-pairs here")
     ap.add_argument("--grid-pairs", default="", help="pairs shown in the grid, target:reference,...")
     ap.add_argument("--grid-width", type=int, default=300, help="each tile: this many px per 2.4 eye distances")
@@ -128,19 +158,21 @@ def main() -> None:
         pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
     grid_pairs = [tuple(p.split(":")) for p in args.grid_pairs.split(",") if p]
 
-    # the real eyes' R per face-width bin: every target's own eyes
+    # the real eyes' R per face-width bin: every face of the photos that a person labelled open
+    # (train/eye_state_labels.json, group photos included: the targets alone leave two bins with
+    # two faces each, whose "p5-p95" is no range), else every target's own eyes
     real_r: dict[int, list[float]] = {}
-    for n in photos:
-        f = found[n][largest[n]]
+    for img, f in real_open_faces(args.photos, args.labels) if args.labels.is_file() else \
+            ((photos[n], found[n][largest[n]]) for n in photos):
         b = int(np.searchsorted(BINS, facelib.face_width(f), side="right") - 1)
-        real_r.setdefault(b, []).append(sharpness_ratio(photos[n], f.landmarks))
+        real_r.setdefault(b, []).append(sharpness_ratio(img, f.landmarks))
     ranges = {b: (float(np.percentile(v, 5)), float(np.percentile(v, 95))) for b, v in real_r.items()}
     for b, (lo, hi) in sorted(ranges.items()):
-        print(f"real eyes, faces {BINS[b]}-{BINS[b + 1]} px: R p5 {lo:.2f}, p95 {hi:.2f} ({len(real_r[b])} photos)")
+        print(f"real open eyes, faces {BINS[b]}-{BINS[b + 1]} px: R p5 {lo:.2f}, p95 {hi:.2f} ({len(real_r[b])} faces)")
 
     options = RetouchOptions(faces="all", self_check=SelfCheckConfig(enabled=False), best_of=1, any_identity=True, force=True,
                              blend=BlendConfig())
-    rows: dict[str, dict[str, list[float]]] = {label: {"r_in": [], "colour": [], "l1": [], "id": [], "r": []} for label, _ in models}
+    rows: dict[str, dict[str, list[float]]] = {label: {"r_in": [], "colour": [], "l1": [], "id": [], "r": [], "mixed": []} for label, _ in models}
     natural: list[float] = []
     tiles: dict[tuple[str, str], list[np.ndarray]] = {}
     t0 = time.perf_counter()
@@ -173,6 +205,9 @@ def main() -> None:
             rec["colour"].append(col)
             rec["l1"].append(l1)
             rec["id"].append(ident)
+            sc = res.faces[largest[a]].self_check or {}
+            if sc.get("kept") is not None and "warp" in sc["attempts"][sc["kept"]]:
+                rec["mixed"].append(sc["attempts"][sc["kept"]]["warp"].get("mixed", 0.0))
             line += f"| {label[:18]:<18} {r:5.2f}{'' if lo <= r <= hi else '!'} {col:5.1f} {l1:6.4f} {ident:5.3f}  "
             if (a, b) in grid_pairs:
                 tile_row.append(eye_band(res.pixels, face.landmarks, args.grid_width / (2.4 * iod(face.landmarks))))
@@ -188,6 +223,10 @@ def main() -> None:
         print(f"{label}: R in the real p5-p95 {100 * np.mean(rec['r_in']):.0f}% ({int(sum(rec['r_in']))} of {len(rec['r_in'])}), "
               f"R median {np.nanmedian(rec['r']):.2f}; colour to truth median {np.nanmedian(rec['colour']):.1f} "
               f"(natural {nat_med:.1f}); L1 eyes median {np.median(rec['l1']):.4f}; identity median {np.median(rec['id']):.3f}")
+        if rec["mixed"]:  # a warp model: how much of what it took is a half-and-half mix (ghost risk)
+            mixed = np.asarray(rec["mixed"])
+            print(f"{label}: of the reference pixels taken, mixed half and half with G (0.2 < weight < 0.8): median "
+                  f"{100 * np.median(mixed):.0f}%, over half on {int((mixed > 0.5).sum())} of {len(mixed)} faces")
     base_label = models[0][0]
     for label, rec in rows.items():
         if label == base_label:

@@ -33,7 +33,9 @@ class FaceReport:
     box: tuple[int, int, int, int]
     detector: str
     eyes_before: dict[str, Any]
-    status: str  # "retouched" | "eyes open" | "not selected" | "no reference" | "pose out of range" | "failed self-check"
+    # "retouched" | "eyes open" | "eyes narrow" | "eyes hidden" | "not selected" | "no reference" |
+    # "pose out of range" | "failed self-check"
+    status: str
     message: str = ""
     eyes_after: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
@@ -75,17 +77,34 @@ class RetouchResult:
         return [f for f in self.faces if f.status == "failed self-check"]
 
 
+def wanted(state, faces: str) -> bool:
+    """Whether a face in this eye state (eye_state.EyeState) is one to retouch under ``--faces``:
+    "closed" its closed eyes, "narrow" its closed and narrowed ones, "all" every face; eyes that
+    cannot be seen (hidden: sunglasses, a hand, too dark or small) never."""
+    if state.hidden:
+        return False
+    if faces == "all":
+        return True
+    if faces == "narrow":
+        return state.closed or state.narrow
+    return bool(state.closed)
+
+
+def idle_status(state) -> str:
+    """The status of a face left alone: what its eyes are ("eyes open", "eyes narrow", "eyes hidden"),
+    or "not selected" (closed, but another face was asked for)."""
+    return "not selected" if state.closed else f"eyes {state.state}"
+
+
 def select_faces(faces: Sequence, states: Sequence, options: RetouchOptions) -> list[int]:
-    """Indices of the faces to in-paint under the options (faces are left to right)."""
+    """Indices of the faces to in-paint under the options (faces are left to right). A face whose
+    eyes are hidden is never one, not even asked for by index."""
     if options.face_index is not None:
         if not 0 <= options.face_index < len(faces):
-            numbered = {0: "no face", 1: "one face, face 0"}.get(len(faces), f"{len(faces)} faces, numbered 0 to {len(faces) - 1}")
-            raise NoFaceError(f"--face {options.face_index}: the photo has {numbered}")
-        return [options.face_index]
+            raise NoFaceError(f"--face {options.face_index}: the photo has {len(faces)} face(s), numbered 0 to {len(faces) - 1}")
+        return [] if states[options.face_index].hidden else [options.face_index]
     allowed = range(len(faces)) if options.only is None else sorted({i for i in options.only if 0 <= i < len(faces)})
-    if options.faces == "all":
-        return list(allowed)
-    return [i for i in allowed if states[i].closed]
+    return [i for i in allowed if wanted(states[i], options.faces)]
 
 
 def _reference_dict(choice) -> dict[str, Any]:
@@ -150,7 +169,7 @@ def retouch(
     chosen = select_faces(faces, states, options)
     for i, s in enumerate(states):
         if i not in chosen:
-            reports[i].status = "eyes open" if not s.closed else "not selected"
+            reports[i].status = idle_status(s)
     result = RetouchResult(pixels=rgb, faces=reports, weights=model.source, timings=timings)
     if not chosen:
         return result
@@ -275,7 +294,7 @@ def _retouch_face(out: np.ndarray, job: FaceJob, pending: list, candidates, mode
     kept: list[tuple[float, int, Any, np.ndarray, Any]] = []  # (distance to the face itself, attempt, choice, photo, check)
     while pending:
         for choice, gen, ref in pending:
-            pasted = _paste_face(out, job.face, choice, job.aligned, gen, ref, model, options)
+            pasted, warp_info = _paste_face(out, job.face, choice, job.aligned, gen, ref, model, options)
             tc = time.perf_counter()  # the refit was the check's: its time stays there
             after = facelib.refit_face(pasted, job.face)  # the new eyes' landmarks
             unmatched = pasted
@@ -288,7 +307,8 @@ def _retouch_face(out: np.ndarray, job: FaceJob, pending: list, candidates, mode
             )
             spent["check"] += time.perf_counter() - tc
             own = facelib.descriptor_distance(check.descriptor, job.descriptor)
-            attempts.append(selfcheck.Attempt(_reference_dict(choice), check, {"identity_to_face": round(own, 4)}).to_dict())
+            extra = {"identity_to_face": round(own, 4), **({"warp": warp_info} if warp_info is not None else {})}
+            attempts.append(selfcheck.Attempt(_reference_dict(choice), check, extra).to_dict())
             tried.append(choice.candidate)
             if check.passed or not check_cfg.enabled:
                 kept.append((own, len(attempts) - 1, choice, pasted, check))
@@ -336,9 +356,11 @@ def _report_outcome(report: FaceReport, job: FaceJob, kept: list, attempts: list
     return best
 
 
-def _paste_face(out: np.ndarray, face, choice, prep: AlignedFace, gen: Generated, ref: AlignedFace, model, options: RetouchOptions) -> np.ndarray:
+def _paste_face(out: np.ndarray, face, choice, prep: AlignedFace, gen: Generated, ref: AlignedFace, model,
+                options: RetouchOptions) -> tuple[np.ndarray, dict[str, Any] | None]:
     """``out`` with one generated face (``gen``: one face's generator output) colour-matched and
-    pasted back; a warp model's field takes the reference photo's own pixels (stages/warp.py)."""
+    pasted back; a warp model's field takes the reference photo's own pixels (stages/warp.py),
+    and what it took is returned for the report (None: no warp)."""
     colour = match_colour(gen.raw, prep.crop, prep.boxes, options.blend)
     # G is only trained inside its holes (masked L1 on the composite), but the feathered alpha
     # reaches a little beyond them: there, blend the real crop, not G's untrained output.
@@ -355,4 +377,4 @@ def _paste_face(out: np.ndarray, face, choice, prep: AlignedFace, gen: Generated
     if gen.flow is not None and options.blend.warp:
         warp = warp_source(model, prep, ref, choice.candidate.pixels, gen.flow, gen.weight, options.blend.detail_cfg)
     pasted, _ = paste_back(out, colour, alpha, prep.matrix, source, warp)
-    return pasted
+    return pasted, (dict(warp.info) if warp is not None else None)

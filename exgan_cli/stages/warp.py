@@ -128,6 +128,10 @@ def render_warp(content: np.ndarray, roi: tuple[int, int, int, int], target_matr
         {
             "weight_mean": round(float(wb[wb > MIN_WEIGHT].mean()), 3),
             "taken": int(inside.sum()),  # photo pixels where the reference weighs more than G
+            # of the pixels the reference reaches, the share where it is mixed half and half with G
+            # (0.2 < weight < 0.8): two irises, two pupils or two lid lines that do not lie on each
+            # other show there as a ghost (the figure a photographer sees that the L1 does not)
+            "mixed": round(float(((wb > 0.2) & (wb < 0.8)).sum() / max(int((wb > MIN_WEIGHT).sum()), 1)), 3),
             "displacement_max": round(float(np.hypot(dx, dy)[sel[box]].max()), 2),
             "upscale": round(1.0 / max(factor, 1e-6), 2),  # target pixels per reference pixel
             "lacks_fine": round(lack, 3),  # the share of the finest octave the reference lacks (rebuilt)

@@ -174,3 +174,18 @@ def test_a_warp_run_started_from_a_plain_model_begins_as_that_model(tiny_model, 
     # raw = w * moved reference + (1 - w) * G's pixels, with G's pixels the plain model's
     diff = np.abs(got.raw - want.raw)[hole]
     assert diff.mean() < 0.02 * 255 and diff.max() <= 0.018 * 255 + 1
+
+
+def test_the_report_says_how_much_of_the_reference_was_mixed_half_and_half(tmp_path, pair):
+    """A field that takes the reference outright mixes almost nothing; one that blends it half and
+    half with G mixes everything it reaches (a ghost risk): the kept attempt's report says which."""
+    def mixed(model) -> float:
+        sc = _run(pair, model).faces[0].self_check
+        info = sc["attempts"][sc["kept"]]["warp"]
+        assert info["weight_max"] > 0.4 and info["taken"] >= 0
+        return info["mixed"]
+
+    assert mixed(_warp_model(tmp_path, "full", (0.0, 0.0, 12.0))) < 0.1
+    assert mixed(_warp_model(tmp_path, "half", (0.0, 0.0, 0.0))) > 0.9
+    plain = _run(pair, _warp_model(tmp_path, "off", (0.0, 0.0, 0.0)), warp=False).faces[0].self_check
+    assert "warp" not in plain["attempts"][plain["kept"]]
