@@ -43,6 +43,8 @@ class ModelConfig:
     warp_align: float = 1.0  # weight of the masked L1 between the moved reference itself and the real eyes: it
     # teaches the displacement to bend the reference's eye onto where the real one is (lid line, opening,
     # position), whatever the blend weight; through the blend alone a reference G does not take yet gets no say
+    warp_decisive: float = 0.0  # weight of mean w(1 - w) over the holes: the field takes the reference or
+    # leaves it, not half of each (a half-transparent pupil over G's iris shows as a ghost at full resolution)
     d_channels: int = 32  # D width of its first layer (both branches), doubling per downsampling
     adversarial: str = "hinge"  # GAN loss: "hinge" or "nsgan" (non-saturating logistic)
     l1_weight: float = 1.0  # masked L1 between G's output and the real eyes (0 disables)
@@ -71,7 +73,7 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, not {self.n_blocks}")
-        for name in ("l1_weight", "adversarial_weight", "code_weight", "iris_weight", "warp_smooth", "warp_align"):
+        for name in ("l1_weight", "adversarial_weight", "code_weight", "iris_weight", "warp_smooth", "warp_align", "warp_decisive"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
 

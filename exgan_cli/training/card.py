@@ -64,13 +64,15 @@ def model_card(cfg: TrainConfig, meta: dict, commands: list[str], extra: str = "
         f"- losses: masked L1 x {m.l1_weight} + {m.adversarial} adversarial x {m.adversarial_weight}"
         + (f" + code x {m.code_weight} + eye auto-encoder x {cfg.ae_weight}" if m.mode == "code" else "")
         + (f" + the moved reference's L1 to the real eyes x {m.warp_align} + displacement smoothness x {m.warp_smooth} "
-           f"(displacement at most {m.warp_max:g} px; blend weight starting at sigmoid({m.warp_bias:g}))" if m.warp else ""),
+           + (f"+ an undecided blend weight's w(1 - w) x {m.warp_decisive} " if m.warp_decisive else "")
+           + f"(displacement at most {m.warp_max:g} px; blend weight starting at sigmoid({m.warp_bias:g}))" if m.warp else ""),
         f"- networks: base channels {m.base_channels}, {m.n_blocks} dilated blocks, D channels {m.d_channels}"
         + (f", code {m.code_dim}" if m.mode == "code" else ""),
         (f"- exemplar design: reference input {m.ref_input!r}, " if m.mode == "reference" else "- design: ")
         + (f"relit to the target's cheeks: {m.relight}, " if m.mode != "none" else "")
         + f"G skips: {m.skips}; iris L1 x {m.iris_weight}; augmentations: one random iris colour painted into target and "
-        f"reference on {cfg.augment_iris:.0%} of the pairs, independent colour casts on {cfg.augment_cast:.0%}",
+        f"reference on {cfg.augment_iris:.0%} of the pairs, independent colour casts on {cfg.augment_cast:.0%}"
+        + (f", the target itself as the reference (moved, softened) on {cfg.augment_self:.0%}" if cfg.augment_self else ""),
         f"- started from: `{cfg.init}` (its generator{' and eye encoder' if m.mode == 'code' else ''}; new tensors at their init)"
         if cfg.init else "- started from: random initialisation",
         f"- validation persons: `{cfg.val_persons}`" + (f"; never trained on: `{cfg.exclude_persons}`" if cfg.exclude_persons else "")

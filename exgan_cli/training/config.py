@@ -57,6 +57,9 @@ class TrainConfig:
     ae_weight: float = 1.0  # code mode: weight of the eye auto-encoder's L1 (what makes C's code meaningful)
     min_ear: float = 0.2  # usable faces: both eye aspect ratios at least this (open, not squinting)
     flip: bool = True  # mirror half of the pairs (pixels, landmarks, left/right eyes swapped)
+    augment_self: float = 0.0  # share of pairs whose reference is the target photo itself, moved by a random
+    # similarity and softened (pairs.self_reference): there taking the reference, bent into place, is the right
+    # answer, which real pairs (another gaze, another lid) rarely show a warp model
     augment_iris: float = 0.0  # share of pairs whose target and reference irises get one random colour (exemplar.recolour_irises)
     augment_cast: float = 0.0  # share of pairs whose target and reference get independent colour casts (exemplar.colour_cast)
     val_persons: Optional[str] = None  # a file naming the validation persons (one a line); overrides split/val_fraction
@@ -88,7 +91,7 @@ class TrainConfig:
         for name in ("log_every", "eval_every", "sample_every", "checkpoint_every", "threads", "workers", "val_max"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
-        for name in ("augment_iris", "augment_cast"):
+        for name in ("augment_iris", "augment_cast", "augment_self"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)}")
         if self.split not in SPLITS:

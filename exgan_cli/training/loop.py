@@ -246,7 +246,7 @@ def _train_steps(run: _Run, state: _State, progress: ProgressFn | None) -> tuple
     """Step until cfg.steps, the time limit or a signal; returns (why it stopped, training seconds in all)."""
     cfg, data = run.cfg, run.data
     sampler = PairSampler(data.ds, data.train_idx, state.sampler_rng)
-    augment = Augment(iris=cfg.augment_iris, cast=cfg.augment_cast)
+    augment = Augment(iris=cfg.augment_iris, cast=cfg.augment_cast, self_ref=cfg.augment_self)
     gen_step, d_step = wrap_for_ddp(run.nets, run.world, run.device)
     global_batch = cfg.batch_size * run.world
     run.say(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -190,6 +191,11 @@ def make_batch(
     iris_t = _iris_weights(ds, targets, flips) if need_iris else None
     if augment is not None and rng is not None:
         iris_r = _iris_weights(ds, refs, flips) if augment.iris > 0 else None
+        if augment.self_ref > 0:  # drawn first, so that the colour augmentations below treat both alike
+            for k in np.nonzero(rng.random(n) < augment.self_ref)[0]:
+                ref[k], lm_r[k], moved = self_reference(image[k], lm_t[k], rng)
+                if iris_r is not None:  # the target's irises, moved alike
+                    iris_r[k] = moved(iris_t[k])
         for k in range(n):
             # a draw only when the augmentation is on: runs without it keep their batches (and exact resume)
             if augment.iris > 0 and rng.random() < augment.iris:  # one iris colour for both: only the reference can tell it
@@ -209,6 +215,31 @@ def make_batch(
     for key in ("ref", "ref_mask", "eyes", "eyes_valid"):
         batch[key] = np.stack([e[key] for e in ex])
     return batch
+
+
+def self_reference(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
+                   turn: float = 6.0, scale: float = 0.06, shift: float = 0.03,
+                   blur: float = 1.0) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """The target as its own reference: the crop moved by a random similarity (up to ``turn``
+    degrees, ``scale`` and ``shift`` x the crop), softened by a Gaussian of sigma up to ``blur`` px
+    and given a little noise, with its landmarks moved alike (and a function that moves any other
+    map of the crop alike). The eye in it is exactly the truth, bent out of place: the pair teaches
+    a warp model to bend it back and take it."""
+    import cv2
+
+    r = image.shape[0]
+    m = cv2.getRotationMatrix2D(((r - 1) / 2, (r - 1) / 2), float(rng.uniform(-turn, turn)), float(1 + rng.uniform(-scale, scale)))
+    m[:, 2] += rng.uniform(-shift, shift, 2) * r
+    def move(a: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(a, m, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+    moved = move(image)
+    sigma = float(rng.uniform(0.0, blur))
+    if sigma > 0.2:
+        moved = cv2.GaussianBlur(moved, (0, 0), sigma)
+    noisy = moved.astype(np.float32) + rng.normal(0.0, 2.0, moved.shape).astype(np.float32)
+    lm = np.asarray(landmarks, np.float64) @ m[:, :2].T + m[:, 2]
+    return np.clip(noisy + 0.5, 0, 255).astype(np.uint8), lm, move
 
 
 def _iris_weights(ds: FaceDataset, indices: np.ndarray, flips: np.ndarray) -> np.ndarray:
@@ -232,6 +263,7 @@ class Augment:
 
     iris: float = 0.0  # paint one random iris colour into both the target's and the reference's irises
     cast: float = 0.0  # give target and reference independent random white balance and exposure
+    self_ref: float = 0.0  # replace the reference by the target itself, moved and softened (self_reference)
 
 
 # --------------------------------------------------------------------------------------------

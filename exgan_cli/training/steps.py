@@ -216,8 +216,13 @@ def train_step(nets: Networks, gen_step: Any, d_step: Any, x: dict, cfg: TrainCo
         smooth = losses.smoothness(out["flow"].float())
         align = losses.masked_l1(out["moved"].float(), x["image"], x["mask"] * out["moved_valid"].float())
         loss_g = loss_g + mcfg.warp_smooth * smooth + mcfg.warp_align * align
-        w = out["weight"].detach().float()
-        stats.update(smooth=smooth.detach(), align=align.detach(), weight=(w * x["mask"]).sum() / x["mask"].sum().clamp(min=1.0))
+        w = out["weight"].float()
+        area = x["mask"].sum().clamp(min=1.0)
+        if mcfg.warp_decisive > 0:  # w(1 - w): zero where the field takes the reference or leaves it
+            decisive = (w * (1.0 - w) * x["mask"]).sum() / area
+            loss_g = loss_g + mcfg.warp_decisive * decisive
+            stats["decisive"] = decisive.detach()
+        stats.update(smooth=smooth.detach(), align=align.detach(), weight=(w.detach() * x["mask"]).sum() / area)
     if mode == "code":
         code_l = losses.code_loss(out["code_fake"].float(), out["code"].float().detach())
         ae = losses.l1(out["recon"].float(), out["band"].float())

@@ -420,3 +420,31 @@ def test_exported_provenance_names_paths_relative_to_the_repository(tmp_path):
     assert out["commands"] == ["exgan train --cache ../cache/lfw-128.npz --out 'runs/a b'", "exgan export r -o w"]
     assert out["data_summary"]["data_dir"] == "../shared/data/lfw"
     assert out["hardware"] == training["hardware"] and out["steps"] == 3
+
+
+def test_self_reference_is_the_target_moved_with_its_landmarks():
+    """augment_self's reference: the target crop under a random similarity, its landmarks (and any
+    map, such as the iris weights) moved alike, so that exemplar.py warps its eye back by the corners."""
+    r = 64
+    yy, xx = np.mgrid[0:r, 0:r]
+    image = np.stack([xx * 4, yy * 4, (xx + yy) * 2], -1).astype(np.uint8)  # each pixel says where it was
+    lm = np.array([[10.0, 20.0], [50.0, 12.0], [33.0, 40.0]])
+    ref, lm_r, move = pairs.self_reference(image, lm, np.random.default_rng(3), blur=0.0)
+    assert ref.shape == image.shape and ref.dtype == np.uint8 and np.abs(lm_r - lm).max() > 0.5
+    for (x, y), (u, v) in zip(lm, lm_r):  # the moved pixel at a moved landmark still says where it came from
+        got = ref[int(round(v)), int(round(u))].astype(float)
+        assert abs(got[0] / 4 - x) < 2.5 and abs(got[1] / 4 - y) < 2.5
+    assert move(np.ones((r, r), np.float32)).shape == (r, r)
+
+
+def test_warp_run_with_self_references_and_a_decisive_weight(tmp_path, cache):
+    """augment_self and warp_decisive train (the w(1 - w) term is logged) and round-trip in the run's config."""
+    cfg = tiny(cache, tmp_path / "run", "warp", augment_self=1.0)
+    cfg = replace(cfg, model=replace(cfg.model, warp_decisive=0.1))
+    assert loop.train(cfg).step == 2
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert 0 < log[0]["decisive"] <= 0.25
+    saved = TrainConfig.from_dict(json.loads((tmp_path / "run" / "config.json").read_text()))
+    assert saved.augment_self == 1.0 and saved.model.warp_decisive == 0.1
+    with pytest.raises(ValueError):
+        TrainConfig(augment_self=1.5)
