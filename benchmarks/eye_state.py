@@ -1,27 +1,25 @@
-"""Eye state on real photos: the eye-state classifier against the EAR rule, on the held-out split.
+"""Eye state on real photos, as a user meets it (issue #24): held-out faces, every flag counted.
 
-Default run (the comparison): the test split of exgan_cli.training.eye_data.split_of, which
-training never sees:
-  closed: the CEW crops of <data-root>/closed_eyes whose file name hashes to "test" (~120);
-  open:   the LFW photos of the persons whose name hashes to "test" (~1,500 photos).
-Every photo goes through the library's own path, once, and both methods judge the same face:
-load_image -> detect_faces(detector="auto": HOG, then dlib's CNN when HOG finds nothing) ->
-the face nearest the centre (the labelled one) -> eyes.eye_state (EAR rule: both EARs < 0.21)
-and the classifier's decision (weights/eye-state/config.json: P(closed) >= its threshold, or
-both EARs below its ear_below, or both below its lean_ear_below with P(closed) >= its
-lean_threshold: EyeClassifier.decide), which is what eye_state.assess returns. The calibration of
-those cuts and the real-blink figures of issue #14 are benchmarks/eye_blinks.py.
+Default run: the decision before issue #24 and the one shipped now, on the same faces in the same run
+(benchmarks/eye_faces.py scores each photo once: load_image -> detect_faces(detector="auto") -> the
+central face, or every face of the high-resolution photos -> EARs, eye pixels, P(closed) of both
+classifiers). Faces of persons never trained or tuned on (training/eye_data.role_of "test"):
+  - the CEW closed-eye crops whose file name is "test" (~120);
+  - the LFW photos of the "test" persons (1,784), with a person's labels (train/eye_state_labels.json:
+    open / narrow / closed / hidden / unsure; an LFW face nobody needed to label is open);
+  - every face of the 64 high-resolution photos (../shared/data/photos), each labelled.
+Printed, each with its 95% Wilson interval:
+  - closed recall: the CEW crops, and the real LFW blinks (labelled closed);
+  - LFW faces called closed that a person did not label closed (open, narrow, unsure, hidden and the
+    unlabelled ones: every flag counted), and by label;
+  - open faces called closed by face size (under 150 px, 150 px and more: LFW and the photos);
+  - narrow faces called closed; sunglasses and covered eyes (hidden) called closed, and found hidden;
+  - the high-resolution photos' open and narrow faces called closed (each named).
+``--grid FILE``: a contact sheet of every held-out face the decision calls closed that a person calls
+open or narrow (the shipped decision's, then the one before). ``--scores FILE`` keeps the per-face scores
+for a second run that scores nothing (~6 minutes with 2 workers on 2 shared cores).
 
-Printed per method: closed recall (of the detected closed faces, and of all closed files),
-open faces flagged closed (of the detected LFW faces), and the faces not detected (with HOG
-alone, and with auto). LFW is mostly open eyes but not only: some of its news photos catch a
-blink, a squint or a look down. ``--review FILE`` (default train/lfw_eye_review.json) holds
-a person's labels of LFW faces (closed / open / unsure; see train/eye_state.md): "flagged
-(reviewed)" leaves the held-out faces labelled closed or unsure out of the open faces, the raw
-"flagged" counts every flag on LFW as a false alarm. The LFW faces labelled closed also give a
-second closed recall, on news photos rather than CEW crops.
-
-    python benchmarks/eye_state.py [--data-root ../shared/data] [--jobs 2] [--scores out.json]
+    python benchmarks/eye_state.py [--data-root ../shared/data] [--jobs 2] [--scores /tmp/es.json] [--grid docs/eye_state_false_closed.jpg]
     python benchmarks/eye_state.py --calibrate [--n-open 1500 --seed 0]   # the EAR threshold sweep
 
 --calibrate is the original EAR calibration (docs/eye_state.md, first part): all 600 CEW crops
@@ -43,6 +41,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # eye_faces.py
 
 from exgan_cli.errors import ExganError  # noqa: E402
 
@@ -51,7 +50,6 @@ from exgan_cli.errors import ExganError  # noqa: E402
 # then recall is maximised under the cap.
 MAX_OPEN_FLAGGED = 0.10
 THRESHOLDS = [round(0.10 + 0.01 * i, 2) for i in range(21)]  # 0.10 .. 0.30
-DEFAULT_REVIEW = ROOT / "train" / "lfw_eye_review.json"
 
 
 def _init_worker() -> None:
@@ -97,78 +95,129 @@ def _pct(k: int, n: int) -> str:
     return f"{k / n:6.1%} ({k}/{n})" if n else "   -"
 
 
-def compare(root: Path, jobs: int, review_file: Path | None, scores: Path | None) -> int:
+def report(root: Path, jobs: int, scores: Path | None, grid: Path | None, before_rev: str) -> int:
+    """The held-out figures of the decision before issue #24 and of the shipped one (module doc)."""
+    import eye_faces as ef
+
     from exgan_cli.stages import eye_classifier
-    from exgan_cli.training import eye_data
-    from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD
 
     clf = eye_classifier.default_classifier()
     if clf is None:
         print(f"error: no eye-state weights in {eye_classifier.default_folder()}", file=sys.stderr)
         return 6
-    split = eye_data.split_of
-    closed_paths = sorted(str(p) for p in (root / "closed_eyes").iterdir() if split(p.name) == "test")
-    open_paths = sorted(str(p) for p in (root / "lfw").glob("*/*.jpg") if split(p.parent.name) == "test")
-    labels = eye_data.read_review(review_file) if review_file is not None else {}
-    reviewed = {f"lfw/{k}": v for k, v in labels.items() if v in ("closed", "unsure")}  # not clearly open
-
-    t0 = time.time()
-    closed = _run(closed_paths, "auto", jobs)
-    opened = _run(open_paths, "auto", jobs)
-    secs = time.time() - t0
-
-    def rel(p: str) -> str:
-        return str(Path(p).relative_to(root))
-
-    c_det = [r for r in closed if r["detector"]]
-    o_det = [r for r in opened if r["detector"]]
-    o_rev = [r for r in o_det if rel(r["path"]) not in reviewed]
-    o_shut = [r for r in o_det if reviewed.get(rel(r["path"])) == "closed"]
-    t_clf = clf.threshold
-    methods = {
-        f"classifier ({clf.rule()})": lambda r: clf.decide(r["p_closed"], r["max_ear"]),
-        f"  its network alone (P >= {t_clf:.2f})": lambda r: r["p_closed"] >= t_clf,
-        f"EAR rule (max EAR < {CLOSED_EAR_THRESHOLD:.2f})": lambda r: r["max_ear"] < CLOSED_EAR_THRESHOLD,
+    before = eye_classifier.load_classifier(ef.before_folder(before_rev))
+    rows = ef.label(ef.score(root, [Path(clf.source), Path(before.source)], jobs, scores))
+    test = [r for r in rows if r["role"] == "test"]
+    photos = [r for r in rows if r["role"] == "photos"]
+    decisions = {
+        f"before (weights at {before_rev[:7]}: {before.rule()})": lambda r: ef.state_before(r, before, 1),
+        f"after ({clf.rule()}; hidden from the pixels)": lambda r: ef.state_after(r, clf, 0),
     }
-    print(f"data: {root}; weights: {clf.source} (sha256 {clf.sha256[:12]})")
-    print(f"held-out test split: {len(closed)} CEW closed crops, {len(opened)} LFW photos of "
-          f"{len({Path(p).parent.name for p in open_paths})} persons; {secs:.0f} s with {jobs} worker(s)")
-    for name, rows in (("closed", closed), ("open", opened)):
-        hog = sum(r["detector"] == "hog" for r in rows)
-        cnn = sum(r["detector"] == "cnn" for r in rows)
-        print(f"  {name:6s}: not detected with HOG alone {len(rows) - hog}, with auto (HOG, then CNN) {len(rows) - hog - cnn} "
-              f"(the CNN found {cnn})")
-    print(f"  reviewed LFW faces ({review_file.name if review_file else '-'}) among the detected: "
-          f"{len(o_shut)} closed, {sum(reviewed.get(rel(r['path'])) == 'unsure' for r in o_det)} unsure (left out of "
-          f"'flagged (reviewed)'), {sum(labels.get(rel(r['path'])[4:]) == 'open' for r in o_det)} open")
-    print()
-    print(f"{'method':62s} {'closed recall':>16s} {'(of all files)':>16s} {'open flagged':>18s} {'flagged (reviewed)':>18s}"
-          f" {'LFW closed recall':>17s}")
-    summary = {}
-    for name, is_closed in methods.items():
-        kc = sum(bool(is_closed(r)) for r in c_det)
-        ko = sum(bool(is_closed(r)) for r in o_det)
-        kr = sum(bool(is_closed(r)) for r in o_rev)
-        ks = sum(bool(is_closed(r)) for r in o_shut)
-        print(f"{name:62s} {_pct(kc, len(c_det)):>16s} {_pct(kc, len(closed)):>16s} {_pct(ko, len(o_det)):>18s} "
-              f"{_pct(kr, len(o_rev)):>18s} {_pct(ks, len(o_shut)):>17s}")
-        summary[name.strip()] = {"closed_recall": kc / max(1, len(c_det)), "closed_recall_all": kc / max(1, len(closed)),
-                                 "open_flagged": ko / max(1, len(o_det)), "open_flagged_reviewed": kr / max(1, len(o_rev)),
-                                 "lfw_closed_recall": ks / max(1, len(o_shut))}
-    print()
-    print(f"classifier at other thresholds, with EAR < {clf.ear_below:.2f} (for reference; the shipped one was chosen on the validation split):")
-    def share(rows: list[dict], t: float) -> float:
-        return float(np.mean([r["p_closed"] >= t or r["max_ear"] < clf.ear_below for r in rows])) if rows else float("nan")
-
-    for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
-        print(f"  P >= {t:.2f}: closed recall {share(c_det, t):6.1%}, open flagged {share(o_det, t):6.1%}, "
-              f"reviewed {share(o_rev, t):6.1%}, LFW closed {share(o_shut, t):6.1%}")
-    if scores is not None:
-        from exgan_cli.files.images import atomic_write_bytes
-
-        data = {"closed": closed, "open": opened, "summary": summary, "threshold": t_clf, "ear_below": clf.ear_below}
-        atomic_write_bytes(scores, json.dumps(data, indent=1).encode())
+    cew = [r for r in test if r["set"] == "cew"]
+    lfw = [r for r in test if r["set"] == "lfw"]
+    cew_files = sum(1 for p, s, _ in ef.photo_list(root) if s == "cew" and eye_data_role(Path(p).name) == "test")
+    lfw_files = sum(1 for p, s, _ in ef.photo_list(root) if s == "lfw" and eye_data_role(Path(p).parent.name) == "test")
+    print(f"data: {root}; held-out ('test') persons: {len(cew)} of {cew_files} CEW crops and {len(lfw)} of {lfw_files} "
+          f"LFW photos with a face found; {len(photos)} faces in {len({r['path'] for r in photos})} high-resolution photos")
+    print(f"labels ({ef.LABELS.name}): LFW " + ", ".join(f"{k} {sum(r['label'] == k for r in lfw)}" for k in
+          ("closed", "open", "narrow", "unsure", "hidden")) + f", not labelled (open) {sum(r['label'] == '' for r in lfw)}; "
+          "photos " + ", ".join(f"{k} {sum(r['label'] == k for r in photos)}" for k in ("open", "narrow", "hidden", "unsure")))
+    opened = lambda r: r["label"] in ("open", "")  # noqa: E731
+    small = lambda r: r["width"] < ef.FACE_SIZE_SPLIT  # noqa: E731
+    lines = [
+        ("closed recall, CEW crops", cew, "closed"),
+        ("closed recall, real LFW blinks (labelled closed)", [r for r in lfw if r["label"] == "closed"], "closed"),
+        ("  called closed or narrow (what --faces narrow opens)", [r for r in lfw if r["label"] == "closed"], "closed narrow"),
+        ("LFW faces not labelled closed, called closed (every flag)", [r for r in lfw if r["label"] != "closed"], "closed"),
+        ("  labelled open or not labelled", [r for r in lfw if opened(r)], "closed"),
+        ("  labelled narrow", [r for r in lfw if r["label"] == "narrow"], "closed"),
+        ("  labelled unsure", [r for r in lfw if r["label"] == "unsure"], "closed"),
+        ("  labelled hidden (sunglasses, covered)", [r for r in lfw if r["label"] == "hidden"], "closed"),
+        (f"open faces called closed, under {ef.FACE_SIZE_SPLIT:.0f} px (LFW, photos)", [r for r in lfw + photos if opened(r) and small(r)], "closed"),
+        (f"open faces called closed, {ef.FACE_SIZE_SPLIT:.0f} px and more", [r for r in lfw + photos if opened(r) and not small(r)], "closed"),
+        ("narrow faces called closed (LFW, photos)", [r for r in lfw + photos if r["label"] == "narrow"], "closed"),
+        ("LFW faces not labelled closed, called closed or narrow", [r for r in lfw if r["label"] != "closed"], "closed narrow"),
+        ("sunglasses called closed (LFW, photos)", [r for r in lfw + photos if r["label"] == "hidden" and "glasses" in r["note"]], "closed"),
+        ("hidden faces called closed (LFW, photos)", [r for r in lfw + photos if r["label"] == "hidden"], "closed"),
+        ("photos: open or narrow faces called closed", [r for r in photos if r["label"] in ("open", "narrow")], "closed"),
+        ("hidden faces found hidden (LFW, photos)", [r for r in lfw + photos if r["label"] == "hidden"], "hidden"),
+        ("faces not labelled hidden, called hidden (LFW, photos)", [r for r in lfw + photos if r["label"] != "hidden"], "hidden"),
+        ("closed faces called hidden (CEW, LFW)", [r for r in cew + lfw if r["label"] == "closed"], "hidden"),
+        ("narrow faces called narrow (LFW, photos)", [r for r in lfw + photos if r["label"] == "narrow"], "narrow"),
+        ("open faces called narrow (LFW, photos)", [r for r in lfw + photos if opened(r)], "narrow"),
+    ]
+    verdicts = {name: [decide(r) for r in rows] for name, decide in decisions.items()}
+    index = {id(r): i for i, r in enumerate(rows)}
+    for name, states in verdicts.items():
+        print()
+        print(name)
+        for text, faces, state in lines:
+            if state != "closed" and name.startswith("before"):
+                continue  # before issue #24 there were only open and closed
+            k = sum(states[index[id(r)]] in state.split() for r in faces)
+            print(f"  {text:62s} {ef.share(k, len(faces)):>32s}")
+        wrong = [r for r in photos if r["label"] in ("open", "narrow") and states[index[id(r)]] == "closed"]
+        if wrong:
+            print("  photos' open or narrow faces called closed: " + ", ".join(f"{r['key']} ({r['label']})" for r in wrong))
+    if grid is not None:
+        groups = []
+        for name, states in reversed(verdicts.items()):  # the shipped decision first
+            wrong = [r for r in lfw + photos if r["label"] in ("open", "narrow") and states[index[id(r)]] == "closed"]
+            groups.append((name.split(" (")[0], wrong))
+        draw_grid(groups, grid)
+        print(f"\nwrote {grid}: " + ", ".join(f"{g}: {len(w)} faces" for g, w in groups))
     return 0
+
+
+def eye_data_role(name: str) -> str:
+    from exgan_cli.training.eye_data import role_of
+
+    return role_of(name)
+
+
+def draw_grid(groups: list[tuple[str, list[dict]]], out: Path, cols: int = 4) -> None:
+    """A contact sheet: per group a title row, then per face the face and its eyes enlarged, with the
+    face's name, the label a person gave it, P(closed) and the larger EAR."""
+    from PIL import Image, ImageDraw
+
+    from exgan_cli.files.images import load_image
+    from exgan_cli.stages.faces import central_face, detect_faces
+
+    from PIL import ImageFont
+
+    cell_w, cell_h, face_px, eye_w, eye_h, title_h = 420, 130, 110, 300, 110, 34
+    rows_total = sum(max(1, -(-len(faces) // cols)) for _, faces in groups)
+    sheet = Image.new("RGB", (cols * cell_w, rows_total * cell_h + title_h * len(groups)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=18)
+    y = 0
+    for title, faces in groups:
+        draw.text((8, y + 8), f"{title}: {len(faces)} held-out faces called closed that a person calls open or narrow", fill="black", font=font)
+        y += title_h
+        for i, r in enumerate(faces):
+            img = load_image(r["path"])
+            found = detect_faces(img.pixels, detector="auto")
+            face = central_face(found, img.size) if r["set"] != "photos" else found[r["face"]]
+            lm = face.landmarks
+            pil = Image.fromarray(img.pixels)
+            x0, y0 = lm.min(axis=0)
+            x1, y1 = lm.max(axis=0)
+            cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * 0.75
+            crop = pil.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half))).resize((face_px, face_px), Image.LANCZOS)
+            brows = lm[17:27]
+            ex0, ex1 = brows[:, 0].min(), brows[:, 0].max()
+            ey = lm[36:48, 1].mean()
+            hw = (ex1 - ex0) * 0.62
+            hh = hw * eye_h / eye_w
+            eyes = pil.crop((int((ex0 + ex1) / 2 - hw), int(ey - hh), int((ex0 + ex1) / 2 + hw), int(ey + hh))).resize((eye_w, eye_h), Image.LANCZOS)
+            x, yy = (i % cols) * cell_w, y + (i // cols) * cell_h
+            sheet.paste(crop, (x + 2, yy))
+            sheet.paste(eyes, (x + face_px + 6, yy))
+            k = 0 if title.startswith("after") else 1
+            draw.text((x + 2, yy + face_px + 2), f"{r['key'][-34:]} {r['label']} P{r['p'][k]:.3f} EAR{r['max_ear']:.2f}", fill="black")
+        y += max(1, -(-len(faces) // cols)) * cell_h
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, quality=88)
 
 
 def calibrate(root: Path, n_open: int, seed: int, jobs: int, scores: Path | None) -> int:
@@ -214,13 +263,14 @@ def calibrate(root: Path, n_open: int, seed: int, jobs: int, scores: Path | None
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-root", type=Path, default=None, help="folder with lfw/ and closed_eyes/ (default ../shared/data from the repo root)")
-    ap.add_argument("--calibrate", action="store_true", help="the EAR threshold sweep instead of the held-out comparison")
+    ap.add_argument("--data-root", type=Path, default=None, help="folder with lfw/, closed_eyes/ and photos/ (default ../shared/data from the repo root)")
+    ap.add_argument("--calibrate", action="store_true", help="the EAR threshold sweep instead of the held-out report")
     ap.add_argument("--n-open", type=int, default=1500, help="--calibrate: LFW photos sampled as open-eyed faces")
     ap.add_argument("--seed", type=int, default=0, help="--calibrate: seed of the LFW sample")
-    ap.add_argument("--review", type=Path, default=DEFAULT_REVIEW, help="reviewed LFW faces (train/lfw_eye_review.json)")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
-    ap.add_argument("--scores", type=Path, default=None, help="write the per-photo scores to this JSON file")
+    ap.add_argument("--scores", type=Path, default=None, help="per-face scores: read when they match the classifiers, else written")
+    ap.add_argument("--grid", type=Path, default=None, help="write a contact sheet of the faces called closed that a person calls open")
+    ap.add_argument("--before", default=None, metavar="REV", help="git revision of weights/eye-state before issue #24 (default: eye_faces.BEFORE_REV)")
     args = ap.parse_args(argv)
     root = args.data_root if args.data_root is not None else (ROOT / ".." / "shared" / "data").resolve()
     for d in (root / "closed_eyes", root / "lfw"):
@@ -229,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             return 9
     if args.calibrate:
         return calibrate(root, args.n_open, args.seed, args.jobs, args.scores)
-    return compare(root, args.jobs, args.review, args.scores)
+    import eye_faces
+
+    return report(root, args.jobs, args.scores, args.grid, args.before or eye_faces.BEFORE_REV)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ __all__ = ["RetouchOptions", "BlendConfig", "SelfCheckConfig"]
 @dataclass
 class RetouchOptions:
     # Which faces
-    faces: str = "closed"  # "closed": faces whose eyes are closed; "all": every face
+    # "closed": faces whose eyes are closed; "narrow": those and the narrowed ones (smiles, squints:
+    # left alone by default); "all": every face. Eyes that cannot be seen (sunglasses) never.
+    faces: str = "closed"
     face_index: int | None = None  # only this face (index in the left-to-right order)
     only: tuple[int, ...] | None = None  # only among these faces (indices), e.g. one person's (batch)
     # Finding them

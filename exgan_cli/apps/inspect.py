@@ -48,7 +48,7 @@ def _reference_entry(cand) -> dict[str, Any]:
         "face": cand.index,
         "box": [int(v) for v in cand.face.box],
         "detector": cand.face.detector,
-        "eye_state": "closed" if cand.eye.closed else "open",
+        "eye_state": cand.eye.state,
         "eyes": cand.eye.to_dict(),
         "pose": dict(zip(("yaw", "pitch", "roll"), (_r(v, 1) for v in cand.pose))),
         "width": _r(cand.width, 1),
@@ -135,8 +135,10 @@ def inspect_photo(
         "eye_state": {
             "method": "classifier" if classifier is not None else "ear",
             "classifier": None if classifier is None else {
-                "weights": classifier.source, "sha256": classifier.sha256, "threshold": classifier.threshold},
+                "weights": classifier.source, "sha256": classifier.sha256, "threshold": classifier.threshold,
+                "rule": classifier.rule()},
             "ear_threshold": eyes.CLOSED_EAR_THRESHOLD,
+            "states": list(eyes.EYE_STATES),  # open-eyes retouches closed eyes; narrow with --faces narrow; hidden never
         },
         "identity_threshold": threshold,
         "masks_from": geometry_source,
@@ -163,7 +165,7 @@ def _face_entry(image, i: int, f, align: AlignConfig, mask: MaskConfig) -> dict[
         "box": [int(v) for v in f.box],
         "detector": f.detector,
         "detector_score": _r(f.score),
-        "eye_state": "closed" if state.closed else "open",
+        "eye_state": state.state,  # open, narrow, closed or hidden (eye_state.EYE_STATES)
         "eyes": state.to_dict(),
         "pose": dict(zip(("yaw", "pitch", "roll"), (_r(v, 1) for v in pose))),
         # In spreads from LFW's median face (pose.expression); "strength" is their norm.
@@ -214,8 +216,8 @@ def _reference_verdicts(f, desc: np.ndarray, pose, candidates: list, rejections:
 
 
 def draw_inspection(rgb: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-    """A copy of the photo with each face's box (green: open, red: closed), its eye masks
-    (yellow), and a label: index, state, P(closed) or EAR, and the detector."""
+    """A copy of the photo with each face's box (green: open, orange: narrow, red: closed, grey:
+    hidden), its eye masks (yellow), and a label: index, state, P(closed) or EAR, and the detector."""
     import cv2
 
     out = np.ascontiguousarray(rgb.copy())
@@ -223,8 +225,7 @@ def draw_inspection(rgb: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     thick = max(1, round(max(h, w) / 500))
     scale = max(0.4, max(h, w) / 1200)
     for f in info["faces"]:
-        closed = f["eye_state"] == "closed"
-        colour = (230, 40, 40) if closed else (40, 200, 60)
+        colour = {"closed": (230, 40, 40), "narrow": (245, 150, 20), "hidden": (150, 150, 150)}.get(f["eye_state"], (40, 200, 60))
         x0, y0, x1, y1 = f["box"]
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), colour, thick)
         for bx0, by0, bx1, by1 in f["mask_boxes"]:

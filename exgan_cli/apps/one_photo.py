@@ -134,7 +134,7 @@ def retouch_file(request: RetouchRequest, log: Optional[Callable[[str], None]] =
 
 def _nothing_to_do(request: RetouchRequest, found: list, states: list, say) -> Outcome | None:
     """The outcome when no face is selected (nothing written); None when there is work."""
-    from exgan_cli.apps.retouch import FaceReport, select_faces
+    from exgan_cli.apps.retouch import FaceReport, idle_status, select_faces
 
     try:
         selected = select_faces(found, states, request.options)
@@ -143,9 +143,12 @@ def _nothing_to_do(request: RetouchRequest, found: list, states: list, say) -> O
     if selected:
         return None
     faces = f"{len(found)} face" + ("" if len(found) == 1 else "s")
-    say(f"{request.photo}: {faces}, none with closed eyes: nothing to do, nothing written")
+    narrow, hidden = (sum(s.state == k for s in states) for k in ("narrow", "hidden"))
+    left = [f"{n} {k}" for n, k in ((narrow, "narrow"), (hidden, "hidden")) if n]
+    extra = f" ({', '.join(left)}: left alone{'; --faces narrow opens narrowed eyes' if narrow else ''})" if left else ""
+    say(f"{request.photo}: {faces}, none with closed eyes{extra}: nothing to do, nothing written")
     reports = [
-        FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=s.to_dict(), status="eyes open")
+        FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=s.to_dict(), status=idle_status(s))
         for i, (f, s) in enumerate(zip(found, states))
     ]
     return Outcome(photo=request.photo, output=None, status="nothing to do", faces=reports)

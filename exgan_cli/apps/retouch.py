@@ -33,7 +33,9 @@ class FaceReport:
     box: tuple[int, int, int, int]
     detector: str
     eyes_before: dict[str, Any]
-    status: str  # "retouched" | "eyes open" | "not selected" | "no reference" | "pose out of range" | "failed self-check"
+    # "retouched" | "eyes open" | "eyes narrow" | "eyes hidden" | "not selected" | "no reference" |
+    # "pose out of range" | "failed self-check"
+    status: str
     message: str = ""
     eyes_after: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
@@ -75,17 +77,35 @@ class RetouchResult:
         return [f for f in self.faces if f.status == "failed self-check"]
 
 
+def wanted(state, faces: str) -> bool:
+    """Whether a face in this eye state (eye_state.EyeState) is one to retouch under ``--faces``:
+    "closed" its closed eyes, "narrow" its closed and narrowed ones, "all" every face; eyes that
+    cannot be seen (hidden: sunglasses, a hand, too dark or small) never."""
+    if state.hidden:
+        return False
+    if faces == "all":
+        return True
+    if faces == "narrow":
+        return state.closed or state.narrow
+    return bool(state.closed)
+
+
+def idle_status(state) -> str:
+    """The status of a face left alone: what its eyes are ("eyes open", "eyes narrow", "eyes hidden"),
+    or "not selected" (closed, but another face was asked for)."""
+    return "not selected" if state.closed else f"eyes {state.state}"
+
+
 def select_faces(faces: Sequence, states: Sequence, options: RetouchOptions) -> list[int]:
-    """Indices of the faces to in-paint under the options (faces are left to right)."""
+    """Indices of the faces to in-paint under the options (faces are left to right). A face whose
+    eyes are hidden is never one, not even asked for by index."""
     if options.face_index is not None:
         if not 0 <= options.face_index < len(faces):
             numbered = {0: "no face", 1: "one face, face 0"}.get(len(faces), f"{len(faces)} faces, numbered 0 to {len(faces) - 1}")
             raise NoFaceError(f"--face {options.face_index}: the photo has {numbered}")
-        return [options.face_index]
+        return [] if states[options.face_index].hidden else [options.face_index]
     allowed = range(len(faces)) if options.only is None else sorted({i for i in options.only if 0 <= i < len(faces)})
-    if options.faces == "all":
-        return list(allowed)
-    return [i for i in allowed if states[i].closed]
+    return [i for i in allowed if wanted(states[i], options.faces)]
 
 
 def _reference_dict(choice) -> dict[str, Any]:
@@ -150,7 +170,7 @@ def retouch(
     chosen = select_faces(faces, states, options)
     for i, s in enumerate(states):
         if i not in chosen:
-            reports[i].status = "eyes open" if not s.closed else "not selected"
+            reports[i].status = idle_status(s)
     result = RetouchResult(pixels=rgb, faces=reports, weights=model.source, timings=timings)
     if not chosen:
         return result

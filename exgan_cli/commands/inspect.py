@@ -48,7 +48,11 @@ def inspect(
 
 def _eyes(e: dict) -> str:
     text = f"EAR L/R {e['left']:.2f}/{e['right']:.2f}"
-    return text + (f", P closed {e['p_closed']:.2f}" if e.get("p_closed") is not None else "")
+    text += f", P closed {e['p_closed']:.2f}" if e.get("p_closed") is not None else ""
+    return text + (f" ({e['rule']})" if e.get("rule") else "")
+
+
+STATE_STYLES = {"closed": "red", "narrow": "yellow", "hidden": "dim", "open": "green"}
 
 
 def _reference(r: dict):
@@ -113,10 +117,9 @@ def print_inspection(info: dict) -> None:
     if not info["faces"]:
         stdout.print("no face found")
     for f in info["faces"]:
-        closed = f["eye_state"] == "closed"
         heading = Text(f"face {f['index']} (box {','.join(map(str, f['box']))}, {f['detector']} {f['detector_score']:.2f}): ",
                        style="bold")
-        heading.append(f"eyes {f['eye_state']}", style="red" if closed else "green")
+        heading.append(f"eyes {f['eye_state']}", style=STATE_STYLES.get(f["eye_state"], "green"))
         p = f["pose"]
         rows = [
             ("eyes", _eyes(f["eyes"])),

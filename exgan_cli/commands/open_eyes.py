@@ -29,7 +29,7 @@ def open_eyes(
     device: Device = opt.device(),
     detector: Detector = opt.detector(),
     min_face: Optional[float] = opt.min_face("Smallest face width to look for, in pixels (default: 40). Larger values spare dlib's upsampling on big photos (12 MP, 250: ~3x faster detection); smaller faces are then not found."),
-    faces: Faces = typer.Option(Faces.closed, "--faces", help="Which faces to in-paint: closed-eyed ones, or all.", rich_help_panel=opt.FACES_PANEL),
+    faces: Faces = typer.Option(Faces.closed, "--faces", help=opt.FACES_HELP, rich_help_panel=opt.FACES_PANEL),
     face: Optional[int] = typer.Option(None, "--face", help="Only this face (index, faces numbered left to right).", rich_help_panel=opt.FACES_PANEL),
     any_identity: bool = typer.Option(False, "--any-identity", help="Accept references that look like another person.", rich_help_panel=opt.FACES_PANEL),
     identity_threshold: Optional[float] = opt.identity_threshold("Max descriptor distance for a same-person reference [default: 0.6]."),

@@ -29,7 +29,12 @@ class Device(str, Enum):
 
 class Faces(str, Enum):
     closed = "closed"
+    narrow = "narrow"
     all = "all"
+
+
+FACES_HELP = ("Which faces to in-paint: closed-eyed ones; narrow: those and narrowed eyes too (smiles, squints, "
+              "left alone by default); or all. Eyes hidden by sunglasses never.")
 
 
 DETECTOR_HELP = "Face detector: auto (HOG, then dlib's CNN when HOG finds no face), HOG (fast) or CNN (MMOD)."

@@ -29,10 +29,12 @@ from exgan_cli.commands.common import plural
 
 
 def eyes_line(e: dict | None) -> str:
-    """ "closed: EAR L/R 0.09/0.08, P closed 0.99" (P only when the classifier ran)."""
+    """ "closed: EAR L/R 0.09/0.08, P closed 0.99" (P only when the classifier ran); the state is
+    open, narrow, closed or hidden."""
     if not e:
         return ""
-    text = f"{'closed' if e['closed'] else 'open'}: EAR L/R {e['left']:.2f}/{e['right']:.2f}"
+    state = e.get("state") or ("closed" if e["closed"] else "open")
+    text = f"{state}: EAR L/R {e['left']:.2f}/{e['right']:.2f}"
     if e.get("p_closed") is not None:
         text += f", P closed {e['p_closed']:.2f}"
     return text

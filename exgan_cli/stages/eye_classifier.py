@@ -49,7 +49,13 @@ FOLDER = "eye-state"  # under weights/ (weights.bundled_weights_dir())
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
-CONFIG_KEYS = {"model", "align", "threshold", "ear_below", "lean_ear_below", "lean_threshold", "decision", "training"}
+# Not closed, and the larger EAR below this: narrowed eyes (a smile, a squint), unless the config's
+# narrow_ear_below says otherwise; eye_state's EAR rule uses it too. Of the tuning persons' LFW faces a
+# person labelled narrow, 93% have their larger EAR below 0.23; of those labelled open or not labelled,
+# 0.8% (benchmarks/eye_blinks.py, train/eye_state_labels.json).
+NARROW_EAR_BELOW = 0.23
+CONFIG_KEYS = {"model", "align", "threshold", "ear_below", "open_below", "narrow_ear_below", "lean_ear_below", "lean_threshold",
+               "decision", "training"}
 
 
 @dataclass(frozen=True)
@@ -191,20 +197,39 @@ class EyeClassifier:
     sha256: str  # of model.safetensors
     training: dict = field(default_factory=dict)
     lean_ear_below: float = 0.0  # ... both eyes' EAR below this (0: never)
-    lean_threshold: float = 1.0  # ... and P(closed) at least this
+    lean_threshold: float = 1.0  # ... and P(closed) at least this (the decision of issue #14; 1: never)
+    # Issue #24: the EAR cut counts only where the network is not sure the eyes are open: below
+    # open_below it is sure, and nothing overrides it (0: the EAR cut counts whatever P(closed) says,
+    # as before issue #24).
+    open_below: float = 0.0
+    narrow_ear_below: float = 0.0  # not closed, larger EAR below this: narrow (0: NARROW_EAR_BELOW)
+
+    def judge(self, p_closed: float, max_ear: float) -> tuple[str, str]:
+        """("closed" | "narrow" | "open", why): closed when P(closed) >= threshold; or, unless the
+        network is sure the eyes are open (P(closed) < open_below), when both EARs (max_ear) are below
+        ear_below; or both below lean_ear_below with P(closed) >= lean_threshold. Else narrow when the
+        larger EAR is below narrow_ear_below, or open. Hidden eyes are eye_state.assess's (pixels)."""
+        if p_closed >= self.threshold:
+            return "closed", f"P(closed) {p_closed:.2f} >= {self.threshold:.2f}"
+        if max_ear < self.ear_below and p_closed >= self.open_below:
+            unsure = f" and P(closed) {p_closed:.3f} >= {self.open_below:.3f} (not sure they are open)" if self.open_below > 0 else ""
+            return "closed", f"both EARs < {self.ear_below:.2f}{unsure}"
+        if max_ear < self.lean_ear_below and p_closed >= self.lean_threshold:
+            return "closed", f"both EARs < {self.lean_ear_below:.2f} and P(closed) >= {self.lean_threshold:.2f}"
+        narrow = self.narrow_ear_below or NARROW_EAR_BELOW
+        if max_ear < narrow:
+            return "narrow", f"larger EAR {max_ear:.2f} < {narrow:.2f}, P(closed) {p_closed:.3f}"
+        return "open", f"P(closed) {p_closed:.3f}, larger EAR {max_ear:.2f}"
 
     def decide(self, p_closed: float, max_ear: float) -> bool:
-        """The verdict: closed when P(closed) >= threshold, or both EARs (max_ear) < ear_below, or
-        both EARs < lean_ear_below with P(closed) >= lean_threshold."""
-        return bool(
-            p_closed >= self.threshold
-            or max_ear < self.ear_below
-            or (max_ear < self.lean_ear_below and p_closed >= self.lean_threshold)
-        )
+        """Closed or not: judge(...) says "closed"."""
+        return self.judge(p_closed, max_ear)[0] == "closed"
 
     def rule(self) -> str:
         """The decision in one line, for reports and benchmarks."""
         text = f"P >= {self.threshold:.2f} or EAR < {self.ear_below:.2f}"
+        if self.open_below > 0.0:
+            text = f"P >= {self.threshold:.2f} or (EAR < {self.ear_below:.2f} and P >= {self.open_below:.3g})"
         if self.lean_ear_below > 0.0:
             text += f" or (EAR < {self.lean_ear_below:.2f} and P >= {self.lean_threshold:.2f})"
         return text
@@ -254,6 +279,8 @@ def load_classifier(folder: str | Path) -> EyeClassifier:
         ear_below = float(config.get("ear_below", 0.0))
         lean_ear_below = float(config.get("lean_ear_below", 0.0))
         lean_threshold = float(config.get("lean_threshold", 1.0))
+        open_below = float(config.get("open_below", 0.0))
+        narrow_ear_below = float(config.get("narrow_ear_below", 0.0))
     except (ValueError, TypeError, KeyError) as e:
         raise WeightsError(f"eye-state weights {name}: bad config in {path}: {e}") from None
     if not 0.0 < threshold < 1.0:
@@ -270,8 +297,13 @@ def load_classifier(folder: str | Path) -> EyeClassifier:
         raise WeightsError(f"eye-state weights {name}: {path} lean_ear_below must be in [0, 1), not {lean_ear_below}")
     if not 0.0 <= lean_threshold <= 1.0:
         raise WeightsError(f"eye-state weights {name}: {path} lean_threshold must be in [0, 1], not {lean_threshold}")
+    if not 0.0 <= open_below < threshold:
+        raise WeightsError(f"eye-state weights {name}: {path} open_below must be in [0, threshold), not {open_below}")
+    if not 0.0 <= narrow_ear_below < 1.0:
+        raise WeightsError(f"eye-state weights {name}: {path} narrow_ear_below must be in [0, 1), not {narrow_ear_below}")
     return EyeClassifier(net, cfg, align, threshold, ear_below, str(folder), file_sha256(model_path), training,
-                         lean_ear_below=lean_ear_below, lean_threshold=lean_threshold)
+                         lean_ear_below=lean_ear_below, lean_threshold=lean_threshold, open_below=open_below,
+                         narrow_ear_below=narrow_ear_below)
 
 
 _LOAD_LOCK = threading.Lock()

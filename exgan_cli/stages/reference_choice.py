@@ -180,6 +180,8 @@ def choose_reference(
             why.append(f"another person (distance {distance:.2f} > {identity_threshold:.2f})")
         if cand.eye.closed:
             why.append(f"eyes closed ({cand.eye.describe()})")
+        elif cand.eye.hidden:
+            why.append(cand.eye.rule)
         elif cand.visibility < VISIBLE_NONE:
             why.append(f"eyes hidden (dark glasses? eye/cheek luminance {cand.visibility:.2f} < {VISIBLE_NONE:.2f})")
         if why:

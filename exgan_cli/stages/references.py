@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from exgan_cli.errors import BadInputError, ExganError, NoReferenceError
-from exgan_cli.stages.eye_state import EyeState, assess, eye_visibility
+from exgan_cli.stages.eye_state import EyeState, assess
 from exgan_cli.stages.faces import (
     MIN_FACE,
     Face,
@@ -175,14 +175,15 @@ def _measure(img, path: Path, sha256: str | None, detector: str) -> tuple[Refere
             faces_in_photo=len(faces),
             face=face,
             descriptor=face_descriptor(img.pixels, face),
-            eye=assess(img.pixels, face),  # the eye-state classifier when its weights are there
+            eye=eye,
             pose=head_pose(face.landmarks, img.size),
             sharpness=sharpness(img.pixels, face),
             width=face_width(face),
             photo=photo,
-            visibility=eye_visibility(img.pixels, face.landmarks),
+            visibility=eye.visibility,
         )
         for i, face in enumerate(faces)
+        for eye in [assess(img.pixels, face)]  # the eye-state classifier when its weights are there
     ]
     return photo, candidates
 

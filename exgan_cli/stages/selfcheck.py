@@ -5,7 +5,8 @@ the result, in the same box (faces.refit_face), and it is judged by the same too
 classifier, or the EAR rule without its weights) and dlib's identity descriptor against the
 reference's. A face passes when
 
-  - its eyes are open, and
+  - its eyes are neither closed nor hidden by the very decision that chose the face (eye_state.assess:
+    narrowed eyes pass; the EAR cut closes only eyes the classifier is not sure are open), and
   - distance(result, reference) <= max(identity threshold, distance(original, reference) + IDENTITY_MARGIN).
 
 Why that tolerance: the reference was accepted because the original face is within the identity
@@ -235,8 +236,10 @@ def check_face(
     state = eyes.assess(result, after)
     reasons = []
     measures: dict[str, Any] = {}
-    if state.closed:
-        reasons.append(f"eyes not open after in-painting ({state.describe()})")
+    if state.closed:  # the same decision as the one that chose the face (eye_state.assess)
+        reasons.append(f"eyes not open after in-painting ({state.describe()}: {state.rule})")
+    elif state.hidden:
+        reasons.append(f"eyes not visible after in-painting ({state.rule})")
     if reference is not None and cfg.contrast_ratio > 0 and reference.contrast:
         c = eye_contrast(result, after.landmarks)
         need = cfg.contrast_ratio * reference.contrast

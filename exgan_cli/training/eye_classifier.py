@@ -67,6 +67,9 @@ class EyeTrainConfig:
     open_min_ear: float = OPEN_MIN_EAR  # LFW cleaning
     review: Optional[Path] = None  # reviewed LFW faces (train/lfw_eye_review.json; None: no review)
     lfw_closed_share: float = LFW_CLOSED_SHARE  # of the closed samples, from reviewed LFW faces
+    states: Optional[Path] = None  # eye states labelled by a person (train/eye_state_labels.json, issue #24)
+    hard_open_share: float = 0.0  # of the open samples, from labelled open/narrow LFW faces with a low EAR
+    synthetic_share: float = 0.0  # of the closed samples, from open LFW faces shut by eye_data.close_eyes
     seed: int = 0
     threads: int = 1  # torch CPU threads (the machine is shared)
 
@@ -81,7 +84,8 @@ def train_classifier(cfg: EyeTrainConfig, log: Callable[[str], None] = print, co
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.time()
-    data, counts = load_eye_data(cfg.closed_cache, cfg.lfw_cache, cfg.open_min_ear, cfg.review)
+    data, counts = load_eye_data(cfg.closed_cache, cfg.lfw_cache, cfg.open_min_ear, cfg.review, cfg.states,
+                                 synthetic=cfg.synthetic_share > 0)
     align = load_dataset(cfg.closed_cache).align
     train = data.take(data.split == "train")
     val = data.take(data.split == "val")
@@ -108,6 +112,9 @@ def train_classifier(cfg: EyeTrainConfig, log: Callable[[str], None] = print, co
         "weight_decay": cfg.weight_decay,
         "seed": cfg.seed,
         "threads": cfg.threads,
+        "lfw_closed_share": cfg.lfw_closed_share,
+        "hard_open_share": cfg.hard_open_share,
+        "synthetic_share": cfg.synthetic_share,
         "seconds": round(seconds, 1),
         "parameters": sum(v.numel() for v in net.parameters()),
         "val": {"closed_recall": round(recall, 4), "open_flagged": round(flagged, 4), "threshold": threshold,
@@ -135,8 +142,9 @@ def _fit(
     import torch
     import torch.nn.functional as F
 
-    ci = np.nonzero(train.closed & ~train.lfw_closed)[0]
-    li, oi = np.nonzero(train.lfw_closed)[0], np.nonzero(~train.closed)[0]
+    ci = np.nonzero(train.closed & ~train.lfw_closed & ~train.synthetic)[0]
+    li, oi = np.nonzero(train.lfw_closed)[0], np.nonzero(~train.closed & ~train.hard_open)[0]
+    hi, si = np.nonzero(train.hard_open)[0], np.nonzero(train.synthetic)[0]
     net = build_net(cfg.net)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
@@ -145,8 +153,11 @@ def _fit(
     history = []
     for step in range(1, cfg.steps + 1):
         n_lfw = int(rng.binomial(half, cfg.lfw_closed_share)) if len(li) else 0
-        idx = np.concatenate([rng.choice(ci, half - n_lfw), rng.choice(li, n_lfw) if n_lfw else np.zeros(0, int),
-                              rng.choice(oi, cfg.batch_size - half)])
+        n_syn = min(half - n_lfw, int(rng.binomial(half, cfg.synthetic_share))) if len(si) else 0
+        n_hard = int(rng.binomial(cfg.batch_size - half, cfg.hard_open_share)) if len(hi) else 0
+        idx = np.concatenate([rng.choice(ci, half - n_lfw - n_syn), rng.choice(li, n_lfw) if n_lfw else np.zeros(0, int),
+                              rng.choice(si, n_syn) if n_syn else np.zeros(0, int),
+                              rng.choice(oi, cfg.batch_size - half - n_hard), rng.choice(hi, n_hard) if n_hard else np.zeros(0, int)])
         x = torch.from_numpy(augment_batch(train.grey[idx], base, cfg.net, rng))[:, None]
         e = torch.from_numpy(train.ear[idx] + rng.normal(0, 0.02, size=(len(idx), 2)).astype(np.float32))
         y = torch.from_numpy(train.closed[idx].astype(np.float32))
@@ -200,8 +211,9 @@ def eye_card(cfg: EyeNetConfig, counts: dict, training: dict, threshold: float) 
 Are a face's eyes closed? A small CNN ({training['parameters']:,} parameters) over the fixed eye band of
 the face aligned by exgan's five-point similarity (`geometry.align_face`, 128 px; `geometry.eye_band`
 scaled by {list(cfg.band_scale)}), grey, {cfg.width} x {cfg.height} px, standardised per image{', plus the two eye aspect ratios' if cfg.use_ear else ''}.
-Output: P(closed). **Decision: closed when P(closed) >= {threshold:.2f}, or when both eyes' aspect ratio
-(EAR, from dlib's landmarks) is below {eb:.2f}.** Loaded by `exgan_cli.stages.eye_classifier`; `eye_state.assess` uses it
+Output: P(closed). **Decision as trained: closed when P(closed) >= {threshold:.2f}, or when both eyes' aspect ratio
+(EAR, from dlib's landmarks) is below {eb:.2f}**; benchmarks/eye_blinks.py --write then fits the shipped decision on
+persons never trained on (config.json "decision": the EAR cut only where the network is unsure). Loaded by `exgan_cli.stages.eye_classifier`; `eye_state.assess` uses it
 whenever this folder is present and reports both scores; without it exgan falls back to the EAR rule.
 
 Architecture: {len(cfg.channels)} stages of 3x3 conv (no bias) + BatchNorm + ReLU, widths {', '.join(map(str, cfg.channels))},
@@ -269,7 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         closed_cache=args.closed_cache, lfw_cache=args.lfw_cache, out=args.out or default_folder(),
         net=EyeNetConfig(use_ear=args.use_ear, band_scale=tuple(args.band_scale)), steps=args.steps, seed=args.seed,
         threads=args.threads, review=None if args.no_review else args.review, open_min_ear=args.open_min_ear,
-        lfw_closed_share=args.lfw_closed_share,
+        lfw_closed_share=args.lfw_closed_share, states=args.states, hard_open_share=args.hard_open_share,
+        synthetic_share=args.synthetic_share,
     )
     command = "python -m exgan_cli.training.eye_classifier " + " ".join(sys.argv[1:] if argv is None else argv)
     train_classifier(cfg, command=command.strip())
@@ -292,6 +305,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--open-min-ear", type=float, default=OPEN_MIN_EAR, help="LFW open examples: both EARs at least this")
     ap.add_argument("--lfw-closed-share", type=float, default=LFW_CLOSED_SHARE, help="share of closed samples from reviewed LFW faces")
+    ap.add_argument("--states", type=Path, default=None,
+                    help="eye states labelled by a person (train/eye_state_labels.json): override the review, set the tune split aside")
+    ap.add_argument("--hard-open-share", type=float, default=0.0,
+                    help="share of open samples from labelled open/narrow LFW faces with a low EAR")
+    ap.add_argument("--synthetic-share", type=float, default=0.0,
+                    help="share of closed samples from open LFW faces with their eyes shut (eye_data.close_eyes)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="processes preparing the caches")
     return ap

@@ -42,6 +42,20 @@ OPEN_MIN_EAR = 0.0
 # ear_below (pick_ear_below).
 LFW_CLOSED_SHARE = 0.0  # 0: see training/eye_classifier.py (ear_below instead)
 REVIEWED_BELOW = 0.18  # the review covers every LFW face whose larger EAR is below this
+# Issue #24: eye states labelled by a person (train/eye_state_labels.json: open / narrow / closed /
+# hidden / unsure) override the review. With them, ``role_of`` sets a quarter of the training
+# persons aside with the validation persons ("tune": the best step, the thresholds and the decision's
+# cuts are chosen there), and LFW's own closed eyes train the network (``--lfw-closed-share``) with
+# its narrow, smiling and squinting eyes as hard open examples (``--hard-open-share``).
+TUNE_PERCENT = 25  # of the training persons, by sha256("tune:" + name)
+NOT_CLOSED_STATES = ("open", "narrow", "hidden")  # labelled states that are open examples
+# Synthetic blinks (``--synthetic-share``): LFW's ~50 real closed faces of training persons are too few
+# to teach a smiling, narrowed blink from a smiling, narrowed open eye, and the network called several
+# held-out blinks open with P(closed) under 0.001. Each training person's open face whose larger EAR is
+# below SYNTH_MAX_EAR (narrow, smiling, squinting: the eyes that need least to close) gets a copy with
+# its eyes shut (``close_eyes``): the same face, glasses and smile, only the iris and white gone, so that
+# the iris is what tells the two apart.
+SYNTH_MAX_EAR = 0.25
 
 
 def split_of(name: str) -> str:
@@ -52,6 +66,25 @@ def split_of(name: str) -> str:
     if bucket < TEST_PERCENT + VAL_PERCENT:
         return "val"
     return "train"
+
+
+def role_of(name: str) -> str:
+    """"test", "tune" or "train" for a CEW file name or an LFW person name (issue #24): the test split is
+    split_of's; "tune" is the validation split plus TUNE_PERCENT of the training names (a second hash),
+    never trained on; the rest trains."""
+    split = split_of(name)
+    if split != "train":
+        return "test" if split == "test" else "tune"
+    bucket = int(hashlib.sha256(f"tune:{name}".encode("utf-8")).hexdigest()[:8], 16) % 100
+    return "tune" if bucket < TUNE_PERCENT else "train"
+
+
+def read_states(path: Path) -> dict[str, str]:
+    """{"<Person>/<file>.jpg": "open" | "narrow" | "closed" | "hidden" | "unsure"}: the LFW faces of an eye-state
+    label file (train/eye_state_labels.json; empty if none)."""
+    if not Path(path).is_file():
+        return {}
+    return {k: v["state"] for k, v in json.loads(Path(path).read_text(encoding="utf-8"))["lfw"].items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -118,11 +151,41 @@ class EyeData:
     split: np.ndarray  # (N,) "train" | "val" | "test"
     source: list[str]  # "closed_eyes/<file>" or "lfw/<Person>/<file>"
     lfw_closed: np.ndarray = None  # type: ignore[assignment]  # (N,) bool: a reviewed closed LFW face
+    hard_open: np.ndarray = None  # type: ignore[assignment]  # (N,) bool: an LFW face labelled open or narrow with a low EAR
+    synthetic: np.ndarray = None  # type: ignore[assignment]  # (N,) bool: an open LFW face with its eyes shut by close_eyes
 
     def take(self, mask: np.ndarray) -> "EyeData":
         idx = np.nonzero(mask)[0]
+        none = np.zeros(len(idx), bool)
+        hard = self.hard_open[idx] if self.hard_open is not None else none
+        synth = self.synthetic[idx] if self.synthetic is not None else none
         return EyeData(self.grey[idx], self.ear[idx], self.closed[idx], self.split[idx], [self.source[i] for i in idx],
-                       self.lfw_closed[idx])
+                       self.lfw_closed[idx], hard, synth)
+
+
+def close_eyes(crop: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A copy of an aligned face crop (R, R, 3) uint8 with both eyes shut: each eye's contour (its six
+    landmarks, ``landmarks`` in crop coordinates, widened by a quarter to take the lashes and the
+    white's rim) in-painted from the lids around it (OpenCV's Telea), then a soft dark lid line from
+    corner to corner, a little below the middle of the lids (a closed upper lid rests on the lower)."""
+    import cv2
+
+    lm = np.asarray(landmarks, dtype=np.float64)
+    mask = np.zeros(crop.shape[:2], np.uint8)
+    lines = []
+    for first in (36, 42):
+        p = lm[first:first + 6]
+        c = p.mean(axis=0)
+        cv2.fillPoly(mask, [np.round((c + (p - c) * 1.25) * 4).astype(np.int32)], 1, shift=2)
+        w = rng.uniform(0.55, 0.85)  # where the lid line sits between the upper (0) and lower (1) lid
+        lines.append(np.array([p[0], w * p[5] + (1 - w) * p[1], w * p[4] + (1 - w) * p[2], p[3]]))
+    shut = cv2.inpaint(np.ascontiguousarray(crop), cv2.dilate(mask, np.ones((2, 2), np.uint8)), 2, cv2.INPAINT_TELEA)
+    dark = np.zeros(crop.shape[:2], np.float32)
+    for line in lines:
+        cv2.polylines(dark, [np.round(line * 4).astype(np.int32)], False, 1.0, 1, cv2.LINE_AA, shift=2)
+    dark = cv2.GaussianBlur(dark, (0, 0), rng.uniform(0.5, 0.9))
+    shade = 1.0 - rng.uniform(0.25, 0.55) * dark / max(float(dark.max()), 1e-6)
+    return np.clip(shut.astype(np.float32) * shade[..., None], 0, 255).astype(np.uint8)
 
 
 def read_review(path: Path) -> dict[str, str]:
@@ -132,10 +195,14 @@ def read_review(path: Path) -> dict[str, str]:
     return dict(json.loads(Path(path).read_text(encoding="utf-8"))["labels"])
 
 
-def load_eye_data(closed_cache: Path, lfw_cache: Path, open_min_ear: float, review: Path | None) -> tuple[EyeData, dict]:
+def load_eye_data(closed_cache: Path, lfw_cache: Path, open_min_ear: float, review: Path | None,
+                  states: Path | None = None, synthetic: bool = False) -> tuple[EyeData, dict]:
     """Closed: every face of the CEW cache (split by file) and the LFW faces reviewed closed. Open:
     LFW faces whose larger EAR >= OPEN_MIN_MAX_EAR and both >= open_min_ear, and the ones reviewed open
-    (LFW split by person). Returns the data and counts for the card."""
+    (LFW split by person). With ``states`` (an eye-state label file, issue #24) its labels override the
+    review (open, narrow and hidden faces are open examples, unsure ones are left out) and the splits
+    are role_of's ("tune" is the validation split). ``synthetic``: add a shut copy of every training
+    person's open face whose larger EAR is below SYNTH_MAX_EAR (close_eyes). Returns the data and counts for the card."""
     import cv2
 
     from exgan_cli.training.dataset import load_dataset
@@ -145,24 +212,36 @@ def load_eye_data(closed_cache: Path, lfw_cache: Path, open_min_ear: float, revi
     if cew.align != lfw.align:
         raise ValueError(f"{closed_cache} and {lfw_cache} are aligned differently")
     labels = read_review(review) if review is not None else {}
+    labelled = read_states(states) if states is not None else {}
+    labels = {**labels, **{k: ("open" if v in NOT_CLOSED_STATES else v) for k, v in labelled.items()}}
     verdict = np.array([labels.get(p, "") for p in lfw.paths])
     ear_open = (lfw.ear.max(axis=1) >= OPEN_MIN_MAX_EAR) & (lfw.ear.min(axis=1) >= open_min_ear)
     clean = (ear_open & (verdict == "")) | (verdict == "open")
     shut = verdict == "closed"
+    # hard open examples: labelled open (narrow, smiling, squinting) where the EAR rule would say closed
+    hard = (verdict == "open") & (lfw.ear.max(axis=1) < 0.21)
+    split_name = split_of if not labelled else (lambda n: {"tune": "val"}.get(role_of(n), role_of(n)))
 
     def grey(crops: np.ndarray) -> np.ndarray:
         return np.stack([cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in crops])
 
-    c_split = np.array([split_of(p) for p in cew.paths])
-    l_split = np.array([split_of(lfw.persons[k]) for k in lfw.person])
+    c_split = np.array([split_name(p) for p in cew.paths])
+    l_split = np.array([split_name(lfw.persons[k]) for k in lfw.person])
     keep = np.nonzero(clean | shut)[0]
+    synth = np.nonzero(clean & (l_split == "train") & (lfw.ear.max(axis=1) < SYNTH_MAX_EAR))[0] if synthetic else keep[:0]
+    rng = np.random.default_rng(0)
+    shut_crops = [close_eyes(lfw.crops[i], lfw.landmarks[i], rng) for i in synth]
+    n_cew, n_keep, n_syn = len(cew), len(keep), len(synth)
     data = EyeData(
-        grey=np.concatenate([grey(cew.crops), grey(lfw.crops[keep])]),
-        ear=np.concatenate([cew.ear, lfw.ear[keep]]).astype(np.float32),
-        closed=np.concatenate([np.ones(len(cew), bool), shut[keep]]),
-        split=np.concatenate([c_split, l_split[keep]]),
-        source=[f"closed_eyes/{p}" for p in cew.paths] + [f"lfw/{lfw.paths[i]}" for i in keep],
-        lfw_closed=np.concatenate([np.zeros(len(cew), bool), shut[keep]]),
+        grey=np.concatenate([grey(cew.crops), grey(lfw.crops[keep])] + ([grey(np.stack(shut_crops))] if n_syn else [])),
+        ear=np.concatenate([cew.ear, lfw.ear[keep], lfw.ear[synth]]).astype(np.float32),
+        closed=np.concatenate([np.ones(n_cew, bool), shut[keep], np.ones(n_syn, bool)]),
+        split=np.concatenate([c_split, l_split[keep], l_split[synth]]),
+        source=[f"closed_eyes/{p}" for p in cew.paths] + [f"lfw/{lfw.paths[i]}" for i in keep]
+        + [f"synthetic/lfw/{lfw.paths[i]}" for i in synth],
+        lfw_closed=np.concatenate([np.zeros(n_cew, bool), shut[keep], np.zeros(n_syn, bool)]),
+        hard_open=np.concatenate([np.zeros(n_cew, bool), hard[keep], np.zeros(n_syn, bool)]),
+        synthetic=np.concatenate([np.zeros(n_cew + n_keep, bool), np.ones(n_syn, bool)]),
     )
     counts = {
         "closed_faces": len(cew),
@@ -173,10 +252,16 @@ def load_eye_data(closed_cache: Path, lfw_cache: Path, open_min_ear: float, revi
         # training and validation persons' labels (the review also covers test faces, for the benchmark)
         "lfw_reviewed": {k: int(((verdict == k) & (l_split != "test")).sum()) for k in ("closed", "open", "unsure")},
     }
+    if labelled:
+        counts["eye_state_labels"] = {k: sum(1 for p, v in labelled.items() if v == k and role_of(p.split("/")[0]) != "test")
+                                      for k in ("open", "narrow", "closed", "hidden", "unsure")}
+        counts["splits"] = "role_of: test as split_of; validation = split_of's validation + a quarter of its training persons"
     for s in ("train", "val", "test"):
         counts[f"{s}_closed"] = int(((data.split == s) & data.closed).sum())
         counts[f"{s}_closed_lfw"] = int(((data.split == s) & data.lfw_closed).sum())
         counts[f"{s}_open"] = int(((data.split == s) & ~data.closed).sum())
+        counts[f"{s}_hard_open"] = int(((data.split == s) & data.hard_open).sum())
+    counts["train_synthetic_closed"] = n_syn
     return data, counts
 
 

@@ -71,18 +71,21 @@ def test_a_real_blink_in_a_news_photo_is_closed():
     assert "P(closed)" in state.describe() and "EAR" in state.describe()
 
 
-# Issue #14, point 5: real half-closed blinks of held-out LFW persons (classifier test split or the
-# generator's held-out persons), each reviewed closed by a person (train/lfw_eye_review.json), that the
-# previous decision (P(closed) >= 0.81 or both EARs < 0.16) called open; and clearly open eyes of the
-# same EAR range (reviewed open, test split). (photo, P(closed), max EAR) as benchmarks/eye_blinks.py
-# measured them with the shipped weights.
-HALF_CLOSED_BLINKS = [
-    ("Eric_Clapton_0002", 0.5546, 0.2036),
+# Real faces of held-out LFW persons (classifier test split or the generator's held-out persons), each
+# labelled by a person (train/lfw_eye_review.json, train/eye_state_labels.json): (photo, P(closed), max EAR)
+# as benchmarks/eye_blinks.py measured them with the shipped weights. Issue #14 caught these half-closed
+# blinks with EAR cuts that overrode the network; issue #24 lets the EAR cut count only where the network
+# is not sure the eyes are open (P(closed) >= open_below).
+BLINKS_THE_NETWORK_IS_UNSURE_OF = [
     ("Gerhard_Schroeder_0026", 0.1372, 0.1663),
     ("Gerhard_Schroeder_0033", 0.4861, 0.1667),
-    ("Jan-Michael_Gambill_0002", 0.1834, 0.2036),
-    ("Thomas_OBrien_0008", 0.7244, 0.2022),
     ("Clint_Eastwood_0006", 0.0099, 0.1624),
+]
+# The price of trusting a sure network: blinks it calls open with P(closed) under open_below, or whose
+# larger EAR is above the cut, are narrow (left alone by default, opened by --faces narrow).
+BLINKS_LEFT_NARROW = [
+    ("Eric_Clapton_0002", 0.5546, 0.2036),
+    ("Jan-Michael_Gambill_0002", 0.1834, 0.2036),
     ("Jean_Chretien_0018", 0.0040, 0.1784),
     ("Jean_Chretien_0021", 0.0020, 0.1663),
 ]
@@ -92,18 +95,19 @@ NARROW_OPEN_EYES = [
     ("Bode_Miller_0002", 0.0010, 0.1980),
     ("Colin_Powell_0116", 0.0000, 0.2045),
     ("Colin_Powell_0184", 0.0009, 0.1800),
+    ("Silvio_Berlusconi_0009", 0.0000, 0.1760),  # issue #24: smiling, called closed by both EARs < 0.18
+    ("Colin_Powell_0100", 0.0003, 0.1660),
 ]
 
 
-@pytest.mark.parametrize("name,p,ear", HALF_CLOSED_BLINKS, ids=[b[0] for b in HALF_CLOSED_BLINKS])
-def test_half_closed_news_blinks_are_closed(shipped, name, p, ear):
-    assert shipped.decide(p, ear), shipped.rule()
-    assert not (p >= 0.81 or ear < 0.16)  # what the previous decision missed
+@pytest.mark.parametrize("name,p,ear", BLINKS_THE_NETWORK_IS_UNSURE_OF, ids=[b[0] for b in BLINKS_THE_NETWORK_IS_UNSURE_OF])
+def test_blinks_the_network_is_unsure_of_are_closed(shipped, name, p, ear):
+    assert shipped.open_below <= p < shipped.threshold and shipped.decide(p, ear), shipped.rule()
 
 
-@pytest.mark.parametrize("name,p,ear", NARROW_OPEN_EYES, ids=[b[0] for b in NARROW_OPEN_EYES])
-def test_narrow_open_eyes_stay_open(shipped, name, p, ear):
-    assert not shipped.decide(p, ear), shipped.rule()
+@pytest.mark.parametrize("name,p,ear", BLINKS_LEFT_NARROW + NARROW_OPEN_EYES, ids=[b[0] for b in BLINKS_LEFT_NARROW + NARROW_OPEN_EYES])
+def test_narrow_eyes_are_not_closed(shipped, name, p, ear):
+    assert shipped.judge(p, ear)[0] == "narrow", shipped.rule()
 
 
 def test_decision_fields(tmp_path):
@@ -111,18 +115,19 @@ def test_decision_fields(tmp_path):
     cfg_path = folder / eye_classifier.CONFIG_FILE
     cfg = json.loads(cfg_path.read_text())
     clf = eye_classifier.load_classifier(folder)
-    assert (clf.ear_below, clf.lean_ear_below, clf.lean_threshold) == (cfg["ear_below"], cfg["lean_ear_below"], cfg["lean_threshold"])
-    assert clf.decide(clf.threshold, 0.5) and clf.decide(0.0, clf.ear_below - 0.001)
-    assert clf.decide(clf.lean_threshold, clf.lean_ear_below - 0.001)
-    assert not clf.decide(clf.lean_threshold * 0.9, clf.lean_ear_below - 0.001)
-    assert not clf.decide(clf.threshold * 0.99, clf.lean_ear_below)
-    assert f"EAR < {clf.lean_ear_below:.2f} and P >= {clf.lean_threshold:.2f}" in clf.rule()
-    # without the band (an older config): P >= threshold or EAR < ear_below only
-    old = {k: v for k, v in cfg.items() if k not in ("lean_ear_below", "lean_threshold", "decision")}
-    cfg_path.write_text(json.dumps(old))
+    assert (clf.ear_below, clf.open_below, clf.narrow_ear_below) == (cfg["ear_below"], cfg["open_below"], cfg["narrow_ear_below"])
+    assert clf.decide(clf.threshold, 0.5) and clf.decide(clf.open_below, clf.ear_below - 0.001)
+    assert not clf.decide(clf.open_below * 0.99, 0.0)  # a sure network is never overridden
+    assert not clf.decide(clf.threshold * 0.99, clf.ear_below)
+    assert clf.judge(clf.threshold * 0.99, clf.narrow_ear_below - 0.001)[0] == "narrow"
+    assert clf.judge(0.0, clf.narrow_ear_below)[0] == "open"
+    assert f"EAR < {clf.ear_below:.2f} and P >= {clf.open_below:.3g}" in clf.rule()
+    # an older config (issue #14's band, no open_below): decided as it was
+    old = {k: v for k, v in cfg.items() if k not in ("open_below", "narrow_ear_below", "decision")}
+    cfg_path.write_text(json.dumps({**old, "lean_ear_below": 0.21, "lean_threshold": 0.05}))
     clf = eye_classifier.load_classifier(folder)
-    assert clf.lean_ear_below == 0.0 and not clf.decide(0.5, clf.ear_below + 0.001) and "and P" not in clf.rule()
-    for key, bad in (("lean_threshold", 1.5), ("lean_ear_below", -0.1)):
+    assert clf.open_below == 0.0 and clf.decide(0.0, clf.ear_below - 0.001) and clf.decide(0.05, 0.2)
+    for key, bad in (("lean_threshold", 1.5), ("lean_ear_below", -0.1), ("open_below", cfg["threshold"]), ("narrow_ear_below", 1.0)):
         cfg_path.write_text(json.dumps({**cfg, key: bad}))
         with pytest.raises(WeightsError, match=key):
             eye_classifier.load_classifier(folder)
@@ -145,7 +150,9 @@ def test_without_weights_eye_state_falls_back_to_ear(tmp_path, monkeypatch):
     img, face = central(CHAVEZ_CLOSED)
     state = eyes.assess(img.pixels, face)
     assert state.method == "ear" and state.p_closed is None and state.closed == state.ear_closed
-    assert state == eyes.eye_state(face.landmarks)
+    ear = eyes.eye_state(face.landmarks)
+    assert (state.state, state.left, state.right, state.rule) == (ear.state, ear.left, ear.right, ear.rule)
+    assert 0.4 < state.visibility < 2 and state.tint >= 0  # the pixels are measured all the same (hidden)
 
 
 def _copy(tmp_path: Path) -> Path:
