@@ -217,7 +217,7 @@ def draw_grid(groups: list[tuple[str, list[dict]]], out: Path, cols: int = 4) ->
             draw.text((x + 2, yy + face_px + 2), f"{r['key'][-34:]} {r['label']} P{r['p'][k]:.3f} EAR{r['max_ear']:.2f}", fill="black")
         y += max(1, -(-len(faces) // cols)) * cell_h
     out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out, quality=88)
+    sheet.save(out, quality=80, optimize=True)
 
 
 def calibrate(root: Path, n_open: int, seed: int, jobs: int, scores: Path | None) -> int:
