@@ -22,6 +22,7 @@ others hidden and at most one closed face (ties: the middle tint cut). ``--write
 (the hidden cuts are constants in exgan_cli/stages/eye_state.py).
 
     python benchmarks/eye_blinks.py [--data-root ../shared/data] [--jobs 2] [--scores /tmp/es.json] [--write]
+    python benchmarks/eye_blinks.py --candidate /tmp/eye-state-retrained   # a retrained network, paired
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scores", type=Path, default=None, help="per-face scores: read when they match the classifiers, else written")
     ap.add_argument("--before", default=ef.BEFORE_REV, metavar="REV", help="git revision of weights/eye-state before issue #24")
     ap.add_argument("--write", action="store_true", help="write the fitted cuts into weights/eye-state/config.json")
+    ap.add_argument("--candidate", type=Path, action="append", default=[], metavar="FOLDER",
+                    help="another eye-state weights folder (a retrained network): its decision fitted the same way, "
+                         "reported on the same faces beside the shipped one (repeatable)")
     args = ap.parse_args(argv)
 
     clf = eye_classifier.default_classifier()
@@ -131,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         return 6
     root = args.data_root if args.data_root is not None else (ROOT / ".." / "shared" / "data").resolve()
     before = eye_classifier.load_classifier(ef.before_folder(args.before))
-    rows = ef.label(ef.score(root, [Path(clf.source), Path(before.source)], args.jobs, args.scores))
+    candidates = [eye_classifier.load_classifier(f) for f in args.candidate]
+    rows = ef.label(ef.score(root, [Path(clf.source), Path(before.source), *args.candidate], args.jobs, args.scores))
     tune = [r for r in rows if r["role"] == "tune"]
     test = [r for r in rows if r["role"] == "test"]
 
@@ -176,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         f"fitted ({fitted.rule()})": lambda r: ef.state_after(r, fitted, 0),
         f"shipped ({clf.rule()})": lambda r: ef.state_after(r, clf, 0),
     }
+    for k, cand in enumerate(candidates, start=2):  # P(closed) of each candidate is r["p"][k]
+        moved = [dict(r, p=[r["p"][k]]) for r in tune]
+        (ct, co, ce), cfig = _fit_decision(moved, hidden)
+        fit = eye_classifier.EyeClassifier(None, cand.cfg, cand.align, ct, ce, "", "", open_below=co)
+        print(f"candidate {cand.source}: fitted {fit.rule()}: {cfig}")
+        decisions[f"candidate {Path(cand.source).name} ({fit.rule()})"] = (
+            lambda r, fit=fit, k=k: ef.state_after(dict(r, p=[r["p"][k]]), fit, 0))
     sets = {
         "closed CEW crops": [r for r in test if r["set"] == "cew"],
         "real LFW blinks (labelled closed)": [r for r in test if r["set"] == "lfw" and r["label"] == "closed"],
@@ -189,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         print(name)
         for set_name, faces in sets.items():
             print(f"  {set_name:44s} {ef.share(sum(decide(r) == 'closed' for r in faces), len(faces)):>32s}")
-    missed = [r for r in sets["real LFW blinks (labelled closed)"] if decisions[list(decisions)[-1]](r) != "closed"]
+    shipped = next(d for name, d in decisions.items() if name.startswith("shipped"))
+    missed = [r for r in sets["real LFW blinks (labelled closed)"] if shipped(r) != "closed"]
+    print("real LFW blinks the shipped decision misses:")
     for r in missed:
         print(f"  missed: {r['key']} (P(closed) {r['p'][0]:.4f}, EAR {r['left']:.2f}/{r['right']:.2f}; {r['note']})")
     return 0
