@@ -49,7 +49,7 @@ def inspect(
 def _eyes(e: dict) -> str:
     text = f"EAR L/R {e['left']:.2f}/{e['right']:.2f}"
     text += f", P closed {e['p_closed']:.2f}" if e.get("p_closed") is not None else ""
-    return text + (f" ({e['rule']})" if e.get("rule") else "")
+    return text + (f" ({e['rule']})" if e.get("rule") and e.get("state") in ("closed", "hidden") else "")
 
 
 STATE_STYLES = {"closed": "red", "narrow": "yellow", "hidden": "dim", "open": "green"}
@@ -111,7 +111,8 @@ def print_inspection(info: dict) -> None:
     from exgan_cli.commands.summary import Fields, print_words
 
     es = info["eye_state"]
-    how = f"classifier (P(closed) >= {es['classifier']['threshold']:.2f})" if es["classifier"] else f"EAR rule (< {es['ear_threshold']:.2f})"
+    how = (f"classifier ({es['classifier'].get('rule') or 'P(closed) >= %.2f' % es['classifier']['threshold']})" if es["classifier"]
+           else f"EAR rule (< {es['ear_threshold']:.2f})")
     print_words(stdout, Text(f"{Path(info['photo']).name}: {info['size'][0]} x {info['size'][1]}, {plural(len(info['faces']), 'face')}; "
                              f"eye state by {how}", style="bold"))
     if not info["faces"]:
