@@ -571,6 +571,14 @@ def _live_processes(group: int) -> list[str]:
     return out
 
 
+def _hears_ctrl_c() -> None:
+    """In the child before exec: SIGINT back to its default, as in a terminal's foreground job
+    (a shell starts background jobs, such as a CI step under nohup or &, with it ignored)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_batch(tmp_path, tiny_weights, chavez_dir):
     """`exgan batch` with 2 workers in a session of its own, once it has written its first photo."""
     album = tmp_path / "album"
@@ -579,7 +587,7 @@ def _start_batch(tmp_path, tiny_weights, chavez_dir):
         save(np.roll(face, i, axis=1), album / f"chavez{i:02}.jpg", quality=95)
     err = open(tmp_path / "stderr.txt", "w")  # a file, not a pipe: orphaned workers would hold a pipe open
     proc = _running_batch(album, tmp_path / "out", chavez_dir, tiny_weights, "--workers", "2", photos=1,
-                          stderr=err, start_new_session=True)
+                          stderr=err, start_new_session=True, preexec_fn=_hears_ctrl_c)
     return proc, err
 
 
