@@ -24,7 +24,8 @@ def batch(
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, help="Processes decoding and detecting photos (default: the number of CPU cores; 0: none, all in this process)."),
     min_face: Optional[float] = opt.min_face("Smallest face width to look for, in pixels (default: 40). Larger values spare dlib's upsampling (~4x faster detection), e.g. 250 for albums of 2-12 MP photos; smaller faces may be missed."),
     identity_threshold: Optional[float] = opt.identity_threshold("Max identity distance for a face to be the person's: mean of its dlib descriptor distances to the 3 closest person photos (default: 0.6).", min=0.01),
-    all_faces: bool = typer.Option(False, "--all-faces", help="Retouch every face of the person, open-eyed ones too.", rich_help_panel=opt.FACES_PANEL),
+    all_faces: bool = typer.Option(False, "--all-faces", help="Retouch every face of the person, open-eyed ones too (never eyes hidden by sunglasses or a hand).", rich_help_panel=opt.FACES_PANEL),
+    narrow_faces: bool = typer.Option(False, "--narrow-faces", help="Also retouch the person's narrowed eyes (a smile, a laugh, a squint, the irises still visible), which are left alone by default.", rich_help_panel=opt.FACES_PANEL),
     identify_all: bool = typer.Option(False, "--identify-all", help="Measure the identity of every face for the report (slower).", rich_help_panel=opt.FACES_PANEL),
     weights: Optional[str] = opt.weights("Model folder or Hub id OWNER/NAME@REVISION (default: the bundled reference model)."),
     device: Device = opt.device(),
@@ -44,7 +45,7 @@ def batch(
     from exgan_cli.apps.batch import BatchOptions, run_batch
 
     retouch = opt.retouch_options(
-        faces="all" if all_faces else "closed", detector=detector, device=device, weights=weights, min_face=min_face,
+        faces="all" if all_faces else ("narrow" if narrow_faces else "closed"), detector=detector, device=device, weights=weights, min_face=min_face,
         identity_threshold=identity_threshold, detail=detail, self_check=self_check, best_of=best_of, cache=cache,
         force=force, iris_colour=iris_colour,
     )

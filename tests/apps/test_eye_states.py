@@ -7,6 +7,7 @@ import json
 import shutil
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -90,3 +91,21 @@ def test_faces_help_names_narrow_at_80_columns():
     res = runner.invoke(app, ["open-eyes", "--help"], env={"COLUMNS": "80"})
     assert res.exit_code == 0
     assert "--faces closed|narrow|all" in res.output and max(len(line) for line in res.output.splitlines()) <= 80
+
+
+def test_batch_picks_and_reports_faces_by_their_eye_state():
+    """batch: the person's faces to retouch follow --faces as open-eyes does (--narrow-faces adds
+    narrowed eyes, hidden never), and the report names why a face was left alone."""
+    from exgan_cli.apps.batch.photo import face_dicts
+    from exgan_cli.apps.batch.workers import Analysis, Matcher
+    from exgan_cli.apps.retouch import wanted
+
+    states = [_state(s) for s in ("open", "closed", "narrow", "hidden")]
+    for faces, picked in (("closed", [1]), ("narrow", [1, 2]), ("all", [0, 1, 2])):
+        m = Matcher(samples=np.zeros((1, 128)), threshold=0.6, k=1, detector="hog", min_face=40.0, faces=faces, identify_all=False)
+        assert [i for i, s in enumerate(states) if wanted(s, m.faces)] == picked and m.all_faces == (faces == "all")
+    face = SimpleNamespace(box=(0, 0, 10, 10), detector="hog")
+    for s in states:
+        s.to_dict = lambda: {}
+    analysis = Analysis(rel="a.jpg", faces=[face] * 4, eyes=states, distances=[0.3] * 4)
+    assert [d["status"] for d in face_dicts(analysis, 0.6)] == ["eyes open", "not selected", "eyes narrow", "eyes hidden"]

@@ -154,6 +154,7 @@ def settings_key(person: Person, matcher: Matcher) -> str:
         "detector": matcher.detector,
         "min_face": matcher.min_face,
         "all_faces": matcher.all_faces,
+        **({"faces": "narrow"} if matcher.faces == "narrow" else {}),  # (a key of its own: older runs' settings keep their hash)
         "eye_state": eye_state_key(),  # which classifier (or the EAR rule) judged the eyes
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]

@@ -33,6 +33,8 @@ class Destination:
 
 def face_dicts(analysis: Analysis, threshold: float, result=None) -> list[dict]:
     """Per face: the pipeline's FaceReport fields (when retouch ran) plus identity."""
+    from exgan_cli.apps.retouch import idle_status
+
     out = []
     for i, (f, s, d) in enumerate(zip(analysis.faces, analysis.eyes, analysis.distances)):
         person = None if d is None else bool(d <= threshold)
@@ -44,7 +46,7 @@ def face_dicts(analysis: Analysis, threshold: float, result=None) -> list[dict]:
                 "eyes_before": s.to_dict(), "eyes_after": None, "reference": None, "mask_boxes": [],
                 "identity_after": None, "self_check": None,
             }  # the keys and eyes of the pipeline's FaceReport
-            fd["status"] = "other person" if person is False else ("eyes open" if not s.closed else "not selected")
+            fd["status"] = "other person" if person is False else idle_status(s)
         fd["distance"] = d
         fd["person"] = person
         out.append(fd)

@@ -155,7 +155,7 @@ def _matcher(options: BatchOptions, person: Person, threshold: float) -> Matcher
     retouch = options.options
     return Matcher(
         samples=person.descriptors, threshold=threshold, k=options.identity_k, detector=retouch.detector,
-        min_face=float(MIN_FACE if retouch.min_face is None else retouch.min_face), all_faces=retouch.faces == "all",
+        min_face=float(MIN_FACE if retouch.min_face is None else retouch.min_face), faces=retouch.faces,
         identify_all=options.identify_all,
     )
 
@@ -165,7 +165,7 @@ def _run_start(options: BatchOptions, plan: BatchPlan, matcher: Matcher, setting
     return {
         "kind": "run-start", "time": now(), "album": str(plan.album), "out_dir": str(plan.out_dir),
         "person": plan.person.to_dict(), "settings": settings, "threshold": matcher.threshold, "k": options.identity_k,
-        "detector": matcher.detector, "min_face": matcher.min_face, "all_faces": matcher.all_faces,
+        "detector": matcher.detector, "min_face": matcher.min_face, "all_faces": matcher.all_faces, "faces": matcher.faces,
         "overwrite": options.overwrite, "copy_unchanged": options.copy_unchanged,
         "self_check": options.options.self_check.enabled, "detail": options.options.blend.detail,
         "weights": plan.weights, "workers": plan.workers,

@@ -43,8 +43,12 @@ class Matcher:
     k: int
     detector: str
     min_face: float
-    all_faces: bool
+    faces: str  # which of the person's faces to retouch: "closed", "narrow" (and narrowed eyes) or "all" (retouch.wanted)
     identify_all: bool
+
+    @property
+    def all_faces(self) -> bool:
+        return self.faces == "all"
 
 
 @dataclass
@@ -73,6 +77,7 @@ def analyse_photo(path: str, rel: str, matcher: Matcher) -> Analysis:
     out = Analysis(rel=rel)
     try:
         from exgan_cli.apps.inputs import find_faces
+        from exgan_cli.apps.retouch import wanted
         from exgan_cli.files.images import load_image
         from exgan_cli.options import RetouchOptions
         from exgan_cli.stages import faces as facelib
@@ -86,7 +91,7 @@ def analyse_photo(path: str, rel: str, matcher: Matcher) -> Analysis:
         out.timings["detect"] = time.perf_counter() - t
         t = time.perf_counter()
         for f, s in zip(out.faces, out.eyes):
-            if matcher.identify_all or matcher.all_faces or s.closed:
+            if matcher.identify_all or wanted(s, matcher.faces):
                 d = identity_distance(facelib.face_descriptor(image.pixels, f), matcher.samples, matcher.k)
                 out.distances.append(round(d, 4))
             else:
@@ -94,7 +99,7 @@ def analyse_photo(path: str, rel: str, matcher: Matcher) -> Analysis:
         out.timings["identify"] = time.perf_counter() - t
         out.todo = [
             i for i, (d, s) in enumerate(zip(out.distances, out.eyes))
-            if d is not None and d <= matcher.threshold and (matcher.all_faces or s.closed)
+            if d is not None and d <= matcher.threshold and wanted(s, matcher.faces)
         ]
         if out.todo:
             out.image = image
