@@ -166,6 +166,11 @@ def main() -> None:
             ((photos[n], found[n][largest[n]]) for n in photos):
         b = int(np.searchsorted(BINS, facelib.face_width(f), side="right") - 1)
         real_r.setdefault(b, []).append(sharpness_ratio(img, f.landmarks))
+    for n in photos:  # a face-width bin the labels leave empty: the targets' own eyes there
+        b = int(np.searchsorted(BINS, facelib.face_width(found[n][largest[n]]), side="right") - 1)
+        if b not in real_r:
+            real_r[b] = [sharpness_ratio(photos[m], found[m][largest[m]].landmarks) for m in photos
+                         if int(np.searchsorted(BINS, facelib.face_width(found[m][largest[m]]), side="right") - 1) == b]
     ranges = {b: (float(np.percentile(v, 5)), float(np.percentile(v, 95))) for b, v in real_r.items()}
     for b, (lo, hi) in sorted(ranges.items()):
         print(f"real open eyes, faces {BINS[b]}-{BINS[b + 1]} px: R p5 {lo:.2f}, p95 {hi:.2f} ({len(real_r[b])} faces)")

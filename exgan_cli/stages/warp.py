@@ -98,7 +98,7 @@ def render_warp(content: np.ndarray, roi: tuple[int, int, int, int], target_matr
     sel = weight > MIN_WEIGHT
     src.info.update({"weight_max": round(float(weight.max()) if weight.size else 0.0, 3)})
     if not sel.any():
-        src.info.update({"weight_mean": 0.0, "displacement_max": 0.0})
+        src.info.update({"weight_mean": 0.0, "taken": 0, "mixed": 0.0, "displacement_max": 0.0})
         return content
     rows, cols = np.flatnonzero(sel.any(1)), np.flatnonzero(sel.any(0))
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))

@@ -60,7 +60,8 @@ def model_card(cfg: TrainConfig, meta: dict, commands: list[str], extra: str = "
         f"images seen: {meta.get('images_seen')}",
         f"- wall time: {_fmt_duration(float(meta.get('wall_time', 0)))}",
         f"- hardware: {'; '.join(dict.fromkeys(meta.get('hardware', []))) or '?'}",
-        f"- optimiser: Adam lr G {cfg.lr}, D {cfg.d_lr}, betas {tuple(cfg.betas)}; EMA decay {cfg.ema_decay}",
+        f"- optimiser: Adam lr G {cfg.lr}, D {cfg.d_lr}, betas {tuple(cfg.betas)}; EMA decay {cfg.ema_decay}"
+        + (f"; the warp head at {cfg.warp_lr_mult:g}x G's rate" if m.warp and cfg.warp_lr_mult != 1.0 else ""),
         f"- losses: masked L1 x {m.l1_weight} + {m.adversarial} adversarial x {m.adversarial_weight}"
         + (f" + code x {m.code_weight} + eye auto-encoder x {cfg.ae_weight}" if m.mode == "code" else "")
         + (f" + the moved reference's L1 to the real eyes x {m.warp_align} + displacement smoothness x {m.warp_smooth} "

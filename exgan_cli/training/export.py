@@ -61,29 +61,39 @@ def export_run(
     return save_pretrained(out, g, enc, cfg.model, cfg.align, cfg.mask, card, training)
 
 
+COMMANDS = ("exgan", "python", "python3", "torchrun")  # how the command lines of a run's provenance begin
+
+
 def portable(value, base: Path | None = None):
-    """``value`` (a string, list or dict, recursively) with every absolute path in it, alone or as a
-    word of a command line, written relative to ``base`` (default: the working directory, usually
-    the repository): a shipped config names ../shared/data/lfw, not where it lay on the training
-    machine."""
+    """``value`` (a string, list or dict, recursively) with the absolute paths in it written
+    relative to ``base`` (default: the working directory, usually the repository): a shipped
+    config names ../shared/data/lfw, not where it lay on the training machine. A path is a string
+    without spaces, or a word (or the value of a ``--flag=``) of a command line that starts with
+    one of COMMANDS; other text (a hardware description, a note) is left as it is."""
     base = Path.cwd() if base is None else Path(base)
 
     def rel(word: str) -> str:
+        if word.startswith("--") and "=" in word:
+            flag, _, path = word.partition("=")
+            return f"{flag}={rel(path)}"
         return os.path.relpath(word, base) if os.path.isabs(word) else word
 
     if isinstance(value, dict):
         return {k: portable(v, base) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(portable(v, base) for v in value)
-    if isinstance(value, str) and "/" in value:
-        if " " not in value:
-            return rel(value)
-        try:
-            words = shlex.split(value)
-        except ValueError:  # not a command line (an unmatched quote): left as it is
-            return value
-        return shlex.join(rel(w) for w in words) if any(os.path.isabs(w) for w in words) else value
-    return value
+    if not isinstance(value, str) or "/" not in value:
+        return value
+    if not any(c.isspace() for c in value):
+        return rel(value)
+    try:
+        words = shlex.split(value)
+    except ValueError:  # not a command line (an unmatched quote)
+        return value
+    if not words or Path(words[0]).name not in COMMANDS:
+        return value
+    moved = [words[0], *(rel(w) for w in words[1:])]  # the program itself stays as it was run
+    return shlex.join(moved) if moved != words else value
 
 
 def command_line() -> str:

@@ -145,6 +145,10 @@ def _resume_point(cfg: TrainConfig) -> tuple[TrainConfig, _Resume]:
         cfg.split, cfg.seed, cfg.val_fraction, cfg.min_ear, cfg.val_persons, cfg.exclude_persons
     ):
         raise ExganError(f"{resume_dir}: the validation split (split, seed, val_fraction, min_ear, val_persons, exclude_persons) cannot change when resuming")
+    if saved.model.warp and (saved.warp_lr_mult == 1.0) != (cfg.warp_lr_mult == 1.0):
+        # the head has an optimizer group of its own exactly when it learns at another rate
+        raise ExganError(f"{resume_dir}: warp_lr_mult can change when resuming, but not to or from 1 "
+                         f"(the run's {saved.warp_lr_mult:g}, asked {cfg.warp_lr_mult:g}): the warp head's optimizer group would change")
     meta, tensors = read_checkpoint(resume_dir)
     if not cfg.out:
         cfg = replace(cfg, out=str(resume_dir))
@@ -225,9 +229,10 @@ def _restore(cfg: TrainConfig, rank: int, device: "torch.device", nets: Networks
             load_module(m, tensors, name)
     for name, opt in nets.optimizers.items():
         optimizer_from_flat(opt, tensors, meta["optimizers"][name], name)
-    for opt, lr in ((nets.opt_g, cfg.lr), (nets.opt_d, cfg.d_lr)):  # a resumed run may change these
-        for group in opt.param_groups:
-            group["lr"], group["betas"] = lr, cfg.betas
+    # a resumed run may change these; G's second group, when there is one, is the warp head (steps.build_networks)
+    for opt, lrs in ((nets.opt_g, (cfg.lr, cfg.lr * cfg.warp_lr_mult)), (nets.opt_d, (cfg.d_lr,))):
+        for k, group in enumerate(opt.param_groups):
+            group["lr"], group["betas"] = lrs[min(k, len(lrs) - 1)], cfg.betas
     state.step, state.images_seen = int(meta["step"]), int(meta["images_seen"])
     state.wall_before, state.val_l1 = float(meta["wall_time"]), meta.get("val_l1")
     state.commands, state.hardware = list(meta.get("commands", [])), list(meta.get("hardware", []))

@@ -23,7 +23,7 @@ from _synthetic import write_synthetic_cache
 from exgan_cli.training import config, export, loop, pairs, steps
 from exgan_cli.cli import app
 from exgan_cli.training.dataset import load_dataset, prepare_dataset
-from exgan_cli.errors import EXIT_BAD_WEIGHTS, EXIT_OUTPUT, EXIT_USAGE, DataError, OutputError, WeightsError
+from exgan_cli.errors import EXIT_BAD_WEIGHTS, EXIT_OUTPUT, EXIT_USAGE, DataError, ExganError, OutputError, WeightsError
 from exgan_cli.stages.geometry import AlignConfig, MaskConfig, boxes_to_mask, eye_boxes
 from exgan_cli.model import ModelConfig
 from exgan_cli.training.config import TrainConfig
@@ -221,9 +221,10 @@ def test_two_steps_in_each_mode(tmp_path, cache, mode):
 
 @pytest.mark.parametrize("mode", ["reference", "code", "warp"])
 def test_resume_is_exact(tmp_path, cache, mode):
-    straight = loop.train(tiny(cache, tmp_path / "a", mode, steps=4))
-    loop.train(tiny(cache, tmp_path / "b", mode, steps=2, checkpoint_every=1))
-    resumed = loop.train(tiny(cache, None, mode, steps=4, resume=str(tmp_path / "b")))
+    kw = {"warp_lr_mult": 10.0} if mode == "warp" else {}  # the warp head in an optimizer group of its own, at its own rate
+    straight = loop.train(tiny(cache, tmp_path / "a", mode, steps=4, **kw))
+    loop.train(tiny(cache, tmp_path / "b", mode, steps=2, checkpoint_every=1, **kw))
+    resumed = loop.train(tiny(cache, None, mode, steps=4, resume=str(tmp_path / "b"), **kw))
     assert resumed.run_dir == tmp_path / "b" and resumed.step == straight.step == 4
     ta = load_file(str(tmp_path / "a" / "checkpoint.safetensors"))
     tb = load_file(str(tmp_path / "b" / "checkpoint.safetensors"))
@@ -237,6 +238,10 @@ def test_resume_is_exact(tmp_path, cache, mode):
     ma = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
     mb = json.loads((tmp_path / "b" / "checkpoint.json").read_text())
     assert ma["rng"] == mb["rng"] and mb["images_seen"] == 16
+    assert ma["optimizers"] == mb["optimizers"]  # the same groups at the same rates after the resume
+    if mode == "warp":
+        with pytest.raises(ExganError, match="warp_lr_mult"):
+            loop.train(tiny(cache, None, mode, steps=5, resume=str(tmp_path / "b")))  # 10 -> 1: another group layout
 
 
 def test_ctrl_c_writes_a_checkpoint_and_resume_continues_exactly(tmp_path, cache):
@@ -414,11 +419,15 @@ def test_cli_prepare_only_and_automatic_preparation(tmp_path, monkeypatch):
 
 def test_exported_provenance_names_paths_relative_to_the_repository(tmp_path):
     base = tmp_path / "repo"
-    training = {"commands": [f"exgan train --cache {tmp_path}/cache/lfw-128.npz --out 'runs/a b'", "exgan export r -o w"],
+    training = {"commands": [f"exgan train --cache {tmp_path}/cache/lfw-128.npz --out 'runs/a b'", "exgan export r -o w",
+                             f"/usr/bin/python3 -m exgan_cli train --data={tmp_path}/shared/data/lfw"],
                 "data_summary": {"data_dir": str(tmp_path / "shared" / "data" / "lfw")},
-                "hardware": ["1 x AMD EPYC (1 CPU thread)"], "steps": 3}
+                "hardware": ["1 x AMD EPYC (1 CPU thread)", "1 x NVIDIA H100 (cuda 12.4 / driver 550)"], "steps": 3,
+                "note": "made on /tmp while another run went on"}
     out = export.portable(training, base)
-    assert out["commands"] == ["exgan train --cache ../cache/lfw-128.npz --out 'runs/a b'", "exgan export r -o w"]
+    assert out["commands"] == ["exgan train --cache ../cache/lfw-128.npz --out 'runs/a b'", "exgan export r -o w",
+                               "/usr/bin/python3 -m exgan_cli train --data=../shared/data/lfw"]
+    assert out["note"] == training["note"]  # text, not a command line: left alone
     assert out["data_summary"]["data_dir"] == "../shared/data/lfw"
     assert out["hardware"] == training["hardware"] and out["steps"] == 3
 
