@@ -32,6 +32,7 @@ per row the real eyes | each model's | the reference's, at the target's resoluti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import statistics
 import sys
@@ -86,6 +87,25 @@ def paired(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float,
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), int((d < 0).sum())
 
 
+@contextlib.contextmanager
+def taking_whole_eyes(on: bool):
+    """While on, a warp model's blend weight is 1 in the holes and 0 outside (its displacement as
+    it learned it): the experiment "a field that takes the whole eye", without training one."""
+    import exgan_cli.apps.retouch as pipeline
+    from exgan_cli.stages.generate import Generated
+
+    original = pipeline.generate_crops
+    if on:
+        def whole(model, crops, masks, exemplars):
+            gen = original(model, crops, masks, exemplars)
+            return Generated(gen.raw, gen.flow, None if gen.weight is None else np.clip(np.asarray(masks, np.float32), 0, 1))
+        pipeline.generate_crops = whole
+    try:
+        yield
+    finally:
+        pipeline.generate_crops = original
+
+
 def real_open_faces(photos_dir: Path, labels: Path):
     """(photo pixels, face) of every face labelled "open" in the label file's "photos" (keys
     <file>#<i> with the face's box), matched to the face found there by the box's centre."""
@@ -115,6 +135,8 @@ def main() -> None:
     ap.add_argument("--photos", type=Path, default=DATA)
     ap.add_argument("--weights", action="append", default=[], help="a model folder (repeat; the first is the baseline)")
     ap.add_argument("--pairs", default="all", help="target:reference pairs, or 'all'")
+    ap.add_argument("--take-whole", action="store_true",
+                    help="also run each warp model with its blend weight set to 1 in the holes (label +whole)")
     ap.add_argument("--labels", type=Path, default=ROOT / "train" / "eye_state_labels.json",
                     help="eye states labelled by a person: the real open eyes' R ranges come from its photos' open faces")
     ap.add_argument("--grid", type=Path, default=None, help="write a contact sheet of --grid-pairs here")
@@ -137,6 +159,8 @@ def main() -> None:
     from exgan_cli.stages.selfcheck import SelfCheckConfig
 
     models = [(Path(w).name, load_pretrained(w)) for w in args.weights]
+    if args.take_whole:  # each warp model again, its blend weight set to 1 in the holes (its displacement kept)
+        models += [(f"{label}+whole", m) for label, m in models if m.model_cfg.warp]
     for label, m in models:
         print(f"{label}: {m.source} ({m.model_cfg.mode}{', warp' if m.model_cfg.warp else ''})")
     groups = person_groups(args.photos / "master.csv")
@@ -198,7 +222,8 @@ def main() -> None:
         tile_row = [eye_band(img, face.landmarks, args.grid_width / (2.4 * iod(face.landmarks)))]
         for label, model in models:
             opts = RetouchOptions(**{**options.__dict__, "face_index": largest[a]})
-            res = retouch(img, cands[b], model, opts, faces=found[a])
+            with taking_whole_eyes(label.endswith("+whole")):
+                res = retouch(img, cands[b], model, opts, faces=found[a])
             r = sharpness_ratio(res.pixels, face.landmarks)
             out_c = iris_colour(res.pixels, face.landmarks)
             col = colour_distance(out_c, truth_c) if out_c is not None and truth_c is not None else float("nan")
