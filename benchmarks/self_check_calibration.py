@@ -118,7 +118,7 @@ def make(args) -> None:
     off = selfcheck.SelfCheckConfig(enabled=False)
     cases: dict[str, dict] = {}
 
-    def judge(name: str, img, result, face_index: int, faces, cand, kind: str) -> None:
+    def judge(name: str, img, result, face_index: int, faces, cand, kind: str, report=None) -> None:
         face = faces[face_index]
         ref_eyes = selfcheck.ReferenceEyes.measure(cand.pixels, cand.face.landmarks)
         d0 = facelib.descriptor_distance(facelib.face_descriptor(img, face), cand.descriptor)
@@ -127,6 +127,9 @@ def make(args) -> None:
         save_case(out / "cases" / f"{name}.npz", img, result, face, cand.pixels, cand.face, cand.descriptor, d0)
         cases[name] = {"kind": kind, "reference": str(cand.path), "face_width": round(facelib.face_width(face), 1),
                        "passed": check.passed, "reasons": check.reasons, **check.to_dict()}
+        sc = (report.self_check or {}) if report is not None else {}
+        if sc.get("kept") is not None and "warp" in sc["attempts"][sc["kept"]]:  # a warp model: what its field took
+            cases[name]["warp"] = sc["attempts"][sc["kept"]]["warp"]
         print(f"{name:<40} {'pass' if check.passed else 'FAIL'}  {'; '.join(check.reasons)}", flush=True)
 
     # real closed eyes of persons never trained on
@@ -149,12 +152,12 @@ def make(args) -> None:
             if not cands:
                 continue
             res = retouch(img, cands, model, RetouchOptions(face_index=i, self_check=off, best_of=1, force=True,
-                                                            blend=BlendConfig(iris_colour=not args.no_iris_colour)), faces=faces)
+                                                            blend=BlendConfig(iris_colour=not args.no_iris_colour, warp=not args.no_fullres_warp)), faces=faces)
             rep = res.faces[i]
             if rep.status != "retouched":
                 continue
             cand = next(c for c in cands if str(c.path) == rep.reference["path"] and c.index == rep.reference["face"])
-            judge(f"blink-{p.stem}", img, res.pixels, i, faces, cand, "lfw blink")
+            judge(f"blink-{p.stem}", img, res.pixels, i, faces, cand, "lfw blink", rep)
             n += 1
     # hard cases: open eyes repainted from another photo (pose, expression, size)
     for pair in (args.hard.split(",") if args.hard else []):
@@ -165,13 +168,13 @@ def make(args) -> None:
         cands, _ = load_candidates([SHARED / "photos" / b])
         cand = max(cands, key=lambda c: c.width) if kb is None else next(c for c in cands if c.index == kb)
         opts = RetouchOptions(faces="all", face_index=i, self_check=off, best_of=1, force=True, any_identity=True,
-                              blend=BlendConfig(iris_colour=not args.no_iris_colour))
+                              blend=BlendConfig(iris_colour=not args.no_iris_colour, warp=not args.no_fullres_warp))
         res = retouch(img, [cand], model, opts, faces=faces)
         if res.faces[i].status != "retouched":
             print(f"{pair}: {res.faces[i].status}", flush=True)
             continue
         name = f"hard-{Path(a).stem}{'' if ka is None else f'f{ka}'}-{Path(b).stem}{'' if kb is None else f'f{kb}'}"
-        judge(name, img, res.pixels, i, faces, cand, "hard: high resolution, another pose")
+        judge(name, img, res.pixels, i, faces, cand, "hard: high resolution, another pose", res.faces[i])
     (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
     print(f"{len(cases)} cases in {out}")
 
@@ -218,6 +221,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--hard", default=HARD + "," + HARD_V2, help="target:reference pairs (default: the v1 and v2 sets')")
     ap.add_argument("--labels", default=str(ROOT / "train" / "self_check_labels_v3.json"))
+    ap.add_argument("--no-fullres-warp", action="store_true",
+                    help="a warp model's field used at 128 px only: its 128 px output pasted with the detail stage (BlendConfig.warp off)")
     ap.add_argument("--no-iris-colour", action="store_true", help="make the results without the iris colour match (v2's pipeline)")
     args = ap.parse_args()
     if args.make:

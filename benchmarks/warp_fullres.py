@@ -27,6 +27,10 @@ per row the real eyes | each model's | the reference's, at the target's resoluti
 
     python benchmarks/warp_fullres.py --weights weights/exgan-reference-128 --weights weights/exgan-warp-128 \
         [--weights train/init/exgan-reference-128-v1] [--grid docs/warp_grid.jpg --grid-pairs a:b,...]
+
+--without-fullres-warp adds each warp model a second time (label +128) with its field used only inside
+G's 128 px output: that output is pasted with the detail stage like any other model's (BlendConfig.warp
+off), so the two show what applying the field to the reference photo itself adds or costs.
 """
 
 from __future__ import annotations
@@ -137,6 +141,9 @@ def main() -> None:
     ap.add_argument("--pairs", default="all", help="target:reference pairs, or 'all'")
     ap.add_argument("--take-whole", action="store_true",
                     help="also run each warp model with its blend weight set to 1 in the holes (label +whole)")
+    ap.add_argument("--without-fullres-warp", action="store_true",
+                    help="also run each warp model with its field not applied at full resolution: only its 128 px output "
+                         "(which the field made) is pasted, with the detail stage, as for the other models (label +128)")
     ap.add_argument("--labels", type=Path, default=ROOT / "train" / "eye_state_labels.json",
                     help="eye states labelled by a person: the real open eyes' R ranges come from its photos' open faces")
     ap.add_argument("--grid", type=Path, default=None, help="write a contact sheet of --grid-pairs here")
@@ -161,6 +168,8 @@ def main() -> None:
     models = [(Path(w).name, load_pretrained(w)) for w in args.weights]
     if args.take_whole:  # each warp model again, its blend weight set to 1 in the holes (its displacement kept)
         models += [(f"{label}+whole", m) for label, m in models if m.model_cfg.warp]
+    if args.without_fullres_warp:  # each warp model again, its field used at 128 px only (BlendConfig.warp off)
+        models += [(f"{label}+128", m) for label, m in models if m.model_cfg.warp and not label.endswith("+whole")]
     for label, m in models:
         print(f"{label}: {m.source} ({m.model_cfg.mode}{', warp' if m.model_cfg.warp else ''})")
     groups = person_groups(args.photos / "master.csv")
@@ -221,7 +230,8 @@ def main() -> None:
         line = f"{a:<10} {b:<10} {width:5.0f} {sharpness_ratio(img, face.landmarks):6.2f} {nat:7.1f}  "
         tile_row = [eye_band(img, face.landmarks, args.grid_width / (2.4 * iod(face.landmarks)))]
         for label, model in models:
-            opts = RetouchOptions(**{**options.__dict__, "face_index": largest[a]})
+            opts = RetouchOptions(**{**options.__dict__, "face_index": largest[a],
+                                     "blend": BlendConfig(warp=not label.endswith("+128"))})
             with taking_whole_eyes(label.endswith("+whole")):
                 res = retouch(img, cands[b], model, opts, faces=found[a])
             r = sharpness_ratio(res.pixels, face.landmarks)
