@@ -375,7 +375,7 @@ def _paste_face(out: np.ndarray, face, choice, prep: AlignedFace, gen: Generated
         c = choice.candidate
         source = DetailSource(face.landmarks, Exemplar(c.pixels, c.face.landmarks, ref.matrix), options.blend.detail_cfg)
     warp = None
-    if gen.flow is not None and options.blend.warp:
+    if gen.flow is not None and options.blend.warp and model.model_cfg.warp_fullres:
         warp = warp_source(model, prep, ref, choice.candidate.pixels, gen.flow, gen.weight, options.blend.detail_cfg)
     pasted, _ = paste_back(out, colour, alpha, prep.matrix, source, warp)
     return pasted, (dict(warp.info) if warp is not None else None)

@@ -45,6 +45,9 @@ class ModelConfig:
     # position), whatever the blend weight; through the blend alone a reference G does not take yet gets no say
     warp_decisive: float = 0.0  # weight of mean w(1 - w) over the holes: the field takes the reference or
     # leaves it, not half of each (a half-transparent pupil over G's iris shows as a ghost at full resolution)
+    warp_fullres: bool = True  # run time only: also apply the field to the reference photo at its own resolution
+    # (stages/warp.py). False: the 128 px output (which the field made) is pasted back with the detail stage,
+    # as any model's is; on the hard cases that gave fewer ghosts (docs/exemplar.md, issue #23)
     d_channels: int = 32  # D width of its first layer (both branches), doubling per downsampling
     adversarial: str = "hinge"  # GAN loss: "hinge" or "nsgan" (non-saturating logistic)
     l1_weight: float = 1.0  # masked L1 between G's output and the real eyes (0 disables)

@@ -41,7 +41,8 @@ class BlendConfig:
     detail: bool = True  # full-resolution detail from the reference and the photo (exgan_cli.stages.detail)
     detail_cfg: DetailConfig = field(default_factory=DetailConfig)  # its settings
     warp: bool = True  # a warp model's field takes the reference photo's own pixels at full resolution
-    # (stages/warp.py); off: only its 128 px output is pasted, as for the other models
+    # (stages/warp.py) where its ModelConfig.warp_fullres says so; off: only its 128 px output is pasted,
+    # as for the other models
     iris_colour: bool = True  # move the new irises to the reference's colour relative to the skin
     # (eye_colour.match_iris_colour; faces of selfcheck.COLOUR_MIN_FACE px and more, where it can be read)
 

@@ -31,15 +31,16 @@ from conftest import DATA, HIGHRES
 HIGHRES_REF = DATA / "photos" / "img6.jpg"
 
 
-def _warp_model(tmp: Path, name: str, bias: tuple[float, float, float], engine: str = "numpy"):
-    """A tiny random warp model whose head outputs the constant raw fields ``bias`` (dx, dy, logit)."""
+def _warp_model(tmp: Path, name: str, bias: tuple[float, float, float], engine: str = "numpy", fullres: bool = True):
+    """A tiny random warp model whose head outputs the constant raw fields ``bias`` (dx, dy, logit);
+    ``fullres``: its config's warp_fullres."""
     from exgan_cli.model.generator import Generator
     from exgan_cli.model.weights import load_pretrained, save_pretrained
     from exgan_cli.stages.geometry import AlignConfig, MaskConfig
 
     torch.manual_seed(0)
     cfg = ModelConfig(mode="reference", base_channels=8, n_blocks=1, d_channels=8, ref_input="eyes", relight=True,
-                      skips=True, warp=True)
+                      skips=True, warp=True, warp_fullres=fullres)
     g = Generator(cfg)
     with torch.no_grad():
         g.warp_head.bias.copy_(torch.tensor(bias))
@@ -119,6 +120,23 @@ def test_full_weight_puts_the_references_real_eye_in_place(tmp_path, pair):
     assert sharpness_ratio(out, lm) > 1.4
     plain = _run(pair, model, warp=False).pixels
     assert sharpness_ratio(out, lm) > sharpness_ratio(plain, lm)
+
+
+def test_a_model_without_warp_fullres_pastes_only_its_128_px_output(tmp_path, pair):
+    """warp_fullres false in a model's config: open-eyes does not take the reference photo's pixels
+    through the field (no warp record), and the result is what BlendConfig(warp=False) gives; the same
+    weights with it true do take them."""
+    on = _warp_model(tmp_path, "on", (0.0, 0.0, 12.0))
+    off = _warp_model(tmp_path, "off128", (0.0, 0.0, 12.0), fullres=False)
+    assert off.model_cfg.warp_fullres is False and on.model_cfg.warp_fullres is True
+    res_off = _run(pair, off)
+    sc = res_off.faces[0].self_check
+    assert res_off.faces[0].status == "retouched" and "warp" not in sc["attempts"][sc["kept"]]
+    assert np.array_equal(res_off.pixels, _run(pair, on, warp=False).pixels)
+    res_on = _run(pair, on)
+    sc = res_on.faces[0].self_check
+    assert sc["attempts"][sc["kept"]]["warp"]["weight_max"] > 0.99
+    assert not np.array_equal(res_on.pixels, res_off.pixels)
 
 
 def test_a_displacement_moves_the_sampled_eye(tmp_path, pair):
