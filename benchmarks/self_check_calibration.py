@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,8 @@ def make(args) -> None:
     out = Path(args.make)
     out.mkdir(parents=True, exist_ok=True)
     model = load_pretrained(args.weights)
+    if args.fullres_warp and model.model_cfg.warp:  # the field applied at full resolution whatever the config says
+        model = replace(model, model_cfg=replace(model.model_cfg, warp_fullres=True))
     off = selfcheck.SelfCheckConfig(enabled=False)
     cases: dict[str, dict] = {}
 
@@ -221,6 +224,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--hard", default=HARD + "," + HARD_V2, help="target:reference pairs (default: the v1 and v2 sets')")
     ap.add_argument("--labels", default=str(ROOT / "train" / "self_check_labels_v3.json"))
+    ap.add_argument("--fullres-warp", action="store_true",
+                    help="a warp model's field applied at full resolution even where its config says warp_fullres false")
     ap.add_argument("--no-fullres-warp", action="store_true",
                     help="a warp model's field used at 128 px only: its 128 px output pasted with the detail stage (BlendConfig.warp off)")
     ap.add_argument("--no-iris-colour", action="store_true", help="make the results without the iris colour match (v2's pipeline)")

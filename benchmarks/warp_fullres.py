@@ -31,6 +31,8 @@ per row the real eyes | each model's | the reference's, at the target's resoluti
 --without-fullres-warp adds each warp model a second time (label +128) with its field used only inside
 G's 128 px output: that output is pasted with the detail stage like any other model's (BlendConfig.warp
 off), so the two show what applying the field to the reference photo itself adds or costs.
+--with-fullres-warp does the converse for a model whose config keeps the field at 128 px (warp_fullres
+false, as weights/exgan-warp-128 ships): again with the field applied at full resolution (label +fullres).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import csv
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +147,9 @@ def main() -> None:
     ap.add_argument("--without-fullres-warp", action="store_true",
                     help="also run each warp model with its field not applied at full resolution: only its 128 px output "
                          "(which the field made) is pasted, with the detail stage, as for the other models (label +128)")
+    ap.add_argument("--with-fullres-warp", action="store_true",
+                    help="also run each warp model whose config keeps its field at 128 px (warp_fullres false) with the "
+                         "field applied to the reference photo at full resolution (label +fullres)")
     ap.add_argument("--labels", type=Path, default=ROOT / "train" / "eye_state_labels.json",
                     help="eye states labelled by a person: the real open eyes' R ranges come from its photos' open faces")
     ap.add_argument("--grid", type=Path, default=None, help="write a contact sheet of --grid-pairs here")
@@ -170,6 +176,9 @@ def main() -> None:
         models += [(f"{label}+whole", m) for label, m in models if m.model_cfg.warp]
     if args.without_fullres_warp:  # each warp model again, its field used at 128 px only (BlendConfig.warp off)
         models += [(f"{label}+128", m) for label, m in models if m.model_cfg.warp and not label.endswith("+whole")]
+    if args.with_fullres_warp:  # a model shipped with warp_fullres false, again with it true
+        models += [(f"{label}+fullres", replace(m, model_cfg=replace(m.model_cfg, warp_fullres=True)))
+                   for label, m in models if m.model_cfg.warp and not m.model_cfg.warp_fullres]
     for label, m in models:
         print(f"{label}: {m.source} ({m.model_cfg.mode}{', warp' if m.model_cfg.warp else ''})")
     groups = person_groups(args.photos / "master.csv")
