@@ -66,7 +66,7 @@ class EyeState:
     def __post_init__(self) -> None:
         if self.state and self.state not in EYE_STATES:
             raise ValueError(f"eye state must be one of {', '.join(EYE_STATES)}, not {self.state!r}")
-        if self.closed != (self.state == "closed"):  # "closed" set alone (an old record, replace(closed=...)) wins
+        if not self.state or self.closed != (self.state == "closed"):  # "closed" set alone (an old record, replace(closed=...)) wins
             object.__setattr__(self, "state", "closed" if self.closed else (self.state if self.state and self.state != "closed" else "open"))
 
     @property

@@ -143,8 +143,11 @@ def _fit(
     import torch.nn.functional as F
 
     ci = np.nonzero(train.closed & ~train.lfw_closed & ~train.synthetic)[0]
-    li, oi = np.nonzero(train.lfw_closed)[0], np.nonzero(~train.closed & ~train.hard_open)[0]
-    hi, si = np.nonzero(train.hard_open)[0], np.nonzero(train.synthetic)[0]
+    # the hard open faces are a pool of their own only when a share of the batch is drawn from them;
+    # with hard_open_share 0 they are ordinary open examples, as before the option existed
+    hard_pool = train.hard_open if cfg.hard_open_share > 0 else np.zeros_like(train.hard_open)
+    li, oi = np.nonzero(train.lfw_closed)[0], np.nonzero(~train.closed & ~hard_pool)[0]
+    hi, si = np.nonzero(hard_pool)[0], np.nonzero(train.synthetic)[0]
     net = build_net(cfg.net)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)

@@ -157,6 +157,8 @@ def test_eye_state_records_round_trip():
     assert st.state == "narrow" and EyeState(**asdict(st)) == st
     old = {k: v for k, v in asdict(eye_state(_face(0.1))).items() if k in ("left", "right", "closed", "score", "p_closed", "method", "threshold")}
     assert EyeState(**old).state == "closed"
+    old_open = {k: v for k, v in asdict(eye_state(_face(0.3))).items() if k in ("left", "right", "closed", "score", "p_closed", "method", "threshold")}
+    assert EyeState(**old_open).state == "open" and EyeState(0.3, 0.3, False, 0.3).to_dict()["state"] == "open"
     assert EyeState(0.3, 0.3, True, 0.3, state="narrow").state == "closed"  # closed set alone wins
     with pytest.raises(ValueError):
         EyeState(0.3, 0.3, False, 0.3, state="shut")
