@@ -59,7 +59,7 @@ def _fit_decision(tune: list[dict], hidden: list[bool]) -> tuple[tuple, dict]:
     seen = ~np.array(hidden)
     best = None
     for t in THRESHOLDS:
-        for o in OPEN_BELOW_GRID:
+        for o in (o for o in OPEN_BELOW_GRID if o >= OPEN_BELOW_FLOOR):
             for e in EAR_BELOW_GRID:
                 closed = seen & ((p >= t) | ((p >= o) & (ear < e)))
                 kc, kb, kf = closed[cew].sum(), closed[blinks].sum(), closed[others].sum()

@@ -230,6 +230,8 @@ def main() -> None:
                     help="a warp model's field used at 128 px only: its 128 px output pasted with the detail stage (BlendConfig.warp off)")
     ap.add_argument("--no-iris-colour", action="store_true", help="make the results without the iris colour match (v2's pipeline)")
     args = ap.parse_args()
+    if args.fullres_warp and args.no_fullres_warp:
+        ap.error("--fullres-warp and --no-fullres-warp contradict each other")
     if args.make:
         make(args)
     if args.score:

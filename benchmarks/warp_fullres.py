@@ -145,7 +145,7 @@ def main() -> None:
     ap.add_argument("--take-whole", action="store_true",
                     help="also run each warp model with its blend weight set to 1 in the holes (label +whole)")
     ap.add_argument("--without-fullres-warp", action="store_true",
-                    help="also run each warp model with its field not applied at full resolution: only its 128 px output "
+                    help="also run each warp model whose config applies its field at full resolution with it not applied: only its 128 px output "
                          "(which the field made) is pasted, with the detail stage, as for the other models (label +128)")
     ap.add_argument("--with-fullres-warp", action="store_true",
                     help="also run each warp model whose config keeps its field at 128 px (warp_fullres false) with the "
@@ -174,11 +174,12 @@ def main() -> None:
     models = [(Path(w).name, load_pretrained(w)) for w in args.weights]
     if args.take_whole:  # each warp model again, its blend weight set to 1 in the holes (its displacement kept)
         models += [(f"{label}+whole", m) for label, m in models if m.model_cfg.warp]
-    if args.without_fullres_warp:  # each warp model again, its field used at 128 px only (BlendConfig.warp off)
-        models += [(f"{label}+128", m) for label, m in models if m.model_cfg.warp and not label.endswith("+whole")]
+    base = [(label, m) for label, m in models if "+" not in label and m.model_cfg.warp]  # the variants below: of these only
+    if args.without_fullres_warp:  # a warp model whose config applies its field at full resolution, at 128 px only
+        models += [(f"{label}+128", m) for label, m in base if m.model_cfg.warp_fullres]
     if args.with_fullres_warp:  # a model shipped with warp_fullres false, again with it true
         models += [(f"{label}+fullres", replace(m, model_cfg=replace(m.model_cfg, warp_fullres=True)))
-                   for label, m in models if m.model_cfg.warp and not m.model_cfg.warp_fullres]
+                   for label, m in base if not m.model_cfg.warp_fullres]
     for label, m in models:
         print(f"{label}: {m.source} ({m.model_cfg.mode}{', warp' if m.model_cfg.warp else ''})")
     groups = person_groups(args.photos / "master.csv")

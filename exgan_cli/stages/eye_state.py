@@ -61,7 +61,7 @@ class EyeState:
     state: str = ""  # "open" | "narrow" | "closed" | "hidden" (EYE_STATES); "" (an old record): from ``closed``, which wins
     rule: str = ""  # why, in a few words: which cut decided
     visibility: float = float("nan")  # eye_visibility: eye/cheek luminance (dark lenses low)
-    tint: float = float("nan")  # eye_tint: the eye boxes' colour against the cheeks' (tinted, mirrored lenses high)
+    tint: float = float("nan")  # the eye boxes' median CIELAB a*b* against the cheeks' (eye_region_measures): ~6 for eyes, 25-65 behind tinted or mirrored lenses
 
     def __post_init__(self) -> None:
         if self.state and self.state not in EYE_STATES:
@@ -186,7 +186,7 @@ VISIBLE_NONE = 0.17  # below this, the eyes count as hidden (dark glasses): not 
 # The tint cut catches no more of the tuning faces at 22 to 40 (the middle is kept): it is for the
 # coloured mirrored lenses that luminance misses. Held-out figures: docs/eye_state.md.
 HIDDEN_VISIBILITY = 0.33  # eye_visibility below this: dark lenses
-HIDDEN_TINT = 30.0  # eye_tint above this: tinted or mirrored lenses (the eye boxes far from skin colour)
+HIDDEN_TINT = 30.0  # EyeState.tint above this: tinted or mirrored lenses (the eye boxes far from skin colour)
 HIDDEN_DARK = 12.0  # cheeks' median luminance (0..255) below this: too dark to judge
 HIDDEN_MIN_EYE = 5.0  # px: an eye narrower than this (a face of ~30 px) is too small to judge
 
@@ -236,7 +236,7 @@ def _eye_and_cheek_pixels(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.nd
 
 
 def eye_region_measures(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[float, float, float]:
-    """(eye_visibility, eye_tint, the cheeks' median luminance 0..255) from one read of the regions;
+    """(eye_visibility, the tint (EyeState.tint), the cheeks' median luminance 0..255) from one read of the regions;
     NaN where the regions fall outside the photo."""
     import cv2
 
@@ -262,12 +262,6 @@ def eye_visibility(rgb: np.ndarray, landmarks: np.ndarray) -> float:
     in its coordinates. NaN when the regions fall outside the photo.
     """
     return eye_region_measures(rgb, landmarks)[0]
-
-
-def eye_tint(rgb: np.ndarray, landmarks: np.ndarray) -> float:
-    """How far the eye boxes' median colour (CIELAB a*, b*) is from the cheeks': ~6 for eyes
-    (LFW median; 99th percentile ~16), 25 to 65 behind tinted or mirrored lenses."""
-    return eye_region_measures(rgb, landmarks)[1]
 
 
 def visibility_term(ratio: float) -> float:

@@ -81,9 +81,10 @@ def role_of(name: str) -> str:
 
 def read_states(path: Path) -> dict[str, str]:
     """{"<Person>/<file>.jpg": "open" | "narrow" | "closed" | "hidden" | "unsure"}: the LFW faces of an eye-state
-    label file (train/eye_state_labels.json; empty if none)."""
+    label file (train/eye_state_labels.json). A path that is not a file is an error: a mistyped
+    --states must not train the old way unannounced."""
     if not Path(path).is_file():
-        return {}
+        raise FileNotFoundError(f"{path}: eye-state label file not found")
     return {k: v["state"] for k, v in json.loads(Path(path).read_text(encoding="utf-8"))["lfw"].items()}
 
 
