@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from exgan_cli.errors import NoReferenceError
-from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD, VISIBLE_NONE, visibility_term
+from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD, visibility_term
 from exgan_cli.stages.faces import SAME_PERSON_THRESHOLD, descriptor_distance
 from exgan_cli.stages.pose import Expression, expression_difference
 from exgan_cli.stages.references import Candidate, Pose, Rejection
@@ -180,10 +180,8 @@ def choose_reference(
             why.append(f"another person (distance {distance:.2f} > {identity_threshold:.2f})")
         if cand.eye.closed:
             why.append(f"eyes closed ({cand.eye.describe()})")
-        elif cand.eye.hidden:
+        elif cand.eye.hidden:  # dark lenses among others (eye_state.hidden_reason, which names them)
             why.append(cand.eye.rule)
-        elif cand.visibility < VISIBLE_NONE:
-            why.append(f"eyes hidden (dark glasses? eye/cheek luminance {cand.visibility:.2f} < {VISIBLE_NONE:.2f})")
         if why:
             rejected.append((cand, distance, ", ".join(why)))
             continue

@@ -35,7 +35,7 @@ class Person:
         return {
             "folder": str(self.folder),
             "photos": [str(p) for p in self.photos],
-            "open_eyed": sum(1 for c in self.candidates if not c.eye.closed),
+            "open_eyed": sum(1 for c in self.candidates if not (c.eye.closed or c.eye.hidden)),
             "rejected": self.rejected,
         }
 
@@ -77,8 +77,8 @@ def load_person(folder: Path, detector: str = "auto", threshold: Optional[float]
         why = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rejected[:6]) or "no photos"
         more = f"; and {len(rejected) - 6} more" if len(rejected) > 6 else ""
         raise DataError(f"{folder}: no usable face of the person ({why}{more})")
-    if all(c.eye.closed for c in single):
-        raise NoReferenceError(f"{folder}: the person's eyes are closed in every photo: no reference to copy open eyes from")
+    if all(c.eye.closed or c.eye.hidden for c in single):
+        raise NoReferenceError(f"{folder}: the person's eyes are closed or hidden in every photo: no reference to copy open eyes from")
     single.sort(key=lambda c: str(c.path))
     return Person(
         folder=folder,

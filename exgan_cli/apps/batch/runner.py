@@ -70,7 +70,7 @@ def run_batch(
     """Retouch the person of ``options.person_dir`` across ``options.album``; see the package doc.
 
     Raises (nothing written yet) DataError for a missing album or an unusable person folder,
-    NoReferenceError when the person's eyes are closed in every photo, WeightsError, and
+    NoReferenceError when the person's eyes are closed or hidden in every photo, WeightsError, and
     OutputError for an output folder inside the album or held by another run. Problems with
     single photos never raise: they are recorded and the run goes on.
     """
