@@ -75,6 +75,20 @@ def test_hidden_eyes_are_never_retouched_not_even_with_faces_all(tmp_path, tiny_
     assert [f["status"] for f in faces if f is not hidden[0]] == ["retouched"]
 
 
+def test_a_hidden_face_asked_for_by_index_is_named_and_left_alone(tmp_path, tiny_model):
+    src = tmp_path / "keanu.jpg"
+    shutil.copyfile(SUNGLASSES, src)
+    report = tmp_path / "r.json"
+    open_eyes(src, "--ref", SUNGLASSES_REF, "--weights", tiny_model, "--faces", "all", "--any-identity", "--force",
+              "-o", tmp_path / "all.jpg", "--report", report)
+    hidden = [f["index"] for f in json.loads(report.read_text())["faces"] if f["eyes_before"]["state"] == "hidden"]
+    out = tmp_path / "out.jpg"
+    res = open_eyes(src, "--ref", SUNGLASSES_REF, "--weights", tiny_model, "--face", str(hidden[0]), "-o", out)
+    assert res.exit_code == 0, res.output
+    assert f"face {hidden[0]}: eyes hidden (" in res.output and "none with closed eyes" not in res.output
+    assert not out.exists()
+
+
 def test_inspect_names_every_state(tmp_path):
     res = runner.invoke(app, ["inspect", str(SUNGLASSES), "--json"])
     assert res.exit_code == 0, res.output
