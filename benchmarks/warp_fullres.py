@@ -9,7 +9,10 @@ repaints the target's (open) eyes from the reference; the target's real eyes are
     R          detail.sharpness_ratio of the result (Laplacian variance in the eye boxes over a
                skin ring); "in range" when inside the p5-p95 of real open eyes in the same
                face-width bin (measured here on every face of the photos that a person labelled
-               open in train/eye_state_labels.json, group photos included)
+               open in train/eye_state_labels.json, group photos included); the summary also
+               gives the share of the targets' own real eyes in that range (the ceiling: a
+               result as sharp as the photo's real eyes is out of range where they are, marked
+               "!" after "R real") and how far R is off the target's own eyes (median factor)
     colour     eye_colour.iris_colour CIE76 distance of the result's irises to the truth's, and
                the natural figure: the reference's own irises against the truth's
     L1 eyes    mean |result - truth| (0..1) over the eye boxes grown by half their height, at
@@ -220,8 +223,9 @@ def main() -> None:
 
     options = RetouchOptions(faces="all", self_check=SelfCheckConfig(enabled=False), best_of=1, any_identity=True, force=True,
                              blend=BlendConfig())
-    rows: dict[str, dict[str, list[float]]] = {label: {"r_in": [], "colour": [], "l1": [], "id": [], "r": [], "mixed": []} for label, _ in models}
+    rows: dict[str, dict[str, list[float]]] = {label: {"r_in": [], "colour": [], "l1": [], "id": [], "r": [], "r_off": [], "mixed": []} for label, _ in models}
     natural: list[float] = []
+    truth_in: list[float] = []  # the target's own real eyes inside that range: the ceiling of "R in range"
     tiles: dict[tuple[str, str], list[np.ndarray]] = {}
     t0 = time.perf_counter()
     print(f"{'target':<10} {'reference':<10} {'face':>5} {'R real':>6} {'natural':>7}  "
@@ -237,7 +241,9 @@ def main() -> None:
         natural.append(nat)
         region = eye_region(face.landmarks, img.shape)
         own = facelib.face_descriptor(img, face)
-        line = f"{a:<10} {b:<10} {width:5.0f} {sharpness_ratio(img, face.landmarks):6.2f} {nat:7.1f}  "
+        r_real = sharpness_ratio(img, face.landmarks)
+        truth_in.append(float(lo <= r_real <= hi))
+        line = f"{a:<10} {b:<10} {width:5.0f} {r_real:6.2f}{'' if lo <= r_real <= hi else '!'} {nat:7.1f}  "
         tile_row = [eye_band(img, face.landmarks, args.grid_width / (2.4 * iod(face.landmarks)))]
         for label, model in models:
             opts = RetouchOptions(**{**options.__dict__, "face_index": largest[a],
@@ -251,6 +257,7 @@ def main() -> None:
             ident = facelib.descriptor_distance(facelib.face_descriptor(res.pixels, face), own)
             rec = rows[label]
             rec["r"].append(r)
+            rec["r_off"].append(abs(float(np.log2(r / r_real))))
             rec["r_in"].append(float(lo <= r <= hi))
             rec["colour"].append(col)
             rec["l1"].append(l1)
@@ -269,9 +276,10 @@ def main() -> None:
     print(f"{len(pairs)} pairs in {time.perf_counter() - t0:.0f} s")
     nat_med = float(np.nanmedian(natural))
     print(f"natural iris colour (reference vs truth): median {nat_med:.1f}")
+    print(f"the targets' own real eyes: R in the real p5-p95 {100 * np.mean(truth_in):.0f}% ({int(sum(truth_in))} of {len(truth_in)})")
     for label, rec in rows.items():
         print(f"{label}: R in the real p5-p95 {100 * np.mean(rec['r_in']):.0f}% ({int(sum(rec['r_in']))} of {len(rec['r_in'])}), "
-              f"R median {np.nanmedian(rec['r']):.2f}; colour to truth median {np.nanmedian(rec['colour']):.1f} "
+              f"R median {np.nanmedian(rec['r']):.2f}, off the target's own eyes by x{2 ** np.median(rec['r_off']):.2f} (median); colour to truth median {np.nanmedian(rec['colour']):.1f} "
               f"(natural {nat_med:.1f}); L1 eyes median {np.median(rec['l1']):.4f}; identity median {np.median(rec['id']):.3f}")
         if rec["mixed"]:  # a warp model: how much of what it took is a half-and-half mix (ghost risk)
             mixed = np.asarray(rec["mixed"])
@@ -281,7 +289,7 @@ def main() -> None:
     for label, rec in rows.items():
         if label == base_label:
             continue
-        for key, name in (("l1", "L1 eyes"), ("colour", "colour"), ("id", "identity")):
+        for key, name in (("l1", "L1 eyes"), ("colour", "colour"), ("id", "identity"), ("r_off", "|log2 R/R real|")):
             m, lo_, hi_, wins = paired(rows[base_label][key], rec[key])
             print(f"{label} - {base_label}, {name}: {m:+.4f} [{lo_:+.4f}, {hi_:+.4f}], lower in {wins} of {len(rec[key])}")
     if args.grid and tiles:
