@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     states = [ef.state_after(r, fitted) for r in tune]
     nb, nfig = _fit_narrow(tune, states)
     print(f"narrow, fitted on the tuning persons: larger EAR < {nb:.3f}: {nfig}")
-    print(f"shipped (weights/eye-state/config.json): {clf.rule()}, narrow below {clf.narrow_ear_below or eye_state.NARROW_EAR_THRESHOLD:.3f}")
+    print(f"shipped (weights/eye-state/config.json): {clf.rule()}, narrow below {clf.narrow_ear_below or eye_classifier.NARROW_EAR_BELOW:.3f}")
 
     if args.write:
         path = Path(clf.source) / eye_classifier.CONFIG_FILE

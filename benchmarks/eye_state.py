@@ -180,10 +180,9 @@ def draw_grid(groups: list[tuple[str, list[dict]]], out: Path, cols: int = 4) ->
     face's name, the label a person gave it, P(closed) and the larger EAR."""
     from PIL import Image, ImageDraw
 
-    from exgan_cli.files.images import load_image
-    from exgan_cli.stages.faces import central_face, detect_faces
-
     from PIL import ImageFont
+
+    from exgan_cli.files.images import load_image
 
     cell_w, cell_h, face_px, eye_w, eye_h, title_h = 420, 130, 110, 300, 110, 34
     rows_total = sum(max(1, -(-len(faces) // cols)) for _, faces in groups)
@@ -196,9 +195,7 @@ def draw_grid(groups: list[tuple[str, list[dict]]], out: Path, cols: int = 4) ->
         y += title_h
         for i, r in enumerate(faces):
             img = load_image(r["path"])
-            found = detect_faces(img.pixels, detector="auto")
-            face = central_face(found, img.size) if r["set"] != "photos" else found[r["face"]]
-            lm = face.landmarks
+            lm = np.asarray(r["landmarks"])  # measured once by eye_faces.py: not detected again
             pil = Image.fromarray(img.pixels)
             x0, y0 = lm.min(axis=0)
             x1, y1 = lm.max(axis=0)

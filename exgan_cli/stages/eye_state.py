@@ -44,8 +44,6 @@ from exgan_cli.stages.geometry import LEFT_EYE, RIGHT_EYE
 # 10% of LFW faces (most of which are open; some LFW faces really are closed or squinting),
 # which catches ~70% of the detected closed-eye faces. See docs/eye_state.md.
 CLOSED_EAR_THRESHOLD = 0.21
-# Not closed, and the larger EAR below this: narrowed eyes (a smile, a squint); see eye_classifier.
-NARROW_EAR_THRESHOLD = NARROW_EAR_BELOW
 EYE_STATES = ("open", "narrow", "closed", "hidden")
 
 
@@ -122,7 +120,7 @@ def eye_aspect_ratio(eye6: np.ndarray) -> float:
 
 def eye_state(landmarks: np.ndarray, threshold: float = CLOSED_EAR_THRESHOLD) -> EyeState:
     """Eye state of a face from its 68 landmarks alone, by the EAR rule: closed when both EARs are
-    below ``threshold``, narrow when the larger is below NARROW_EAR_THRESHOLD, else open."""
+    below ``threshold``, narrow when the larger is below eye_classifier.NARROW_EAR_BELOW (a smile, a squint), else open."""
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.shape != (68, 2):
         raise ValueError(f"eye_state needs (68, 2) landmarks, got {lm.shape}")
@@ -133,7 +131,7 @@ def eye_state(landmarks: np.ndarray, threshold: float = CLOSED_EAR_THRESHOLD) ->
     return EyeState(left=left, right=right, closed=state == "closed", score=score, threshold=threshold, state=state, rule=rule)
 
 
-def ear_rule(max_ear: float, threshold: float = CLOSED_EAR_THRESHOLD, narrow_below: float = NARROW_EAR_THRESHOLD) -> tuple[str, str]:
+def ear_rule(max_ear: float, threshold: float = CLOSED_EAR_THRESHOLD, narrow_below: float = NARROW_EAR_BELOW) -> tuple[str, str]:
     """The EAR rule's state (without a classifier): closed, narrow or open, and why."""
     if max_ear < threshold:
         return "closed", f"both EARs < {threshold:.2f}"

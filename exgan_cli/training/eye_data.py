@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from exgan_cli.stages.eye_classifier import EyeNetConfig, band_from_crop, standardise
+from exgan_cli.stages.eye_state import CLOSED_EAR_THRESHOLD
 from exgan_cli.stages.geometry import AlignConfig
 
 # Held-out splits, by a hash of the name (a CEW file name, an LFW person name): bucket
@@ -220,7 +221,7 @@ def load_eye_data(closed_cache: Path, lfw_cache: Path, open_min_ear: float, revi
     clean = (ear_open & (verdict == "")) | (verdict == "open")
     shut = verdict == "closed"
     # hard open examples: labelled open (narrow, smiling, squinting) where the EAR rule would say closed
-    hard = (verdict == "open") & (lfw.ear.max(axis=1) < 0.21)
+    hard = (verdict == "open") & (lfw.ear.max(axis=1) < CLOSED_EAR_THRESHOLD)
     split_name = split_of if not labelled else (lambda n: {"tune": "val"}.get(role_of(n), role_of(n)))
 
     def grey(crops: np.ndarray) -> np.ndarray:
