@@ -52,6 +52,22 @@ def test_irises_take_the_target_colour(portrait, shift):
         assert np.array_equal(out[y0:y1, x0:x1][still], rgb[y0:y1, x0:x1][still])
 
 
+def test_lightness_moves_only_beyond_the_tolerance(portrait):
+    """A target 20 L* darker (a dark iris the generator painted light, which reads as grey-blue):
+    the irises darken by about the excess over LIGHTNESS_TOLERANCE, not by all 20, and keep their
+    hue; one 6 L* lighter (within the tolerance: this photo's light) moves nothing (above)."""
+    from exgan_cli.stages.eye_colour import LIGHTNESS_TOLERANCE
+
+    rgb, lm = portrait
+    before = iris_colour(rgb, lm)
+    out = match_iris_colour(rgb, lm, dataclasses.replace(before, lab=before.lab + np.array([-20.0, 0.0, 0.0])))
+    after = iris_colour(out, lm)
+    moved = before.lab[0] - after.lab[0]
+    excess = 20.0 - LIGHTNESS_TOLERANCE
+    assert 0.6 * excess < moved < 1.2 * excess, moved
+    assert np.linalg.norm(after.lab[1:] - before.lab[1:]) < 2.0
+
+
 def test_the_whites_keep_their_colour(portrait):
     """A strong brown target: the irises move, the brightest pixels inside the contours (the
     whites, the glints) barely do: no tinted sclera."""
