@@ -48,9 +48,9 @@ with no iris, pupil or lid line on a laughing face) passed it. A result now also
     Since the pipeline moves the new irises to the reference's hue (eye_colour.match_iris_colour),
     these tests judge what the match left: they fail where it could not move an iris (too few
     pixels, clipping, lightness, which it moves only beyond eye_colour.LIGHTNESS_TOLERANCE). The
-    generator's own irises, before the match, are judged too: a blue-violet cast stronger than RAW_BLUENESS_TOLERANCE marks a failed
-    in-painting that the match would hide (its a*, a brown iris for a light one, is repaired, not
-    refused).
+    generator's own irises, before the match, are judged too: a blue-violet cast stronger than
+    RAW_BLUENESS_TOLERANCE marks a failed in-painting that the match would hide (its a*, a brown
+    iris for a light one, is repaired, not refused).
 
 A face that fails is retried with the next best reference (references.choose_reference with
 the failed ones excluded); when every usable reference fails, the face is left exactly as it
