@@ -178,9 +178,7 @@ def eye_data_role(name: str) -> str:
 def draw_grid(groups: list[tuple[str, list[dict]]], out: Path, cols: int = 4) -> None:
     """A contact sheet: per group a title row, then per face the face and its eyes enlarged, with the
     face's name, the label a person gave it, P(closed) and the larger EAR."""
-    from PIL import Image, ImageDraw
-
-    from PIL import ImageFont
+    from PIL import Image, ImageDraw, ImageFont
 
     from exgan_cli.files.images import load_image
 

@@ -120,7 +120,8 @@ def eye_aspect_ratio(eye6: np.ndarray) -> float:
 
 def eye_state(landmarks: np.ndarray, threshold: float = CLOSED_EAR_THRESHOLD) -> EyeState:
     """Eye state of a face from its 68 landmarks alone, by the EAR rule: closed when both EARs are
-    below ``threshold``, narrow when the larger is below eye_classifier.NARROW_EAR_BELOW (a smile, a squint), else open."""
+    below ``threshold``, narrow (a smile, a squint) when the larger is below
+    eye_classifier.NARROW_EAR_BELOW, else open."""
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.shape != (68, 2):
         raise ValueError(f"eye_state needs (68, 2) landmarks, got {lm.shape}")
