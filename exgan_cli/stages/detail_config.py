@@ -28,7 +28,9 @@ class DetailConfig:
     register_max: float = 0.25  # largest move of that registration, in eye widths
     register_min_corr: float = 0.4  # ... only if the two eyes already correlate this much (they look alike)
     register_min_gain: float = 0.05  # ... and only if it raises that correlation this much
-    fine_floor: float = 0.75  # the finest band keeps at least this weight where the structures disagree
+    fine_floor: float = 1.0  # the finest band keeps at least this weight where the structures disagree
+    # (1: never gated, it is texture; 0.75 before 2026-12-07 left eyes softer than the photo's own:
+    # benchmarks/warp_fullres.py, docs/detail.md)
     blank_contrast: float = 0.3  # generator eye contrast / reference's below which G's eye counts as blank (no gating)
     synthesize: bool = True  # rebuild the finest band a smaller reference lacks by steepening its edges (shock filter)
     shock_sigma: float = 0.5  # Gaussian sigma of the shock filter's edge detector, in reference pixels
