@@ -10,8 +10,8 @@ repaints the target's (open) eyes from the reference; the target's real eyes are
                skin ring); "in range" when inside the p5-p95 of real open eyes in the same
                face-width bin (measured here on every face of the photos that a person labelled
                open in train/eye_state_labels.json, group photos included); the summary also
-               gives the share of the targets' own real eyes in that range (the ceiling: a
-               result as sharp as the photo's real eyes is out of range where they are, marked
+               gives the share of the targets' own real eyes in that range (what a result exactly
+               as sharp as the real eyes would score: it is out of range where they are, marked
                "!" after "R real") and how far R is off the target's own eyes (median factor)
     colour     eye_colour.iris_colour CIE76 distance of the result's irises to the truth's, and
                the natural figure: the reference's own irises against the truth's
@@ -23,9 +23,11 @@ repaints the target's (open) eyes from the reference; the target's real eyes are
                blended half and half with G's (0.2 < weight < 0.8), where two irises or pupils
                that do not lie on each other show as a ghost (stages/warp.py's "mixed")
 
-Printed: the per-pair table, each model's summary (share of R in range, median colour against
-the natural median, median L1 eyes, median identity), and the paired differences of each model
-against the first (mean, bootstrap 95% CI, wins). --grid writes a contact sheet of --grid-pairs:
+Printed: the per-pair table, the share of the targets' own real eyes in the R range, each
+model's summary (share of R in range, median R and its median factor off the target's own eyes,
+median colour against the natural median, median L1 eyes, median identity), and the paired
+differences of each model against the first (L1 eyes, colour, identity, |log2 R / R real|: mean,
+bootstrap 95% CI, wins). --grid writes a contact sheet of --grid-pairs:
 per row the real eyes | each model's | the reference's, at the target's resolution.
 
     python benchmarks/warp_fullres.py --weights weights/exgan-reference-128 --weights weights/exgan-warp-128 \
@@ -225,7 +227,7 @@ def main() -> None:
                              blend=BlendConfig())
     rows: dict[str, dict[str, list[float]]] = {label: {"r_in": [], "colour": [], "l1": [], "id": [], "r": [], "r_off": [], "mixed": []} for label, _ in models}
     natural: list[float] = []
-    truth_in: list[float] = []  # the target's own real eyes inside that range: the ceiling of "R in range"
+    truth_in: list[float] = []  # the target's own real eyes inside that range: what eyes as sharp as the real ones would score
     tiles: dict[tuple[str, str], list[np.ndarray]] = {}
     t0 = time.perf_counter()
     print(f"{'target':<10} {'reference':<10} {'face':>5} {'R real':>6} {'natural':>7}  "
@@ -257,7 +259,7 @@ def main() -> None:
             ident = facelib.descriptor_distance(facelib.face_descriptor(res.pixels, face), own)
             rec = rows[label]
             rec["r"].append(r)
-            rec["r_off"].append(abs(float(np.log2(r / r_real))))
+            rec["r_off"].append(abs(float(np.log2(r / r_real))) if r > 0 and r_real > 0 else float("nan"))
             rec["r_in"].append(float(lo <= r <= hi))
             rec["colour"].append(col)
             rec["l1"].append(l1)
@@ -279,7 +281,7 @@ def main() -> None:
     print(f"the targets' own real eyes: R in the real p5-p95 {100 * np.mean(truth_in):.0f}% ({int(sum(truth_in))} of {len(truth_in)})")
     for label, rec in rows.items():
         print(f"{label}: R in the real p5-p95 {100 * np.mean(rec['r_in']):.0f}% ({int(sum(rec['r_in']))} of {len(rec['r_in'])}), "
-              f"R median {np.nanmedian(rec['r']):.2f}, off the target's own eyes by x{2 ** np.median(rec['r_off']):.2f} (median); colour to truth median {np.nanmedian(rec['colour']):.1f} "
+              f"R median {np.nanmedian(rec['r']):.2f}, off the target's own eyes by x{2 ** np.nanmedian(rec['r_off']):.2f} (median); colour to truth median {np.nanmedian(rec['colour']):.1f} "
               f"(natural {nat_med:.1f}); L1 eyes median {np.median(rec['l1']):.4f}; identity median {np.median(rec['id']):.3f}")
         if rec["mixed"]:  # a warp model: how much of what it took is a half-and-half mix (ghost risk)
             mixed = np.asarray(rec["mixed"])

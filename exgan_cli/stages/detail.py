@@ -364,8 +364,8 @@ def _scaled_reference_detail(
             gains = band_gains(own_box, layers.ref_detail, ref_fine, sel, cfg)
             ref_fine_cov = gains[1] ** 2 * covariance(ref_fine, sel)
         # Structure only where it agrees with the generator's eye (no ghost contours). The
-        # finest band is gated less (``fine_floor``): it is texture more than contour, and
-        # without it a gated eye would be smoother than the skin around it.
+        # finest band is gated less (``fine_floor``; by default not at all): it is texture more
+        # than contour, and without it a gated eye would be smoother than the skin around it.
         a, fine_w = layers.agreement[work][..., None], ref_fine[work]
         detail = (gains[0] * a) * (detail - fine_w) + (gains[1] * (cfg.fine_floor + (1.0 - cfg.fine_floor) * a)) * fine_w
     return detail, gains, ref_fine_cov
