@@ -142,14 +142,14 @@ def _nothing_to_do(request: RetouchRequest, found: list, states: list, say) -> O
         raise NoFaceError(f"{request.photo}: {e}") from None
     if selected:
         return None
-    if request.options.face_index is not None:  # the asked-for face is hidden (select_faces): say that, not a count
-        i = request.options.face_index
+    i = request.options.face_index
+    if i is not None:  # the asked-for face is hidden (select_faces): say that, not a count
         say(f"{request.photo}: face {i}: eyes hidden ({states[i].rule}): left alone, nothing written")
-    faces = f"{len(found)} face" + ("" if len(found) == 1 else "s")
-    narrow, hidden = (sum(s.state == k for s in states) for k in ("narrow", "hidden"))
-    left = [f"{n} {k}" for n, k in ((narrow, "narrow"), (hidden, "hidden")) if n]
-    extra = f" ({', '.join(left)}: left alone{'; --faces narrow opens narrowed eyes' if narrow else ''})" if left else ""
-    if request.options.face_index is None:
+    else:
+        faces = f"{len(found)} face" + ("" if len(found) == 1 else "s")
+        narrow, hidden = (sum(s.state == k for s in states) for k in ("narrow", "hidden"))
+        left = [f"{n} {k}" for n, k in ((narrow, "narrow"), (hidden, "hidden")) if n]
+        extra = f" ({', '.join(left)}: left alone{'; --faces narrow opens narrowed eyes' if narrow else ''})" if left else ""
         say(f"{request.photo}: {faces}, none with closed eyes{extra}: nothing to do, nothing written")
     reports = [
         FaceReport(index=i, box=tuple(int(v) for v in f.box), detector=f.detector, eyes_before=s.to_dict(), status=idle_status(s))

@@ -223,8 +223,9 @@ def check_face(
     """Judge the face at ``face.box`` in the retouched photo ``result`` (RGB uint8); with
     ``reference`` (ReferenceEyes of the reference face used) also its contrast and colour.
     ``refitted``: the face already fitted again on ``result`` (faces.refit_face), when at hand; the
-    pipeline fits it on the result before its irises are recoloured (the match keeps every pixel's
-    lightness: the landmarks hold).
+    pipeline fits it on the result before its irises are recoloured (the match changes the irises'
+    colour only, their lightness only beyond eye_colour.LIGHTNESS_TOLERANCE, never the lids: the
+    landmarks hold).
     ``unmatched``: the result before its irises were matched to the reference's colour, whose
     own colour cast is judged too (RAW_BLUENESS_TOLERANCE)."""
     from exgan_cli.stages import eye_state as eyes, faces as facelib
