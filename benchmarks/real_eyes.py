@@ -8,8 +8,9 @@ prints per face-width bin the percentiles of
     contrast  selfcheck.eye_contrast: luminance spread inside the eye contours over the cheeks'
     P(closed) the eye-state classifier's, on faces it calls open (how sure it is of real open eyes)
 
-The self-check's lower bounds are the 1st percentile of each bin (a real eye below them is
-rarer than 1 in 100).
+The self-check's lower bound on R (selfcheck.SHARPNESS_FLOOR) is the 1st percentile under 150 px
+and, from 150 px, the 5th percentile of those faces pooled (the last line printed); its contrast
+bound is relative to the reference's eyes.
 
 --pairs: how far real eyes of one person move in colour between two photos (the same-person
 pairs of photos/master.csv, largest face each, both orders): the iris colour relative to the
@@ -48,7 +49,7 @@ def main() -> None:
     from exgan_cli.stages import eye_state as eyes, faces as facelib
     from exgan_cli.stages.detail import sharpness_ratio
     from exgan_cli.files.images import load_image
-    from exgan_cli.stages.selfcheck import eye_contrast
+    from exgan_cli.stages.selfcheck import eye_contrast, sharpness_floor
 
     lfw = sorted((DATA / "lfw").glob("*/*.jpg"))
     rng = np.random.default_rng(args.seed)
@@ -78,6 +79,10 @@ def main() -> None:
         pcs = f"{np.percentile(pc, 95):13.3f} {np.percentile(pc, 99):6.3f} {pc.max():6.3f}" if len(pc) else ""
         print(f"{lo:>5}-{hi:<6} {len(b):5d}  {np.percentile(r, 1):6.2f} {np.percentile(r, 5):6.2f} {np.percentile(r, 50):6.2f} "
               f"{np.percentile(r, 99):6.2f}  {np.percentile(c, 1):11.3f} {np.percentile(c, 5):6.3f} {np.percentile(c, 50):6.3f}  {pcs}")
+    large = a[a[:, 0] >= 150, 1]
+    if len(large):
+        print(f"faces of 150 px and more, pooled ({len(large)}): R p5 {np.percentile(large, 5):.2f} "
+              f"(selfcheck.SHARPNESS_FLOOR there: {sharpness_floor(150.0):.2f})")
 
 
 def pairs() -> None:

@@ -67,6 +67,23 @@ def test_blurry_eyes_fail(light_eyed):
     assert any("softer than the face" in r or "do not look real" in r for r in check.reasons), check.reasons
 
 
+def test_eyes_softer_than_real_eyes_fail_on_a_large_face():
+    """Eyes that still look like eyes but are softer than 95 real eyes in 100 of the face's size
+    (issue #23: R 0.75 to 1.15 passed on a 12 MP group photo): a 390 px face, its eyes softened
+    just enough to land between the old floor (0.7, the 1st percentile) and the new one."""
+    rgb, face = _face(HIGHRES.parent / "img6.jpg")
+    pts = face.landmarks[36:48]
+    w = np.ptp(pts[:, 0])
+    ys = slice(int(pts[:, 1].min() - 0.15 * w), int(pts[:, 1].max() + 0.15 * w))
+    xs = slice(int(pts[:, 0].min() - 0.15 * w), int(pts[:, 0].max() + 0.15 * w))
+    assert _check(rgb, face, rgb, face).passed  # the real eyes themselves pass
+    soft = rgb.copy()
+    soft[ys, xs] = cv2.GaussianBlur(rgb[ys, xs], (0, 0), 1.25)
+    check = _check(soft, face, rgb, face)
+    assert faces.face_width(face) >= 150 and 0.7 < check.measures["sharpness"] < check.measures["sharpness_min"]
+    assert check.reasons and all("softer than the face" in r for r in check.reasons), check.reasons
+
+
 def test_brown_eyes_over_a_light_eyed_reference_fail(light_eyed):
     rgb, face = light_eyed
     w = exemplar.iris_weight(rgb, face.landmarks)
