@@ -33,6 +33,16 @@ per row the real eyes | each model's | the reference's, at the target's resoluti
     python benchmarks/warp_fullres.py --weights weights/exgan-reference-128 --weights weights/exgan-warp-128 \
         [--weights train/init/exgan-reference-128-v1] [--grid docs/warp_grid.jpg --grid-pairs a:b,...]
 
+--wrong repaints every target a second time with a WRONG reference (another person's photo, the
+persons taken in turn: wrong_reference): the exemplar gain at
+full resolution, per model, is wrong minus right (L1 eyes, colour, identity; paired, bootstrap 95%
+CI), for all pairs and separately for the light-eyed person (img1's photos: 56 of the 76 pairs)
+and the others; issue #23's bar sets it on LFW at 128 px (`exgan evaluate`), where the references'
+irises are a few JPEG pixels. Add weights/exgan-none-128 as the first --weights for the gain over
+no exemplar the same way (the paired lines against the first model, split the same way); with
+--plain-none it runs a second time without the iris colour match (label +plain), so that neither G
+nor the irises' colour use the reference.
+
 --without-fullres-warp adds each warp model a second time (label +128) with its field used only inside
 G's 128 px output: that output is pasted with the detail stage like any other model's (BlendConfig.warp
 off), so the two show what applying the field to the reference photo itself adds or costs.
@@ -155,6 +165,10 @@ def main() -> None:
     ap.add_argument("--with-fullres-warp", action="store_true",
                     help="also run each warp model whose config keeps its field at 128 px (warp_fullres false) with the "
                          "field applied to the reference photo at full resolution (label +fullres)")
+    ap.add_argument("--wrong", action="store_true", help="also repaint each target with another person's photo (the exemplar gain)")
+    ap.add_argument("--plain-none", action="store_true",
+                    help="also run each none-mode model without the iris colour match (label +plain): no exemplar in G or in the "
+                         "irises' colour (the detail stage still takes the reference's texture)")
     ap.add_argument("--labels", type=Path, default=ROOT / "train" / "eye_state_labels.json",
                     help="eye states labelled by a person: the real open eyes' R ranges come from its photos' open faces")
     ap.add_argument("--grid", type=Path, default=None, help="write a contact sheet of --grid-pairs here")
@@ -182,6 +196,8 @@ def main() -> None:
     base = [(label, m) for label, m in models if "+" not in label and m.model_cfg.warp]  # the variants below: of these only
     if args.without_fullres_warp:  # a warp model whose config applies its field at full resolution, at 128 px only
         models += [(f"{label}+128", m) for label, m in base if m.model_cfg.warp_fullres]
+    if args.plain_none:  # a model blind to the reference, and its irises left the colour it painted
+        models += [(f"{label}+plain", m) for label, m in models if "+" not in label and m.model_cfg.mode == "none"]
     if args.with_fullres_warp:  # a model shipped with warp_fullres false, again with it true
         models += [(f"{label}+fullres", replace(m, model_cfg=replace(m.model_cfg, warp_fullres=True)))
                    for label, m in base if not m.model_cfg.warp_fullres]
@@ -205,6 +221,19 @@ def main() -> None:
     else:
         pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
     grid_pairs = [tuple(p.split(":")) for p in args.grid_pairs.split(",") if p]
+    usable = [[n for n in g if n in photos] for g in groups]
+    usable = [g for g in usable if g]
+    group_of = {n: gi for gi, g in enumerate(usable) for n in g}
+
+    def wrong_reference(b: str) -> str:
+        """Another person's photo: the k-th reference of a person (k: its place among that person's
+        photos) is replaced by a photo of the (k+1)-th person after it, so that one person's pairs
+        meet several others (light- and dark-eyed), as in `exgan evaluate`'s next person."""
+        g, k = group_of[b], usable[group_of[b]].index(b)
+        other = usable[(g + 1 + k % (len(usable) - 1)) % len(usable)]
+        return other[k % len(other)]
+
+    light = set(usable[group_of["img1.jpg"]]) if "img1.jpg" in group_of else set()  # the light-eyed person
 
     # the real eyes' R per face-width bin: every face of the photos that a person labelled open
     # (train/eye_state_labels.json, group photos included: the targets alone leave two bins with
@@ -225,7 +254,9 @@ def main() -> None:
 
     options = RetouchOptions(faces="all", self_check=SelfCheckConfig(enabled=False), best_of=1, any_identity=True, force=True,
                              blend=BlendConfig())
-    rows: dict[str, dict[str, list[float]]] = {label: {"r_in": [], "colour": [], "l1": [], "id": [], "r": [], "r_off": [], "mixed": []} for label, _ in models}
+    rows: dict[str, dict[str, list[float]]] = {label: {"r_in": [], "colour": [], "l1": [], "id": [], "r": [], "r_off": [], "mixed": [],
+                                                       "wrong_l1": [], "wrong_colour": [], "wrong_id": []} for label, _ in models}
+    hers: list[bool] = []  # per pair: the target is the light-eyed person
     natural: list[float] = []
     truth_in: list[float] = []  # the target's own real eyes inside that range: what eyes as sharp as the real ones would score
     tiles: dict[tuple[str, str], list[np.ndarray]] = {}
@@ -245,19 +276,30 @@ def main() -> None:
         own = facelib.face_descriptor(img, face)
         r_real = sharpness_ratio(img, face.landmarks)
         truth_in.append(float(lo <= r_real <= hi))
+        hers.append(a in light)
         line = f"{a:<10} {b:<10} {width:5.0f} {r_real:6.2f}{'' if lo <= r_real <= hi else '!'} {nat:7.1f}  "
         tile_row = [eye_band(img, face.landmarks, args.grid_width / (2.4 * iod(face.landmarks)))]
         for label, model in models:
             opts = RetouchOptions(**{**options.__dict__, "face_index": largest[a],
-                                     "blend": BlendConfig(warp=not label.endswith("+128"))})
+                                     "blend": BlendConfig(warp=not label.endswith("+128"), iris_colour=not label.endswith("+plain"))})
             with taking_whole_eyes(label.endswith("+whole")):
                 res = retouch(img, cands[b], model, opts, faces=found[a])
             r = sharpness_ratio(res.pixels, face.landmarks)
-            out_c = iris_colour(res.pixels, face.landmarks)
-            col = colour_distance(out_c, truth_c) if out_c is not None and truth_c is not None else float("nan")
-            l1 = float(np.abs(res.pixels[region].astype(np.float32) - img[region].astype(np.float32)).mean() / 255.0)
-            ident = facelib.descriptor_distance(facelib.face_descriptor(res.pixels, face), own)
+
+            def scores(pixels: np.ndarray) -> tuple[float, float, float]:
+                """colour to the truth, L1 eyes, identity to the target's own face"""
+                out_c = iris_colour(pixels, face.landmarks)
+                col = colour_distance(out_c, truth_c) if out_c is not None and truth_c is not None else float("nan")
+                l1 = float(np.abs(pixels[region].astype(np.float32) - img[region].astype(np.float32)).mean() / 255.0)
+                return col, l1, facelib.descriptor_distance(facelib.face_descriptor(pixels, face), own)
+
+            col, l1, ident = scores(res.pixels)
             rec = rows[label]
+            if args.wrong:
+                with taking_whole_eyes(label.endswith("+whole")):
+                    wrong = retouch(img, cands[wrong_reference(b)], model, opts, faces=found[a])
+                for key, v in zip(("wrong_colour", "wrong_l1", "wrong_id"), scores(wrong.pixels)):
+                    rec[key].append(v)
             rec["r"].append(r)
             rec["r_off"].append(abs(float(np.log2(r / r_real))) if r > 0 and r_real > 0 else float("nan"))
             rec["r_in"].append(float(lo <= r <= hi))
@@ -288,12 +330,25 @@ def main() -> None:
             print(f"{label}: of the reference pixels taken, mixed half and half with G (0.2 < weight < 0.8): median "
                   f"{100 * np.median(mixed):.0f}%, over half on {int((mixed > 0.5).sum())} of {len(mixed)} faces")
     base_label = models[0][0]
-    for label, rec in rows.items():
-        if label == base_label:
-            continue
-        for key, name in (("l1", "L1 eyes"), ("colour", "colour"), ("id", "identity"), ("r_off", "|log2 R/R real|")):
-            m, lo_, hi_, wins = paired(rows[base_label][key], rec[key])
-            print(f"{label} - {base_label}, {name}: {m:+.4f} [{lo_:+.4f}, {hi_:+.4f}], lower in {wins} of {len(rec[key])}")
+    subsets = [("", np.ones(len(hers), bool))]
+    if args.wrong and any(hers) and not all(hers):
+        subsets += [(", light-eyed person", np.array(hers)), (", the others", ~np.array(hers))]
+    # the first model, and with --plain-none also the plain no-exemplar run, against every other
+    for baseline in [base_label] + [label for label in rows if label.endswith("+plain")]:
+        for label, rec in rows.items():
+            if label in (base_label, baseline):
+                continue
+            for key, name in (("l1", "L1 eyes"), ("colour", "colour"), ("id", "identity"), ("r_off", "|log2 R/R real|")):
+                for tag, keep in subsets[: 1 if key in ("id", "r_off") else None]:
+                    m, lo_, hi_, wins = paired(np.asarray(rows[baseline][key])[keep], np.asarray(rec[key])[keep])
+                    print(f"{label} - {baseline}, {name}{tag}: {m:+.4f} [{lo_:+.4f}, {hi_:+.4f}], lower in {wins} of {int(keep.sum())}")
+    if args.wrong:  # the exemplar gain: wrong reference minus right one (> 0: the right reference helps)
+        for label, rec in rows.items():
+            for key, name in (("l1", "L1 eyes"), ("colour", "colour"), ("id", "identity")):
+                for tag, keep in subsets:
+                    m, lo_, hi_, wins = paired(np.asarray(rec[key])[keep], np.asarray(rec[f"wrong_{key}"])[keep])
+                    print(f"{label}: exemplar gain (wrong - right reference), {name}{tag}: {m:+.4f} [{lo_:+.4f}, {hi_:+.4f}], "
+                          f"the right one worse in {wins} of {int(keep.sum())}")
     if args.grid and tiles:
         save_image(grid_image([tiles[p] for p in grid_pairs if p in tiles]), args.grid, overwrite=True)
         print(f"wrote {args.grid}: per row real | {' | '.join(label for label, _ in models)} | reference")
