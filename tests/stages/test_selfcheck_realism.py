@@ -72,10 +72,7 @@ def test_eyes_softer_than_real_eyes_fail_on_a_large_face():
     (issue #23: R 0.75 to 1.15 passed on a 12 MP group photo): a 390 px face, its eyes softened
     just enough to land between the old floor (0.7, the 1st percentile) and the new one."""
     rgb, face = _face(HIGHRES.parent / "img6.jpg")
-    pts = face.landmarks[36:48]
-    w = np.ptp(pts[:, 0])
-    ys = slice(int(pts[:, 1].min() - 0.15 * w), int(pts[:, 1].max() + 0.15 * w))
-    xs = slice(int(pts[:, 0].min() - 0.15 * w), int(pts[:, 0].max() + 0.15 * w))
+    ys, xs = _eye_region(rgb, face.landmarks)
     assert _check(rgb, face, rgb, face).passed  # the real eyes themselves pass
     soft = rgb.copy()
     soft[ys, xs] = cv2.GaussianBlur(rgb[ys, xs], (0, 0), 1.25)
