@@ -41,7 +41,8 @@ and the others; issue #23's bar sets it on LFW at 128 px (`exgan evaluate`), whe
 irises are a few JPEG pixels. Add weights/exgan-none-128 as the first --weights for the gain over
 no exemplar the same way (the paired lines against the first model, split the same way); with
 --plain-none it runs a second time without the iris colour match (label +plain), so that neither G
-nor the irises' colour use the reference.
+nor the irises' colour use the reference (the detail stage still takes the reference's texture: not
+`evaluate`'s no-exemplar model, which sees no reference at all).
 
 --without-fullres-warp adds each warp model a second time (label +128) with its field used only inside
 G's 128 px output: that output is pasted with the detail stage like any other model's (BlendConfig.warp
@@ -98,15 +99,15 @@ def eye_region(landmarks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return boxes_to_mask(grown, shape[:2]) > 0.5
 
 
-def paired(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float, float, int]:
-    """mean(b - a), its bootstrap 95% CI, and in how many pairs b < a."""
+def paired(a: list[float], b: list[float], seed: int = 0) -> tuple[float, float, float, int, int]:
+    """mean(b - a), its bootstrap 95% CI, in how many pairs b < a, and of how many (both finite)."""
     d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
     d = d[np.isfinite(d)]
     if d.size == 0:
-        return float("nan"), float("nan"), float("nan"), 0
+        return float("nan"), float("nan"), float("nan"), 0, 0
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, d.size, (4000, d.size))].mean(axis=1)
-    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), int((d < 0).sum())
+    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), int((d < 0).sum()), int(d.size)
 
 
 @contextlib.contextmanager
@@ -234,6 +235,8 @@ def main() -> None:
         return other[k % len(other)]
 
     light = set(usable[group_of["img1.jpg"]]) if "img1.jpg" in group_of else set()  # the light-eyed person
+    if args.wrong and len(usable) < 2:
+        raise SystemExit("--wrong needs photos of at least two persons")
 
     # the real eyes' R per face-width bin: every face of the photos that a person labelled open
     # (train/eye_state_labels.json, group photos included: the targets alone leave two bins with
@@ -331,24 +334,25 @@ def main() -> None:
                   f"{100 * np.median(mixed):.0f}%, over half on {int((mixed > 0.5).sum())} of {len(mixed)} faces")
     base_label = models[0][0]
     subsets = [("", np.ones(len(hers), bool))]
-    if args.wrong and any(hers) and not all(hers):
+    if any(hers) and not all(hers):
         subsets += [(", light-eyed person", np.array(hers)), (", the others", ~np.array(hers))]
     # the first model, and with --plain-none also the plain no-exemplar run, against every other
-    for baseline in [base_label] + [label for label in rows if label.endswith("+plain")]:
+    plains = [label for label in rows if label.endswith("+plain")]
+    for baseline in [base_label] + plains:
         for label, rec in rows.items():
-            if label in (base_label, baseline):
+            if label in (base_label, baseline) or (baseline in plains and label in plains):
                 continue
             for key, name in (("l1", "L1 eyes"), ("colour", "colour"), ("id", "identity"), ("r_off", "|log2 R/R real|")):
                 for tag, keep in subsets[: 1 if key in ("id", "r_off") else None]:
-                    m, lo_, hi_, wins = paired(np.asarray(rows[baseline][key])[keep], np.asarray(rec[key])[keep])
-                    print(f"{label} - {baseline}, {name}{tag}: {m:+.4f} [{lo_:+.4f}, {hi_:+.4f}], lower in {wins} of {int(keep.sum())}")
+                    m, lo_, hi_, wins, n = paired(np.asarray(rows[baseline][key])[keep], np.asarray(rec[key])[keep])
+                    print(f"{label} - {baseline}, {name}{tag}: {m:+.4f} [{lo_:+.4f}, {hi_:+.4f}], lower in {wins} of {n}")
     if args.wrong:  # the exemplar gain: wrong reference minus right one (> 0: the right reference helps)
         for label, rec in rows.items():
             for key, name in (("l1", "L1 eyes"), ("colour", "colour"), ("id", "identity")):
                 for tag, keep in subsets:
-                    m, lo_, hi_, wins = paired(np.asarray(rec[key])[keep], np.asarray(rec[f"wrong_{key}"])[keep])
+                    m, lo_, hi_, wins, n = paired(np.asarray(rec[key])[keep], np.asarray(rec[f"wrong_{key}"])[keep])
                     print(f"{label}: exemplar gain (wrong - right reference), {name}{tag}: {m:+.4f} [{lo_:+.4f}, {hi_:+.4f}], "
-                          f"the right one worse in {wins} of {int(keep.sum())}")
+                          f"the right one worse in {wins} of {n}")
     if args.grid and tiles:
         save_image(grid_image([tiles[p] for p in grid_pairs if p in tiles]), args.grid, overwrite=True)
         print(f"wrote {args.grid}: per row real | {' | '.join(label for label, _ in models)} | reference")

@@ -60,11 +60,11 @@ FAILED_ID = "identity moved away from the reference (distance 0.71 > 0.60)"
 
 
 # the kept attempt's measures (selfcheck.CheckResult.to_dict) on a 420 px face: colour judged
-PASSED = {"eye_contrast": 0.4012, "eye_contrast_min": 0.1925, "sharpness": 2.3886, "sharpness_min": 0.7,
+PASSED = {"eye_contrast": 0.4012, "eye_contrast_min": 0.1925, "sharpness": 2.3886, "sharpness_min": 1.2,
           "colour_tested": True, "colour": 6.31, "colour_max": 25.0, "redness": 1.22, "redness_max": 4.0,
           "blueness": 0.35, "blueness_max": 4.0, "raw_blueness": 2.1, "raw_blueness_max": 7.0,
           "identity_after": 0.4592, "identity_limit": 0.6}
-CHECKED = ("contrast 0.40 >= 0.19, detail R 2.39 >= 0.70, iris colour CIE76 6.3 <= 25, a* 1.2 <= 4.0, bluer by 0.3 <= 4.0, "
+CHECKED = ("contrast 0.40 >= 0.19, detail R 2.39 >= 1.20, iris colour CIE76 6.3 <= 25, a* 1.2 <= 4.0, bluer by 0.3 <= 4.0, "
            "the generator's own cast 2.1 <= 7.0, identity 0.46 <= 0.60")
 
 
@@ -184,7 +184,7 @@ def test_checked_line_says_what_was_not_judged():
     assert checked_line(PASSED) == CHECKED
     small = {k: v for k, v in PASSED.items() if not k.startswith(("colour", "redness", "blueness", "raw_"))}
     small["colour_tested"] = False  # a face under selfcheck.COLOUR_MIN_FACE
-    assert checked_line(small) == ("contrast 0.40 >= 0.19, detail R 2.39 >= 0.70, iris colour not tested (a face under 150 px), "
+    assert checked_line(small) == ("contrast 0.40 >= 0.19, detail R 2.39 >= 1.20, iris colour not tested (a face under 150 px), "
                                    "identity 0.46 <= 0.60")
     assert checked_line({}) == ""  # an old report without measures: no line
 
